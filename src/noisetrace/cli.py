@@ -1,0 +1,171 @@
+"""Command line: ``noisetrace scan|train|models``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from noisetrace.errors import NoisetraceError
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from noisetrace.scan import JsonlWriter, iter_inputs, read_done, scan_paths, write_csv
+    from noisetrace.zoo import load_detector
+
+    err = Console(stderr=True)
+    det = load_detector(args.model, device=args.device)
+    if args.threshold is not None:
+        if not 0.0 <= args.threshold <= 1.0:
+            err.print("[red]--threshold must be between 0 and 1[/red]")
+            return 2
+        det.config.threshold = args.threshold
+    if args.resume and not args.jsonl:
+        err.print("[red]--resume needs --jsonl FILE (the scan to continue)[/red]")
+        return 2
+
+    listing = iter_inputs(args.paths)
+    files = listing.files
+    if args.resume:
+        done = read_done(args.jsonl)
+        before = len(files)
+        files = [f for f in files if f not in done]
+        err.print(f"resuming: {before - len(files)} already in {args.jsonl}, {len(files)} to go")
+    if listing.skipped_non_media:
+        err.print(
+            f"[yellow]passed over {len(listing.skipped_non_media)} file(s) in folders that are "
+            "not images or videos[/yellow] (name a file explicitly to scan it anyway)"
+        )
+
+    records: list[dict] = []
+    writer = JsonlWriter(args.jsonl, append=args.resume) if args.jsonl else None
+    interactive = err.is_terminal and not args.quiet
+    progress = Progress(
+        TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, transient=True, disable=not interactive or len(files) < 2,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    interrupted = False
+    try:
+        with progress:
+            task = progress.add_task("scan", total=len(files) + len(listing.errors))
+            for r in listing.errors:
+                if writer:
+                    writer.write(r)
+                records.append(r.to_record())
+                progress.advance(task)
+            for r in scan_paths(det, files, video_frames=args.frames, workers=args.workers):
+                if writer:
+                    writer.write(r)
+                records.append(r.to_record(frame_scores=args.frame_scores))
+                progress.advance(task)
+    except KeyboardInterrupt:
+        interrupted = True
+        err.print("[yellow]interrupted: the output holds every file finished so far[/yellow]")
+    finally:
+        if writer:
+            writer.close()
+        if args.csv:
+            write_csv(args.csv, records)
+    elapsed = time.perf_counter() - t0
+
+    if args.json:
+        sys.stdout.write(json.dumps(records, indent=2) + "\n")
+    elif not args.quiet:
+        _print_table(records, det.name, det.threshold)
+    n_err = sum(r["verdict"] == "error" for r in records)
+    n_fake = sum(r["verdict"] == "fake" for r in records)
+    err.print(
+        f"{len(records)} scanned in {elapsed:.1f}s: {n_fake} fake, "
+        f"{len(records) - n_fake - n_err} real, {n_err} error(s)"
+    )
+    if interrupted:
+        return 130
+    return 1 if (args.strict and n_err) else 0
+
+
+def _print_table(records: list[dict], model: str, threshold: float) -> None:
+    table = Table(title=f"noisetrace · model {model} · threshold {threshold:.2f}")
+    for col in ("file", "kind", "score", "verdict", "frames", "seconds", "error"):
+        table.add_column(col, overflow="fold")
+    colour = {"fake": "red", "real": "green", "error": "yellow"}
+    for r in records:
+        score = "" if r["score"] is None else f"{r['score']:.3f}"
+        table.add_row(
+            r["path"], r["kind"] or "", score,
+            f"[{colour[r['verdict']]}]{r['verdict']}[/]",
+            "" if r["frames"] is None else str(r["frames"]),
+            f"{r['seconds']:.2f}", r["error"] or "",
+        )  # fmt: skip
+    Console().print(table)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from noisetrace import models
+    from noisetrace.zoo import list_bundled
+
+    print("bundled detectors:", ", ".join(list_bundled()) or "none")
+    print("architectures:", ", ".join(models.list_models()))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from noisetrace.train.loop import TrainConfig, train
+
+    cfg = TrainConfig.from_args(args)
+    train(cfg)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="noisetrace",
+        description="Tell real images and videos from deepfakes by their noise residuals.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("scan", help="scan images, videos and folders")
+    s.add_argument("paths", nargs="+", help="files or folders (scanned recursively)")
+    s.add_argument("--model", default="default", help="bundled model name or model directory")
+    s.add_argument("--threshold", type=float, default=None, help="fake if score >= T")
+    s.add_argument("--jsonl", type=Path, help="write one JSON record per line to FILE")
+    s.add_argument("--csv", type=Path, help="write records as CSV to FILE")
+    s.add_argument("--json", action="store_true", help="print records as a JSON list on stdout")
+    s.add_argument("--resume", action="store_true", help="continue the scan in --jsonl FILE")
+    s.add_argument("--strict", action="store_true", help="exit 1 if any input failed")
+    s.add_argument("--frames", type=int, default=None, help="frames sampled per video")
+    s.add_argument("--frame-scores", action="store_true", help="add per-frame scores (JSON)")
+    s.add_argument("--workers", type=int, default=2, help="files in flight at once")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    s.add_argument("--quiet", action="store_true", help="no table, no progress bar")
+    s.set_defaults(func=_scan)
+
+    m = sub.add_parser("models", help="list bundled detectors and architectures")
+    m.set_defaults(func=_models)
+
+    t = sub.add_parser("train", help="train a detector on folders or manifests")
+    from noisetrace.train.loop import add_train_arguments
+
+    add_train_arguments(t)
+    t.set_defaults(func=_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except NoisetraceError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""A trained detector: weights + config, scoring arrays and files with calibrated probabilities."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from noisetrace import models
+from noisetrace.errors import InputError, ModelError
+from noisetrace.media.formats import sniff
+from noisetrace.media.image import load_image
+from noisetrace.media.video import iter_frames
+
+_IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+_IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def select_device(device: str | None = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; anything else is passed to torch."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class ScanResult:
+    """One record per scanned input; the same fields in the CLI, the API and the service."""
+
+    path: str
+    kind: str | None = None  # "image" | "video" | None when the file could not be identified
+    score: float | None = None  # calibrated probability that the input is fake, 0..1
+    verdict: str = "error"  # "fake" | "real" | "error"
+    threshold: float = 0.5
+    model: str = ""
+    frames: int | None = None  # frames scored, videos only
+    seconds: float = 0.0
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    frame_scores: list[float] | None = field(default=None, repr=False)
+
+    FIELDS = (
+        "path", "kind", "score", "verdict", "threshold", "model", "frames", "seconds", "error",
+        "width", "height",
+    )  # fmt: skip
+
+    def to_record(self, frame_scores: bool = False) -> dict[str, Any]:
+        rec = {k: getattr(self, k) for k in self.FIELDS}
+        if frame_scores:
+            rec["frame_scores"] = self.frame_scores
+        return rec
+
+
+@dataclass
+class DetectorConfig:
+    """What travels with the weights (``config.json``)."""
+
+    name: str
+    arch: str
+    arch_config: dict[str, Any] = field(default_factory=dict)
+    threshold: float = 0.5
+    # Platt scaling fitted on validation data: p = sigmoid(a * logit + b).
+    calibration: dict[str, float] = field(default_factory=lambda: {"a": 1.0, "b": 0.0})
+    tile: int = 1024  # tile side for full-resolution scoring with bounded memory
+    video_frames: int = 16
+    weights_sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Detector:
+    """Scores images (arrays or files) and videos with one model.
+
+    ``score(img)`` returns the calibrated probability of *fake* for an (H, W, 3) uint8 RGB
+    array; ``scan(path)`` returns a :class:`ScanResult` and never raises for a bad file.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, config: DetectorConfig, device: str | None = "auto"
+    ) -> None:
+        self.device = select_device(device)
+        self.model = model.to(self.device).eval()
+        self.config = config
+        self.cfg = model.pretrained_cfg
+
+    # -- persistence -------------------------------------------------------------------
+    @classmethod
+    def load(cls, directory: str | Path, device: str | None = "auto") -> Detector:
+        """Load ``config.json`` + ``model.safetensors`` from ``directory``, checking the hash."""
+        d = Path(directory)
+        cfg_path, w_path = d / "config.json", d / "model.safetensors"
+        if not cfg_path.is_file() or not w_path.is_file():
+            raise ModelError(
+                f"{d} is not a noisetrace model directory (needs config.json and "
+                "model.safetensors); train one with `noisetrace train` or pick a bundled model"
+            )
+        raw = json.loads(cfg_path.read_text())
+        config = DetectorConfig(**raw)
+        if config.weights_sha256 and sha256_file(w_path) != config.weights_sha256:
+            raise ModelError(
+                f"weights in {w_path} do not match the hash recorded in config.json; "
+                "the file is damaged or was replaced. Reinstall noisetrace or retrain."
+            )
+        try:
+            model = models.create(config.arch, **config.arch_config)
+        except KeyError as exc:
+            raise ModelError(str(exc)) from None
+        state = load_file(str(w_path))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ModelError(
+                f"weights do not fit architecture {config.arch!r}: "
+                f"missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]}"
+            )
+        return cls(model, config, device=device)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write weights and config atomically (temporary names, then rename)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        tmp_w = d / ".model.safetensors.tmp"
+        save_file(state, str(tmp_w))
+        self.config.weights_sha256 = sha256_file(tmp_w)
+        tmp_c = d / ".config.json.tmp"
+        tmp_c.write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        tmp_w.replace(d / "model.safetensors")
+        tmp_c.replace(d / "config.json")
+        return d
+
+    # -- scoring -----------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def threshold(self) -> float:
+        return self.config.threshold
+
+    def calibrate(self, logits: np.ndarray) -> np.ndarray:
+        a, b = self.config.calibration["a"], self.config.calibration["b"]
+        z = a * np.asarray(logits, dtype=np.float64) + b
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def to_tensor(self, imgs: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) or (B, H, W, 3) uint8 -> normalised (B, 3, H, W) float on the device."""
+        if imgs.ndim == 3:
+            imgs = imgs[None]
+        x = torch.from_numpy(np.ascontiguousarray(imgs)).to(self.device)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        if self.cfg.get("normalize") == "imagenet":
+            x = (x - _IMAGENET_MEAN.to(x.device)) / _IMAGENET_STD.to(x.device)
+        return x
+
+    def _fit_size(self, img: np.ndarray) -> np.ndarray:
+        size = self.cfg.get("input_size")
+        if not size:
+            return img
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.BILINEAR))
+
+    @torch.inference_mode()
+    def logit(self, img: np.ndarray) -> float:
+        """Raw fake logit of one (H, W, 3) uint8 image at full resolution."""
+        img = self._fit_size(img)
+        h, w = img.shape[:2]
+        t = self.config.tile
+        if not hasattr(self.model, "forward_features") or (h <= t and w <= t):
+            return float(self.model(self.to_tensor(img)).float().cpu()[0])
+        # Large image: average the feature map tile by tile (area-weighted), then the head.
+        # Memory stays bounded by one tile; the result equals one global-average pass up to
+        # the few pixels at tile seams.
+        total, area = None, 0
+        for y in range(0, h, t):
+            for x in range(0, w, t):
+                tile = img[y : y + t, x : x + t]
+                if min(tile.shape[:2]) < 8:
+                    continue  # a sliver: too thin to carry features; its area is negligible
+                f = self.model.forward_features(self.to_tensor(tile)).float()
+                s = f.sum(dim=(2, 3))
+                total = s if total is None else total + s
+                area += f.shape[2] * f.shape[3]
+        return float(self.model.forward_head(total / area).cpu()[0])
+
+    @torch.inference_mode()
+    def logits_batch(self, imgs: list[np.ndarray]) -> np.ndarray:
+        """Logits of same-sized images in one batch (video frames); else one by one."""
+        imgs = [self._fit_size(i) for i in imgs]
+        shapes = {i.shape for i in imgs}
+        t = self.config.tile
+        if len(shapes) == 1 and max(imgs[0].shape[:2]) <= t:
+            out = self.model(self.to_tensor(np.stack(imgs))).float().cpu().numpy()
+            return out.reshape(-1)
+        return np.array([self.logit(i) for i in imgs])
+
+    def score(self, img: np.ndarray) -> float:
+        """Calibrated probability that the (H, W, 3) uint8 RGB image is fake."""
+        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
+            raise InputError("expected an (H, W, 3) uint8 RGB array")
+        if img.dtype != np.uint8:
+            raise InputError(f"expected uint8 pixels, got {img.dtype}")
+        return float(self.calibrate(np.array([self.logit(img)]))[0])
+
+    def scan(self, path: str | Path, *, video_frames: int | None = None) -> ScanResult:
+        """Scan one file; failures become an error record, never an exception."""
+        t0 = time.perf_counter()
+        res = ScanResult(path=str(path), threshold=self.threshold, model=self.name)
+        try:
+            kind, _fmt = sniff(path)
+            res.kind = kind
+            if kind == "image":
+                img = load_image(path)
+                res.height, res.width = img.shape[:2]
+                res.score = self.score(img)
+            else:
+                self._scan_video(path, res, video_frames or self.config.video_frames)
+            res.verdict = "fake" if res.score >= self.threshold else "real"
+        except InputError as exc:
+            res.error, res.score, res.verdict = str(exc), None, "error"
+        except MemoryError:
+            res.error, res.score, res.verdict = "not enough memory for this file", None, "error"
+        res.seconds = round(time.perf_counter() - t0, 4)
+        return res
+
+    def _scan_video(self, path: str | Path, res: ScanResult, n: int) -> None:
+        frames = list(iter_frames(path, mode="even", n=n))
+        res.height, res.width = frames[0].image.shape[:2]
+        probs = self.calibrate(self.logits_batch([f.image for f in frames]))
+        res.frames = len(frames)
+        res.frame_scores = [round(float(p), 6) for p in probs]
+        # Mean of frame probabilities: simple, and robust to one odd frame.
+        res.score = float(np.mean(probs))
+        if not math.isfinite(res.score):
+            raise InputError("model produced no finite score for this video")

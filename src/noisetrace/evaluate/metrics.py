@@ -1,0 +1,94 @@
+"""The one metrics module: every score table in noisetrace comes from here."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def eer(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Equal error rate: where the false positive and false negative rates cross."""
+    fpr, tpr, _ = skm.roc_curve(labels, scores)
+    fnr = 1 - tpr
+    i = int(np.nanargmin(np.abs(fnr - fpr)))
+    # Interpolate between the two ROC points that bracket the crossing.
+    if i + 1 < len(fpr) and (fnr[i] - fpr[i]) * (fnr[i + 1] - fpr[i + 1]) < 0:
+        d0, d1 = fnr[i] - fpr[i], fnr[i + 1] - fpr[i + 1]
+        t = d0 / (d0 - d1)
+        return float(fpr[i] + t * (fpr[i + 1] - fpr[i]))
+    return float((fpr[i] + fnr[i]) / 2)
+
+
+def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, target: float) -> float:
+    """Highest true positive rate with false positive rate <= ``target``."""
+    fpr, tpr, _ = skm.roc_curve(labels, scores)
+    ok = fpr <= target + 1e-12
+    return float(tpr[ok].max()) if ok.any() else 0.0
+
+
+def binary_metrics(labels, scores, threshold: float = 0.5) -> dict[str, float]:
+    """AUC, AP, accuracy, balanced accuracy, EER, TPR@1%/5% FPR, precision/recall/F1.
+
+    ``labels``: 1 = fake; ``scores``: higher = more likely fake. Metrics that need both
+    classes are NaN when one is missing.
+    """
+    y = np.asarray(labels, dtype=int)
+    s = np.asarray(scores, dtype=float)
+    pred = (s >= threshold).astype(int)
+    out: dict[str, float] = {
+        "n": int(len(y)),
+        "n_fake": int(y.sum()),
+        "accuracy": float(skm.accuracy_score(y, pred)) if len(y) else float("nan"),
+        "precision": float(skm.precision_score(y, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y, pred, zero_division=0)),
+        "f1": float(skm.f1_score(y, pred, zero_division=0)),
+    }
+    both = len(np.unique(y)) == 2
+    out["balanced_accuracy"] = float(skm.balanced_accuracy_score(y, pred)) if both else float("nan")
+    out["auc"] = float(skm.roc_auc_score(y, s)) if both else float("nan")
+    out["ap"] = float(skm.average_precision_score(y, s)) if both else float("nan")
+    out["eer"] = eer(y, s) if both else float("nan")
+    out["tpr@1%fpr"] = tpr_at_fpr(y, s, 0.01) if both else float("nan")
+    out["tpr@5%fpr"] = tpr_at_fpr(y, s, 0.05) if both else float("nan")
+    return out
+
+
+def bootstrap_ci(labels, scores, metric: str = "auc", n: int = 1000, alpha: float = 0.05,
+                 seed: int = 0, threshold: float = 0.5) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of one metric of :func:`binary_metrics`."""
+    y = np.asarray(labels, dtype=int)
+    s = np.asarray(scores, dtype=float)
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        if len(np.unique(y[idx])) < 2:
+            continue
+        vals.append(binary_metrics(y[idx], s[idx], threshold)[metric])
+    if not vals:
+        return float("nan"), float("nan")
+    return float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))
+
+
+def fit_platt(logits, labels) -> tuple[float, float]:
+    """Platt scaling: (a, b) so that sigmoid(a * logit + b) is calibrated on this data."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.asarray(logits, dtype=float).reshape(-1, 1)
+    y = np.asarray(labels, dtype=int)
+    lr = LogisticRegression(C=1e4, max_iter=1000).fit(x, y)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def expected_calibration_error(labels, probs, bins: int = 10) -> float:
+    """ECE: average |accuracy - confidence| over equal-width probability bins."""
+    y = np.asarray(labels, dtype=float)
+    p = np.asarray(probs, dtype=float)
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            total += m.mean() * abs(y[m].mean() - p[m].mean())
+    return float(total)

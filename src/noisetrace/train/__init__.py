@@ -1,0 +1,1 @@
+"""Training: the one loop, datasets of patches, model cards."""
