@@ -123,6 +123,11 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+# Subcommands that live beside their feature: each module defines
+# ``add_parser(subparsers) -> None`` and keeps heavy imports inside the command function.
+_FEATURE_COMMANDS: list[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="noisetrace",
@@ -154,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_arguments(t)
     t.set_defaults(func=_train)
+
+    import importlib
+
+    for mod in _FEATURE_COMMANDS:
+        importlib.import_module(mod).add_parser(sub)
     return p
 
 
