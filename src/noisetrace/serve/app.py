@@ -1,0 +1,580 @@
+"""The web service: a REST API and a web page on top of the same scan code the CLI uses.
+
+``create_app()`` builds a FastAPI app with
+
+* ``POST /v1/scan``: multipart upload (field ``file``) of an image or a video -> the CLI's
+  JSONL record (``ScanResult.to_record(frame_scores=True)``) plus the upload's ``sha256``;
+* ``POST /v1/explain``: the same upload -> PNG of the local fake-probability heatmap over the
+  image (the middle sampled frame for a video);
+* ``GET /v1/models``, ``GET /healthz``, the OpenAPI spec at ``/openapi.json`` and the page at
+  ``/``.
+
+Limits a public deployment needs are enforced here rather than left to a proxy: the upload is
+streamed into a private temporary directory under a server-chosen name (the client's file name
+is only echoed back as a label, never used as a path), refused with 413 as soon as it passes
+``max_upload_mb``, identified by its content bytes (415 when it is neither image nor video),
+scored in a bounded thread pool behind a bounded queue (503 when both are full, so load waits
+on disk instead of exhausting memory), given ``timeout_s`` seconds in all (408 while uploading,
+504 while scoring) and deleted when its work ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import shutil
+import tempfile
+import threading
+import time
+import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+import noisetrace
+from noisetrace.detector import Detector
+from noisetrace.errors import InputError, ModelError
+from noisetrace.media.formats import sniff
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+#: Suffix given to a stored upload, from the format its bytes were sniffed as.
+_SUFFIX = {
+    "jpeg": ".jpg", "png": ".png", "gif": ".gif", "webp": ".webp", "tiff": ".tif",
+    "bmp": ".bmp", "mp4": ".mp4", "avi": ".avi", "matroska": ".mkv",
+}  # fmt: skip
+#: Room in a request body for the multipart framing and small fields around the file.
+_BODY_SLACK = 64 * 1024
+#: Longest side of the PNG /v1/explain returns; the map itself is computed at full resolution.
+_EXPLAIN_MAX_SIDE = 1600
+#: Most frames a client may ask to be sampled from one video.
+_MAX_FRAMES = 64
+
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "an image or a video; its type is read from its bytes",
+                    }
+                },
+            }
+        }
+    },
+}
+
+T = TypeVar("T")
+
+
+class UploadError(Exception):
+    """A request that cannot be served, with the HTTP status and a message for the user."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers
+
+
+@dataclass
+class Upload:
+    """An upload stored in its private directory: ``path`` has a server-chosen name."""
+
+    directory: Path
+    path: Path
+    label: str  # the client's file name, cleaned; shown to people, never opened
+    kind: str
+    size: int
+    sha256: str
+
+
+def display_name(name: str | None) -> str:
+    """The client's file name reduced to a harmless label (last component, printable, short)."""
+    if not name:
+        return "upload"
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip()
+    return (base or "upload")[:200]
+
+
+class _FilePart:
+    """python-multipart callbacks that stream the part named ``file`` into an open file."""
+
+    def __init__(self, out: io.BufferedWriter, limit: int) -> None:
+        self.out, self.limit = out, limit
+        self.size = 0
+        self.filename: str | None = None
+        self.found = False
+        self._hash = hashlib.sha256()
+        self._field, self._value = b"", b""
+        self._headers: dict[bytes, bytes] = {}
+        self._active = False
+        self._done = False
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+
+    def _part_begin(self) -> None:
+        self._headers, self._field, self._value = {}, b"", b""
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._field.lower()] = self._value
+        self._field, self._value = b"", b""
+
+    def _headers_finished(self) -> None:
+        _, opts = parse_options_header(self._headers.get(b"content-disposition", b""))
+        # Only the first part named "file" is kept; other fields are read and dropped.
+        self._active = opts.get(b"name") == b"file" and not self._done
+        if self._active:
+            self.found = True
+            raw = opts.get(b"filename")
+            self.filename = raw.decode("utf-8", "replace") if raw is not None else None
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if not self._active:
+            return
+        chunk = data[start:end]
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise UploadError(413, _too_large(self.limit))
+        self._hash.update(chunk)
+        self.out.write(chunk)
+
+    def _part_end(self) -> None:
+        if self._active:
+            self._active, self._done = False, True
+
+
+def _too_large(limit: int) -> str:
+    return (
+        f"upload is larger than this server's limit of {limit / 2**20:g} MB; send a smaller "
+        "file (for a long video, a shorter clip) or ask the operator to raise --max-upload-mb"
+    )
+
+
+class ScanService:
+    """Holds the detector, the worker pool, the admission count and the upload directory.
+
+    Admission: at most ``workers + queue`` requests are inside the service at once (uploading,
+    waiting or scoring); the next one gets 503 with Retry-After. A slot is freed only when the
+    request's work has really ended: a scoring thread cannot be interrupted, so after a
+    timeout the slot (and the upload on disk) stays taken until the thread finishes. That keeps
+    the bounds true even when clients give up.
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        *,
+        max_upload_mb: float,
+        workers: int,
+        queue: int,
+        timeout_s: float,
+    ) -> None:
+        if max_upload_mb <= 0:
+            raise ValueError("max_upload_mb must be positive")
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        if queue < 0:
+            raise ValueError("queue must be 0 or more")
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        self.detector = detector
+        self.max_upload_bytes = int(max_upload_mb * 2**20)
+        self.workers, self.queue, self.timeout_s = workers, queue, timeout_s
+        self.capacity = workers + queue
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="noisetrace-scan")
+        # mkdtemp makes the directory mode 0700: other local users cannot read uploads.
+        self.upload_root = Path(tempfile.mkdtemp(prefix="noisetrace-serve-"))
+        self._lock = threading.Lock()
+        self.inflight = 0
+        self.running = 0
+        self.served = 0
+
+    # -- admission -------------------------------------------------------------------------
+    def admit(self) -> None:
+        with self._lock:
+            if self.inflight >= self.capacity:
+                raise UploadError(
+                    503,
+                    f"server is busy ({self.inflight} requests in progress, limit "
+                    f"{self.capacity}); retry in a few seconds",
+                    headers={"Retry-After": "5"},
+                )
+            self.inflight += 1
+
+    def release(self, upload: Upload | None) -> None:
+        if upload is not None:
+            shutil.rmtree(upload.directory, ignore_errors=True)
+        with self._lock:
+            self.inflight -= 1
+            self.served += 1
+
+    # -- upload ----------------------------------------------------------------------------
+    async def receive(self, request: Request) -> Upload:
+        """Stream the multipart field ``file`` to disk, sniff it and give it a safe name."""
+        ctype = request.headers.get("content-type", "")
+        mime, opts = parse_options_header(ctype)
+        if mime != b"multipart/form-data" or not opts.get(b"boundary"):
+            raise UploadError(
+                415,
+                "send the file as multipart/form-data in a field named 'file' "
+                f"(got Content-Type {ctype or 'none'!r}), e.g. "
+                "curl -F file=@photo.jpg http://HOST/v1/scan",
+            )
+        body_limit = self.max_upload_bytes + _BODY_SLACK
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > body_limit:
+            raise UploadError(413, _too_large(self.max_upload_bytes))
+
+        directory = Path(tempfile.mkdtemp(dir=self.upload_root))
+        try:
+            part_path = directory / "upload.part"
+            with open(part_path, "wb") as out:
+                part = _FilePart(out, self.max_upload_bytes)
+                parser = MultipartParser(opts[b"boundary"], part.callbacks())
+                received = 0
+                try:
+                    async for chunk in request.stream():
+                        received += len(chunk)
+                        if received > body_limit:
+                            raise UploadError(413, _too_large(self.max_upload_bytes))
+                        parser.write(chunk)
+                    parser.finalize()
+                except UploadError:
+                    raise
+                except Exception as exc:  # python-multipart raises its own error types
+                    raise UploadError(400, f"the multipart body is malformed ({exc})") from None
+            if not part.found:
+                raise UploadError(
+                    422, "no file in the request: send it in a multipart field named 'file'"
+                )
+            try:
+                kind, fmt = sniff(part_path)
+            except InputError as exc:
+                raise UploadError(415, str(exc)) from None
+            path = directory / ("upload" + _SUFFIX.get(fmt, ".bin"))
+            part_path.rename(path)
+            return Upload(
+                directory, path, display_name(part.filename), kind, part.size, part.sha256
+            )
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+
+    # -- work ------------------------------------------------------------------------------
+    async def run(self, fn: Callable[[], T], deadline: float) -> T:
+        """Run ``fn`` in the pool; 504 when it does not finish before ``deadline``."""
+        loop = asyncio.get_running_loop()
+
+        def counted() -> T:
+            with self._lock:
+                self.running += 1
+            try:
+                return fn()
+            finally:
+                with self._lock:
+                    self.running -= 1
+
+        fut = loop.run_in_executor(self.pool, counted)
+        try:
+            left = max(0.0, deadline - time.monotonic())
+            return await asyncio.wait_for(asyncio.shield(fut), left)
+        except TimeoutError:
+            raise _Late(fut) from None
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "workers": self.workers,
+                "running": self.running,
+                "in_progress": self.inflight,
+                "capacity": self.capacity,
+                "served": self.served,
+            }
+
+    def limits(self) -> dict[str, Any]:
+        return {
+            "max_upload_bytes": self.max_upload_bytes,
+            "timeout_s": self.timeout_s,
+            "max_frames": _MAX_FRAMES,
+        }
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(self.upload_root, ignore_errors=True)
+
+
+class _Late(Exception):
+    """The work did not finish in time; ``future`` is still running in the pool."""
+
+    def __init__(self, future: asyncio.Future) -> None:
+        super().__init__("timed out")
+        self.future = future
+
+
+def _explain_png(det: Detector, upload: Upload, alpha: float, window: int, view: str) -> bytes:
+    """(H, W) heatmap of the upload blended over it (or alone), as PNG bytes."""
+    from PIL import Image
+
+    from noisetrace.explain.heatmap import colormap, overlay, probability_map
+    from noisetrace.media.image import load_image
+    from noisetrace.media.video import iter_frames
+
+    if upload.kind == "image":
+        img = load_image(upload.path)
+    else:  # the middle of three evenly spaced frames: away from fades at either end
+        frames = list(iter_frames(upload.path, mode="even", n=3))
+        img = frames[len(frames) // 2].image
+    prob = probability_map(det, img, window=window)
+    out = overlay(img, prob, alpha=alpha) if view == "overlay" else colormap(prob)
+    im = Image.fromarray(out)
+    if max(im.size) > _EXPLAIN_MAX_SIDE:  # the PNG is for eyes; the map was full resolution
+        im.thumbnail((_EXPLAIN_MAX_SIDE, _EXPLAIN_MAX_SIDE), Image.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _security_headers(response: Response) -> None:
+    h = response.headers
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("Referrer-Policy", "no-referrer")
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+        "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    )
+
+
+def create_app(
+    model: str | Path | Detector = "default",
+    max_upload_mb: float = 200,
+    workers: int = 2,
+    timeout_s: float = 120,
+    *,
+    queue: int = 8,
+    device: str | None = "auto",
+) -> FastAPI:
+    """Build the service for ``model`` (a bundled name, a model directory or a Detector).
+
+    ``max_upload_mb``: largest accepted file; ``workers``: files scored at once; ``queue``:
+    requests allowed to wait beyond those; ``timeout_s``: limit per request, upload included.
+    Raises :class:`~noisetrace.errors.ModelError` when the model cannot be loaded, so a bad
+    ``--model`` fails at start-up rather than on the first request.
+    """
+    if isinstance(model, Detector):
+        det = model
+    else:
+        from noisetrace.zoo import load_detector
+
+        det = load_detector(model, device=device)
+    svc = ScanService(
+        det, max_upload_mb=max_upload_mb, workers=workers, queue=queue, timeout_s=timeout_s
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        try:
+            yield
+        finally:
+            svc.close()
+
+    app = FastAPI(
+        title="noisetrace",
+        version=noisetrace.__version__,
+        description=(
+            "Tell real images and videos from deepfakes and AI-generated ones by their noise "
+            "residuals. Upload a file as multipart field `file`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.service = svc
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        response = await call_next(request)
+        _security_headers(response)
+        return response
+
+    async def guarded(request: Request, work: Callable[[Upload], T]) -> T:
+        """Admit, receive, run ``work(upload)`` in the pool; free everything when it ends."""
+        deadline = time.monotonic() + svc.timeout_s
+        svc.admit()
+        upload: Upload | None = None
+        try:
+            try:
+                upload = await asyncio.wait_for(
+                    svc.receive(request), max(0.0, deadline - time.monotonic())
+                )
+            except TimeoutError:
+                raise UploadError(
+                    408, f"the upload did not arrive within the {svc.timeout_s:g} s limit"
+                ) from None
+            result = await svc.run(lambda: work(upload), deadline)
+        except _Late as late:
+            # The thread runs on; its slot and upload are freed when it really ends.
+            late.future.add_done_callback(lambda _f, u=upload: svc.release(u))
+            raise UploadError(
+                504,
+                f"scanning took longer than this server's {svc.timeout_s:g} s limit; try a "
+                "shorter video or a smaller image, or ask the operator to raise --timeout",
+            ) from None
+        except BaseException:
+            svc.release(upload)
+            raise
+        svc.release(upload)
+        return result
+
+    @app.exception_handler(UploadError)
+    async def upload_error(request: Request, exc: UploadError) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status == 413:
+            # The rest of the body is not read: say so, so clients do not reuse the socket.
+            headers["Connection"] = "close"
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=headers)
+
+    @app.post(
+        "/v1/scan",
+        summary="Scan an image or a video",
+        openapi_extra={"requestBody": _UPLOAD_BODY},
+        responses={
+            200: {"description": "the scan record (verdict real or fake)"},
+            400: {"description": "malformed multipart body"},
+            413: {"description": "upload larger than --max-upload-mb"},
+            415: {"description": "not multipart, or the content is not an image or video"},
+            422: {"description": "the file could not be decoded; the record says why"},
+            503: {"description": "server busy; retry after the Retry-After header"},
+            504: {"description": "scanning exceeded --timeout"},
+        },
+    )
+    async def scan(
+        request: Request,
+        frames: int | None = Query(
+            None, ge=1, le=_MAX_FRAMES, description="frames sampled per video (model default)"
+        ),
+    ) -> JSONResponse:
+        """Scan one upload; the JSON has the fields of `noisetrace scan --jsonl` records plus
+        `frame_scores` (per sampled frame, videos) and `sha256` of the upload. A file that
+        looks like media but cannot be decoded gets status 422 with the same record, whose
+        `error` says why."""
+        from noisetrace.scan import scan_paths
+
+        def work(upload: Upload) -> dict[str, Any]:
+            (res,) = list(scan_paths(svc.detector, [str(upload.path)], video_frames=frames))
+            res.path = upload.label  # never echo the server's temporary path
+            rec = res.to_record(frame_scores=True)
+            rec["sha256"] = upload.sha256
+            return rec
+
+        rec = await guarded(request, work)
+        if rec["verdict"] == "error":
+            return JSONResponse({**rec, "detail": rec["error"]}, status_code=422)
+        return JSONResponse(rec)
+
+    @app.post(
+        "/v1/explain",
+        summary="Heatmap of where the detector sees fake noise",
+        openapi_extra={"requestBody": _UPLOAD_BODY},
+        response_class=Response,
+        responses={
+            200: {"content": {"image/png": {}}, "description": "PNG heatmap"},
+            413: {"description": "upload larger than --max-upload-mb"},
+            415: {"description": "not multipart, or the content is not an image or video"},
+            422: {"description": "the file could not be decoded"},
+            501: {"description": "the model has no spatial features to map"},
+        },
+    )
+    async def explain(
+        request: Request,
+        alpha: float = Query(0.45, ge=0.0, le=1.0, description="heatmap opacity over the image"),
+        window: int = Query(64, ge=8, le=1024, description="side of each local window, pixels"),
+        view: str = Query("overlay", pattern="^(overlay|map)$", description="overlay or map"),
+    ) -> Response:
+        """PNG of local fake probabilities (blue real, yellow 0.5, red fake) over the image;
+        for a video, over its middle sampled frame. Long sides above 1600 px are shrunk."""
+
+        def work(upload: Upload) -> bytes:
+            return _explain_png(svc.detector, upload, alpha, window, view)
+
+        try:
+            png = await guarded(request, work)
+        except InputError as exc:
+            raise UploadError(422, str(exc)) from None
+        except ModelError as exc:
+            raise UploadError(501, f"{exc}; /v1/scan still works with this model") from None
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    @app.get("/v1/models", summary="The model this server uses and the ones it could use")
+    def list_models() -> dict[str, Any]:
+        from noisetrace import models
+        from noisetrace.zoo import list_bundled
+
+        d = svc.detector
+        return {
+            "active": {
+                "name": d.name,
+                "arch": d.config.arch,
+                "threshold": d.threshold,
+                "calibration": d.config.calibration,
+                "video_frames": d.config.video_frames,
+                "input": d.cfg.get("input"),
+                "explain": hasattr(d.model, "forward_features"),
+            },
+            "bundled": list_bundled(),
+            "architectures": models.list_models(),
+            "limits": svc.limits(),
+        }
+
+    @app.get("/healthz", summary="Liveness and load")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "model": svc.detector.name, **svc.status()}
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (for tests and benchmarks)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+

@@ -1,0 +1,71 @@
+"""``noisetrace serve``: run the REST API and the web page with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``serve`` on the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "serve",
+        help="web page and REST API for scanning",
+        description=(
+            "Serve a web page at / and a REST API (/v1/scan, /v1/explain, /v1/models, "
+            "/healthz; OpenAPI at /openapi.json). Listens on 127.0.0.1 unless --host says "
+            "otherwise; put a TLS proxy in front before exposing it."
+        ),
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--model", default="default", help="bundled model name or model directory")
+    p.add_argument("--max-upload-mb", type=float, default=200, help="largest upload (413 above)")
+    p.add_argument("--workers", type=int, default=2, help="files scored at once")
+    p.add_argument("--queue", type=int, default=8, help="requests that may wait (503 beyond)")
+    p.add_argument("--timeout", type=float, default=120, help="seconds per request (504 after)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--log-level", default="info", help="uvicorn log level")
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    for name, value, low in (
+        ("--workers", args.workers, 1), ("--queue", args.queue, 0), ("--port", args.port, 0),
+    ):  # fmt: skip
+        if value < low:
+            err.print(f"[red]{name} must be at least {low}[/red]")
+            return 2
+    if args.max_upload_mb <= 0 or args.timeout <= 0:
+        err.print("[red]--max-upload-mb and --timeout must be positive[/red]")
+        return 2
+    try:
+        import uvicorn
+
+        from noisetrace.serve.app import create_app
+    except ImportError as exc:
+        err.print(
+            f"[red]the web service needs the serve extra ({exc.name} is missing):[/red] "
+            "pip install 'noisetrace[serve]'"
+        )
+        return 2
+    import torch
+
+    # Workers share the cores: without this each would start one thread per core.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.workers))
+    app = create_app(
+        args.model, max_upload_mb=args.max_upload_mb, workers=args.workers,
+        timeout_s=args.timeout, queue=args.queue, device=args.device,
+    )  # fmt: skip
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            f"[yellow]listening on {args.host}: anyone who can reach it can upload files; "
+            "put it behind TLS and authentication[/yellow]"
+        )
+    err.print(f"noisetrace serve: http://{args.host}:{args.port}/ (Ctrl+C to stop)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0

@@ -1,0 +1,259 @@
+"""The web service's API through FastAPI's TestClient, with a tiny random srm-cnn model."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+pytest.importorskip("python_multipart")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from noisetrace import models  # noqa: E402
+from noisetrace.detector import Detector, DetectorConfig  # noqa: E402
+from noisetrace.media.video import write_video  # noqa: E402
+from noisetrace.serve.app import create_app, display_name  # noqa: E402
+
+RECORD_FIELDS = {
+    "path", "kind", "score", "verdict", "threshold", "model", "frames", "seconds", "error",
+    "width", "height", "frame_scores",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("model")
+    det = Detector(models.create("srm-cnn"), DetectorConfig(name="test", arch="srm-cnn"))
+    det.config.video_frames = 4
+    det.save(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def client(model_dir: Path):
+    app = create_app(str(model_dir), max_upload_mb=1, workers=2, timeout_s=60, device="cpu")
+    with TestClient(app) as c:
+        yield c
+
+
+def _jpeg(h: int = 96, w: int = 128, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _mp4(tmp_path: Path, n: int = 6) -> bytes:
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (64, 80, 3), dtype=np.uint8) for _ in range(n)]
+    p = tmp_path / "clip.mp4"
+    write_video(p, frames, fps=5)
+    return p.read_bytes()
+
+
+def _upload_dir_empty(client: TestClient) -> bool:
+    return not any(client.app.state.service.upload_root.iterdir())
+
+
+def test_scan_image_returns_cli_record(client: TestClient, model_dir: Path) -> None:
+    data = _jpeg()
+    r = client.post("/v1/scan", files={"file": ("holiday.jpg", data, "image/jpeg")})
+    assert r.status_code == 200, r.text
+    rec = r.json()
+    assert RECORD_FIELDS <= set(rec)
+    assert rec["kind"] == "image" and rec["verdict"] in ("real", "fake")
+    assert (rec["width"], rec["height"]) == (128, 96)
+    assert rec["path"] == "holiday.jpg" and rec["model"] == "test"
+    # Same score as the detector gives the same bytes directly (same scan code).
+    det = Detector.load(model_dir, device="cpu")
+    from noisetrace.media.image import decode_image
+
+    assert rec["score"] == pytest.approx(det.score(decode_image(data)), abs=1e-6)
+    assert rec["verdict"] == ("fake" if rec["score"] >= rec["threshold"] else "real")
+    assert len(rec["sha256"]) == 64
+    assert _upload_dir_empty(client)
+
+
+def test_scan_video_has_frame_scores(client: TestClient, tmp_path: Path) -> None:
+    r = client.post("/v1/scan", files={"file": ("clip.mp4", _mp4(tmp_path), "video/mp4")})
+    assert r.status_code == 200, r.text
+    rec = r.json()
+    assert rec["kind"] == "video" and rec["frames"] == 4
+    assert len(rec["frame_scores"]) == 4
+    assert all(0.0 <= s <= 1.0 for s in rec["frame_scores"])
+    assert rec["score"] == pytest.approx(np.mean(rec["frame_scores"]), abs=1e-5)
+    r = client.post(
+        "/v1/scan?frames=2", files={"file": ("clip.mp4", _mp4(tmp_path), "video/mp4")}
+    )
+    assert r.status_code == 200 and len(r.json()["frame_scores"]) == 2
+
+
+def test_content_is_sniffed_not_the_name_or_type(client: TestClient) -> None:
+    # A JPEG sent as "notes.txt" with a text type is still scanned as an image.
+    r = client.post("/v1/scan", files={"file": ("notes.txt", _jpeg(), "text/plain")})
+    assert r.status_code == 200 and r.json()["kind"] == "image"
+
+
+def test_corrupt_file_is_422_with_reason(client: TestClient) -> None:
+    data = _jpeg()[:400]  # JPEG magic bytes, truncated body
+    r = client.post("/v1/scan", files={"file": ("broken.jpg", data, "image/jpeg")})
+    assert r.status_code == 422
+    rec = r.json()
+    assert rec["verdict"] == "error" and rec["kind"] == "image" and rec["score"] is None
+    assert "corrupt" in rec["detail"] or "truncated" in rec["detail"]
+    assert _upload_dir_empty(client)
+
+
+def test_oversize_upload_is_413(client: TestClient) -> None:
+    big = b"\xff\xd8\xff" + b"\0" * (1 << 20)  # 1 MiB + 3 bytes against a 1 MiB limit
+    r = client.post("/v1/scan", files={"file": ("big.jpg", big, "image/jpeg")})
+    assert r.status_code == 413
+    assert "--max-upload-mb" in r.json()["detail"]
+    assert _upload_dir_empty(client)
+
+
+def test_oversize_without_content_length_is_413(client: TestClient) -> None:
+    # A chunked body has no Content-Length: the limit is enforced while streaming.
+    boundary = "b0undary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+
+    def body():
+        yield head + b"\xff\xd8\xff"
+        for _ in range(20):
+            yield b"\0" * 65536  # 1.25 MiB in all
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    r = client.post(
+        "/v1/scan",
+        content=body(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert r.status_code == 413
+    assert _upload_dir_empty(client)
+
+
+def test_wrong_type_is_415_with_message(client: TestClient) -> None:
+    r = client.post("/v1/scan", files={"file": ("photo.jpg", b"hello, world\n" * 10, "image/jpeg")})
+    assert r.status_code == 415
+    assert "not a supported image or video" in r.json()["detail"]
+    assert "text file" in r.json()["detail"]
+    # Not multipart at all: the message says how to send it.
+    r = client.post("/v1/scan", content=_jpeg(), headers={"Content-Type": "image/jpeg"})
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["detail"]
+    # Multipart without the field.
+    r = client.post("/v1/scan", files={"other": ("a.jpg", _jpeg(), "image/jpeg")})
+    assert r.status_code == 422 and "'file'" in r.json()["detail"]
+    assert _upload_dir_empty(client)
+
+
+def test_client_file_name_is_never_a_path(client: TestClient) -> None:
+    r = client.post("/v1/scan", files={"file": ("../../../tmp/evil.jpg", _jpeg(), "image/jpeg")})
+    assert r.status_code == 200
+    assert r.json()["path"] == "evil.jpg"
+    assert not Path("/tmp/evil.jpg").exists()
+    assert display_name("..\\..\\x\n\x00.png") == "x.png" and display_name("") == "upload"
+    assert _upload_dir_empty(client)
+
+
+def test_explain_returns_png_heatmap(client: TestClient, tmp_path: Path) -> None:
+    r = client.post("/v1/explain", files={"file": ("a.jpg", _jpeg(), "image/jpeg")})
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "image/png"
+    im = Image.open(io.BytesIO(r.content))
+    assert im.size == (128, 96) and im.mode == "RGB"
+    # map view is the colormap alone: its pixels lie on the blue-yellow-red ramp, not the photo
+    r2 = client.post("/v1/explain?view=map", files={"file": ("a.jpg", _jpeg(), "image/jpeg")})
+    assert r2.status_code == 200 and r2.content != r.content
+    r3 = client.post("/v1/explain", files={"file": ("c.mp4", _mp4(tmp_path), "video/mp4")})
+    assert r3.status_code == 200
+    assert Image.open(io.BytesIO(r3.content)).size == (80, 64)
+    r4 = client.post("/v1/explain", files={"file": ("b.jpg", _jpeg()[:300], "image/jpeg")})
+    assert r4.status_code == 422
+    assert _upload_dir_empty(client)
+
+
+def test_models_healthz_openapi_and_page(client: TestClient) -> None:
+    m = client.get("/v1/models").json()
+    assert m["active"]["name"] == "test" and m["active"]["arch"] == "srm-cnn"
+    assert "srm-cnn" in m["architectures"]
+    assert m["limits"]["max_upload_bytes"] == 1 << 20
+    h = client.get("/healthz").json()
+    assert h["status"] == "ok" and h["in_progress"] == 0 and h["capacity"] == 2 + 8
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/v1/scan"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in body
+    assert {"/v1/explain", "/v1/models", "/healthz"} <= set(spec["paths"])
+    page = client.get("/")
+    assert page.status_code == 200 and "noisetrace" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert client.get(asset).status_code == 200
+
+
+def _slow_detector(model_dir: Path, delay: float, gate: threading.Event | None = None) -> Detector:
+    det = Detector.load(model_dir, device="cpu")
+    real_scan = det.scan
+
+    def slow_scan(path, **kw):
+        if gate is not None:
+            gate.wait(10)
+        else:
+            time.sleep(delay)
+        return real_scan(path, **kw)
+
+    det.scan = slow_scan  # type: ignore[method-assign]
+    return det
+
+
+def test_timeout_is_504_and_upload_removed_when_work_ends(model_dir: Path) -> None:
+    det = _slow_detector(model_dir, delay=1.0)
+    app = create_app(det, max_upload_mb=1, workers=1, timeout_s=0.3)
+    with TestClient(app) as c:
+        r = c.post("/v1/scan", files={"file": ("a.jpg", _jpeg(), "image/jpeg")})
+        assert r.status_code == 504 and "--timeout" in r.json()["detail"]
+        svc = app.state.service
+        assert svc.status()["in_progress"] == 1  # still scoring: the slot stays taken
+        for _ in range(100):
+            if svc.status()["in_progress"] == 0:
+                break
+            time.sleep(0.05)
+        assert svc.status()["in_progress"] == 0
+        assert not any(svc.upload_root.iterdir())
+
+
+def test_full_queue_is_503_not_unbounded(model_dir: Path) -> None:
+    gate = threading.Event()
+    det = _slow_detector(model_dir, delay=0, gate=gate)
+    app = create_app(det, max_upload_mb=1, workers=1, queue=1, timeout_s=30)
+    with TestClient(app) as c:
+        codes: list[int] = []
+
+        def post() -> None:
+            codes.append(c.post("/v1/scan", files={"file": ("a.jpg", _jpeg(), "image/jpeg")}).status_code)
+
+        threads = [threading.Thread(target=post) for _ in range(2)]
+        for t in threads:
+            t.start()
+        svc = app.state.service
+        for _ in range(200):
+            if svc.status()["in_progress"] == 2:
+                break
+            time.sleep(0.02)
+        r = c.post("/v1/scan", files={"file": ("a.jpg", _jpeg(), "image/jpeg")})
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        gate.set()
+        for t in threads:
+            t.join(20)
+        assert sorted(codes) == [200, 200]
+        assert json.loads(c.get("/healthz").text)["in_progress"] == 0
