@@ -59,12 +59,18 @@ def bootstrap_ci(labels, scores, metric: str = "auc", n: int = 1000, alpha: floa
     y = np.asarray(labels, dtype=int)
     s = np.asarray(scores, dtype=float)
     rng = np.random.default_rng(seed)
+    # The threshold-free ranking metrics are computed alone: the same values as
+    # binary_metrics gives, without the cost of every other metric on each resample.
+    fast = {"auc": skm.roc_auc_score, "ap": skm.average_precision_score, "eer": eer}.get(metric)
     vals = []
     for _ in range(n):
         idx = rng.integers(0, len(y), len(y))
         if len(np.unique(y[idx])) < 2:
             continue
-        vals.append(binary_metrics(y[idx], s[idx], threshold)[metric])
+        if fast is not None:
+            vals.append(float(fast(y[idx], s[idx])))
+        else:
+            vals.append(binary_metrics(y[idx], s[idx], threshold)[metric])
     if not vals:
         return float("nan"), float("nan")
     return float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))
@@ -92,3 +98,30 @@ def expected_calibration_error(labels, probs, bins: int = 10) -> float:
         if m.any():
             total += m.mean() * abs(y[m].mean() - p[m].mean())
     return float(total)
+
+
+#: How frame scores of one video become the video's score.
+AGGREGATIONS = ("mean", "median", "max")
+
+
+def aggregate_scores(frame_scores, how: str = "mean") -> float:
+    """One video-level score from its (T,) frame scores: ``mean`` (default, robust to one odd
+    frame, as :meth:`Detector.scan` does), ``median`` or ``max`` (flags a video with any
+    manipulated stretch). NaN frames are ignored; NaN when none is finite."""
+    s = np.asarray(frame_scores, dtype=float).reshape(-1)
+    s = s[np.isfinite(s)]
+    if how not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {how!r}: use one of {', '.join(AGGREGATIONS)}")
+    if not len(s):
+        return float("nan")
+    return float({"mean": np.mean, "median": np.median, "max": np.max}[how](s))
+
+
+def aggregate_by_group(groups, scores, how: str = "mean") -> tuple[list, np.ndarray]:
+    """Aggregate (N,) frame ``scores`` per value of (N,) ``groups`` (e.g. the video each frame
+    came from). Returns the groups in first-seen order and their (G,) aggregated scores."""
+    order: dict = {}
+    for g, s in zip(groups, np.asarray(scores, dtype=float), strict=True):
+        order.setdefault(g, []).append(s)
+    keys = list(order)
+    return keys, np.array([aggregate_scores(order[k], how) for k in keys])
