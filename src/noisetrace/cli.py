@@ -125,7 +125,7 @@ def _train(args: argparse.Namespace) -> int:
 
 # Subcommands that live beside their feature: each module defines
 # ``add_parser(subparsers) -> None`` and keeps heavy imports inside the command function.
-_FEATURE_COMMANDS: list[str] = []
+_FEATURE_COMMANDS: list[str] = ["noisetrace.evaluate.command"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -162,7 +162,7 @@ class Detector:
         """(H, W, 3) or (B, H, W, 3) uint8 -> normalised (B, 3, H, W) float on the device."""
         if imgs.ndim == 3:
             imgs = imgs[None]
-        x = torch.from_numpy(np.ascontiguousarray(imgs)).to(self.device)
+        x = torch.from_numpy(np.require(imgs, requirements=["C", "W"])).to(self.device)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         if self.cfg.get("normalize") == "imagenet":
             x = (x - _IMAGENET_MEAN.to(x.device)) / _IMAGENET_STD.to(x.device)

@@ -32,7 +32,11 @@ def pad_to(img: np.ndarray, size: int) -> np.ndarray:
         mode = "reflect" if min(h, w) > 1 else "edge"
         img = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode=mode)
         if img.shape[0] < size or img.shape[1] < size:  # reflect cannot exceed the image size
-            img = np.pad(img, ((0, max(0, size - img.shape[0])), (0, max(0, size - img.shape[1])), (0, 0)), mode="edge")
+            img = np.pad(
+                img,
+                ((0, max(0, size - img.shape[0])), (0, max(0, size - img.shape[1])), (0, 0)),
+                mode="edge",
+            )
     return img
 
 
@@ -114,7 +118,10 @@ class Augment:
         if lossless and rng.random() < self.prior_jpeg_p:
             # Compress a region around the future crop, not the whole (maybe huge) image.
             region = random_crop(img, min(max(img.shape[:2]), 2 * s + 16), rng)
-            img = jpeg(region, int(rng.integers(self.prior_jpeg_quality[0], self.prior_jpeg_quality[1] + 1)))
+            img = jpeg(
+                region,
+                int(rng.integers(self.prior_jpeg_quality[0], self.prior_jpeg_quality[1] + 1)),
+            )
         if self.use_d4:
             img = d4(img, rng)
         w = np.asarray(self.crop_weights, dtype=np.float64)
@@ -132,7 +139,9 @@ class Augment:
         return np.ascontiguousarray(img)
 
 
-def matched_format(img: np.ndarray, lossless: bool, quality: int = 90, prior: int = 95) -> np.ndarray:
+def matched_format(
+    img: np.ndarray, lossless: bool, quality: int = 90, prior: int = 95
+) -> np.ndarray:
     """Validation view with both classes carrying the same history: lossless files get a
     camera-like JPEG pass first, then every image is JPEG-encoded at ``quality``."""
     if lossless:

@@ -53,8 +53,15 @@ def binary_metrics(labels, scores, threshold: float = 0.5) -> dict[str, float]:
     return out
 
 
-def bootstrap_ci(labels, scores, metric: str = "auc", n: int = 1000, alpha: float = 0.05,
-                 seed: int = 0, threshold: float = 0.5) -> tuple[float, float]:
+def bootstrap_ci(
+    labels,
+    scores,
+    metric: str = "auc",
+    n: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    threshold: float = 0.5,
+) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of one metric of :func:`binary_metrics`."""
     y = np.asarray(labels, dtype=int)
     s = np.asarray(scores, dtype=float)

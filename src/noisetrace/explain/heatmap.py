@@ -54,7 +54,11 @@ def probability_map(det: Detector, img: np.ndarray, window: int = 64) -> np.ndar
 def colormap(values: np.ndarray) -> np.ndarray:
     """(H, W) in [0, 1] -> (H, W, 3) uint8, blue (real) through yellow to red (fake)."""
     v = np.clip(values, 0.0, 1.0)[..., None]
-    blue, yellow, red = np.array([40, 90, 230.0]), np.array([250, 220, 60.0]), np.array([220, 30, 30.0])
+    blue, yellow, red = (
+        np.array([40, 90, 230.0]),
+        np.array([250, 220, 60.0]),
+        np.array([220, 30, 30.0]),
+    )
     lo = blue + (yellow - blue) * np.clip(v * 2, 0, 1)
     out = np.where(v < 0.5, lo, yellow + (red - yellow) * np.clip(v * 2 - 1, 0, 1))
     return out.astype(np.uint8)

@@ -76,7 +76,9 @@ def decode_image(data: bytes | str | Path, max_pixels: int = MAX_PIXELS) -> np.n
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         msg = str(exc)
         if "truncated" in msg or "image file is truncated" in msg or isinstance(exc, EOFError):
-            raise InputError("image file is truncated or corrupt (cannot decode all of it)") from None
+            raise InputError(
+                "image file is truncated or corrupt (cannot decode all of it)"
+            ) from None
         raise InputError(f"image file is corrupt and cannot be decoded ({msg})") from None
     except MemoryError:
         raise InputError("not enough memory to decode this image") from None

@@ -15,36 +15,45 @@ from torch import nn
 
 SRMMode = Literal["per_channel", "sum"]
 
-_K1 = torch.tensor(
-    [
-        [0, 0, 0, 0, 0],
-        [0, -1, 2, -1, 0],
-        [0, 2, -4, 2, 0],
-        [0, -1, 2, -1, 0],
-        [0, 0, 0, 0, 0],
-    ],
-    dtype=torch.float64,
-) / 4.0
-_K2 = torch.tensor(
-    [
-        [-1, 2, -2, 2, -1],
-        [2, -6, 8, -6, 2],
-        [-2, 8, -12, 8, -2],
-        [2, -6, 8, -6, 2],
-        [-1, 2, -2, 2, -1],
-    ],
-    dtype=torch.float64,
-) / 12.0
-_K3 = torch.tensor(
-    [
-        [0, 0, 0, 0, 0],
-        [0, 0, 0, 0, 0],
-        [0, 1, -2, 1, 0],
-        [0, 0, 0, 0, 0],
-        [0, 0, 0, 0, 0],
-    ],
-    dtype=torch.float64,
-) / 2.0
+_K1 = (
+    torch.tensor(
+        [
+            [0, 0, 0, 0, 0],
+            [0, -1, 2, -1, 0],
+            [0, 2, -4, 2, 0],
+            [0, -1, 2, -1, 0],
+            [0, 0, 0, 0, 0],
+        ],
+        dtype=torch.float64,
+    )
+    / 4.0
+)
+_K2 = (
+    torch.tensor(
+        [
+            [-1, 2, -2, 2, -1],
+            [2, -6, 8, -6, 2],
+            [-2, 8, -12, 8, -2],
+            [2, -6, 8, -6, 2],
+            [-1, 2, -2, 2, -1],
+        ],
+        dtype=torch.float64,
+    )
+    / 12.0
+)
+_K3 = (
+    torch.tensor(
+        [
+            [0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0],
+            [0, 1, -2, 1, 0],
+            [0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0],
+        ],
+        dtype=torch.float64,
+    )
+    / 2.0
+)
 
 #: The three 5x5 SRM kernels, shape (3, 5, 5), float64 as printed in the paper.
 SRM_KERNELS: torch.Tensor = torch.stack([_K1, _K2, _K3])

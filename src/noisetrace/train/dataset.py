@@ -70,5 +70,5 @@ class PatchDataset(Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, i))
         s = self.samples[k]
         patch = self.augment(self.images[k], s.lossless, rng)
-        x = torch.from_numpy(patch).permute(2, 0, 1).float().div_(255.0)
+        x = torch.from_numpy(np.array(patch)).permute(2, 0, 1).float().div_(255.0)
         return x, torch.tensor(float(s.label))

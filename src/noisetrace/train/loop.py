@@ -155,8 +155,11 @@ def validation_views(
     for s, img in zip(samples, images, strict=True):
         h, w = img.shape[:2]
         if max(h, w) > cfg.val_max_side:
-            img = center_crop(img, min(cfg.val_max_side, h, w)) if min(h, w) >= cfg.val_max_side \
+            img = (
+                center_crop(img, min(cfg.val_max_side, h, w))
+                if min(h, w) >= cfg.val_max_side
                 else img[: cfg.val_max_side, : cfg.val_max_side]
+            )
         raw.append(img)
         matched.append(matched_format(img, s.lossless, quality=cfg.val_quality))
     return {"raw": raw, "matched": matched}
@@ -200,15 +203,32 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     va_s, va_img, va_fail = load_samples(va_s)
     if not tr_s or len({s.label for s in tr_s}) < 2:
         raise SystemExit("noisetrace train: the training split needs both real and fake images")
-    log.info("train %d images (%d fake), val %d, held-out %d, unreadable %d",
-             len(tr_s), sum(s.label for s in tr_s), len(va_s), len(held), len(tr_fail + va_fail))
+    log.info(
+        "train %d images (%d fake), val %d, held-out %d, unreadable %d",
+        len(tr_s),
+        sum(s.label for s in tr_s),
+        len(va_s),
+        len(held),
+        len(tr_fail + va_fail),
+    )
 
     aug = Augment(size=cfg.patch, **cfg.augment)
     ds = PatchDataset(tr_s, tr_img, aug, cfg.crops_per_image, cfg.seed)
-    sampler = DistributedSampler(ds, num_replicas=world, rank=rank, seed=cfg.seed) if distributed else None
+    sampler = (
+        DistributedSampler(ds, num_replicas=world, rank=rank, seed=cfg.seed)
+        if distributed
+        else None
+    )
     g = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=cfg.workers, generator=g, drop_last=len(ds) > cfg.batch_size)
+    loader = DataLoader(
+        ds,
+        batch_size=cfg.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        generator=g,
+        drop_last=len(ds) > cfg.batch_size,
+    )
 
     model = models.create(cfg.arch, **cfg.arch_config).to(device)
     net: torch.nn.Module = model
@@ -245,6 +265,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         ds.set_epoch(epoch)
+        g.manual_seed(cfg.seed * 1000 + epoch)  # per-epoch order, so --resume replays exactly
         if sampler is not None:
             sampler.set_epoch(epoch)
         net.train()
@@ -260,8 +281,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             scaler.update()
             total += float(loss.detach()) * len(y)
             count += len(y)
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": total / max(1, count),
-                               "lr": opt.param_groups[0]["lr"]}
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": total / max(1, count),
+            "lr": opt.param_groups[0]["lr"],
+        }
         stop = False
         if rank == 0:
             det = Detector(model, det_cfg, device=str(device))
@@ -277,8 +301,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 det.save(out / "best")
             history.append(row)
             _write_history(out / "metrics.csv", history)
-            log.info("epoch %d  loss %.4f  val AUC matched %.4f raw %.4f  (%.0fs)", epoch,
-                     row["train_loss"], row["val_auc_matched"], row["val_auc_raw"], row["seconds"])
+            log.info(
+                "epoch %d  loss %.4f  val AUC matched %.4f raw %.4f  (%.0fs)",
+                epoch,
+                row["train_loss"],
+                row["val_auc_matched"],
+                row["val_auc_raw"],
+                row["seconds"],
+            )
             if sched is not None:
                 sched.step(auc) if cfg.scheduler == "plateau" else sched.step()
             stop = cfg.min_lr > 0 and opt.param_groups[0]["lr"] < cfg.min_lr
@@ -331,8 +361,9 @@ def finalize(cfg: TrainConfig, out: Path, va_s, va_img, val_views, held) -> dict
     per_dataset = {}
     for ds_name in sorted({s.dataset for s in va_s}):
         idx = [i for i, s in enumerate(va_s) if s.dataset == ds_name]
-        per_dataset[ds_name] = binary_metrics(labels[idx], det.calibrate(logits["matched"][idx]),
-                                              det.threshold)
+        per_dataset[ds_name] = binary_metrics(
+            labels[idx], det.calibrate(logits["matched"][idx]), det.threshold
+        )
     if held:
         held_s, held_img, _ = load_samples(held)
         hv = validation_views(held_s, held_img, cfg)
@@ -343,8 +374,9 @@ def finalize(cfg: TrainConfig, out: Path, va_s, va_img, val_views, held) -> dict
         for view in hl:
             y = np.concatenate([hy, labels[real_idx]])
             p = det.calibrate(np.concatenate([hl[view], logits[view][real_idx]]))
-            metrics.setdefault("held-out generators (+ validation reals)", {})[view] = \
+            metrics.setdefault("held-out generators (+ validation reals)", {})[view] = (
                 binary_metrics(y, p, det.threshold)
+            )
     det.save(out / "best")
     n_params = sum(p.numel() for p in det.model.parameters())
     card = {
@@ -361,7 +393,14 @@ def finalize(cfg: TrainConfig, out: Path, va_s, va_img, val_views, held) -> dict
                         "a": a, "b": b, "threshold": det.threshold},
     }  # fmt: skip
     write_model_card(out / "best", card)
-    log.info("best model in %s: %s", out / "best", json.dumps(
-        {k: {kk: round(vv, 4) for kk, vv in v.items() if kk in ("auc", "accuracy")}
-         for k, v in metrics["validation"].items()}))
+    log.info(
+        "best model in %s: %s",
+        out / "best",
+        json.dumps(
+            {
+                k: {kk: round(vv, 4) for kk, vv in v.items() if kk in ("auc", "accuracy")}
+                for k, v in metrics["validation"].items()
+            }
+        ),
+    )
     return card

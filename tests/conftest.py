@@ -1,0 +1,60 @@
+"""Shared fixtures: everything here is generated or shipped by installed packages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from noisetrace import models
+from noisetrace.detector import Detector, DetectorConfig
+from noisetrace.media.video import write_video
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """A real camera photo shipped with scikit-image (512x512 RGB)."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A randomly initialised srm-cnn saved as a model directory (fast, deterministic)."""
+    import torch
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("model")
+    Detector(models.create("srm-cnn"), DetectorConfig(name="tiny", arch="srm-cnn")).save(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tiny_model_dir) -> Detector:
+    return Detector.load(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture()
+def media_dir(tmp_path, photo) -> Path:
+    """Good images in every supported format, a video and three broken files."""
+    d = tmp_path / "media"
+    d.mkdir()
+    im = Image.fromarray(photo[:200, :240])
+    im.save(d / "a.jpg", quality=90)
+    im.save(d / "b.png")
+    im.save(d / "c.webp", quality=90)
+    im.save(d / "d.tiff")
+    im.save(d / "e.bmp")
+    im.convert("P").save(d / "f.gif")
+    frames = [
+        np.ascontiguousarray(photo[i * 4 : i * 4 + 128, i * 4 : i * 4 + 128]) for i in range(12)
+    ]
+    write_video(d / "clip.mp4", frames, fps=6)
+    (d / "empty.jpg").write_bytes(b"")
+    good = (d / "a.jpg").read_bytes()
+    (d / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (d / "text.jpg").write_text("hello, I am not a picture\n")
+    return d

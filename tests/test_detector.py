@@ -1,0 +1,79 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from noisetrace import models
+from noisetrace.detector import Detector, DetectorConfig
+from noisetrace.errors import InputError, ModelError
+
+
+def test_score_is_a_probability(tiny_detector, photo):
+    s = tiny_detector.score(photo)
+    assert 0.0 <= s <= 1.0
+
+
+def test_score_rejects_wrong_arrays(tiny_detector):
+    with pytest.raises(InputError):
+        tiny_detector.score(np.zeros((10, 10), np.uint8))
+    with pytest.raises(InputError):
+        tiny_detector.score(np.zeros((10, 10, 3), np.float32))
+
+
+def test_tiled_scoring_matches_one_pass(tiny_model_dir, photo):
+    whole = Detector.load(tiny_model_dir, device="cpu")
+    whole.config.tile = 4096
+    tiled = Detector.load(tiny_model_dir, device="cpu")
+    tiled.config.tile = 128
+    # Same answer up to the few pixels at tile seams.
+    assert abs(whole.logit(photo) - tiled.logit(photo)) < 0.05 * (1 + abs(whole.logit(photo)))
+
+
+def test_calibration_is_applied(tiny_model_dir, photo):
+    det = Detector.load(tiny_model_dir, device="cpu")
+    z = det.logit(photo)
+    det.config.calibration = {"a": 2.0, "b": -1.0}
+    assert det.score(photo) == pytest.approx(1 / (1 + np.exp(-(2 * z - 1))), rel=1e-6)
+
+
+def test_save_load_round_trip_is_identical(tmp_path, photo):
+    torch.manual_seed(1)
+    det = Detector(
+        models.create("srm-cnn", widths=(8, 8)),
+        DetectorConfig("x", "srm-cnn", {"widths": [8, 8]}),
+        device="cpu",
+    )
+    det.save(tmp_path)
+    again = Detector.load(tmp_path, device="cpu")
+    assert det.logit(photo) == again.logit(photo)
+
+
+def test_tampered_weights_are_refused(tmp_path, tiny_model_dir):
+    import shutil
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    data = bytearray((d / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (d / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="do not match"):
+        Detector.load(d)
+
+
+def test_unknown_architecture_is_a_model_error(tmp_path, tiny_model_dir):
+    import shutil
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["arch"] = "no-such-net"
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match="unknown model"):
+        Detector.load(d)
+
+
+def test_video_scan_has_frame_scores(tiny_detector, media_dir):
+    r = tiny_detector.scan(media_dir / "clip.mp4", video_frames=5)
+    assert r.kind == "video" and r.frames == 5 and len(r.frame_scores) == 5
+    assert r.score == pytest.approx(float(np.mean(r.frame_scores)), abs=1e-5)
