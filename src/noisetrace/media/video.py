@@ -1,27 +1,39 @@
-"""Video decoding with PyAV: frames sampled by index, with their timestamps."""
+"""Video decoding: frames sampled by index, with their timestamps.
+
+Containers (mp4, mkv, avi, webm, mov) are decoded with PyAV; animated GIF and WebP are videos
+too and are decoded with Pillow, frame by frame, with times from their frame durations.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
 import av
 import numpy as np
+from PIL import Image, ImageSequence
 
 from noisetrace.errors import InputError
+from noisetrace.media.formats import sniff
 
 SampleMode = Literal["even", "all", "every", "first", "keyframes"]
+SAMPLE_MODES: tuple[str, ...] = ("even", "all", "every", "first", "keyframes")
 
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame: its index in decode order, time in seconds, (H, W, 3) uint8 RGB."""
+    """One decoded frame: its index in display order, time in seconds, (H, W, 3) uint8 RGB.
+
+    ``key`` is True for intra-coded frames (I-frames; every frame of a GIF/WebP).
+    """
 
     index: int
     time: float | None
     image: np.ndarray
+    key: bool = False
 
 
 def _open(path: str | Path) -> av.container.InputContainer:
@@ -35,11 +47,41 @@ def _open(path: str | Path) -> av.container.InputContainer:
         raise InputError(f"video cannot be opened; it is corrupt or truncated ({exc})") from None
 
 
+def is_animated_image(path: str | Path) -> bool:
+    """True for a GIF or WebP file (by content) with more than one frame."""
+    try:
+        kind, fmt = sniff(path)
+    except InputError:
+        return False
+    if kind != "image" or fmt not in ("gif", "webp"):
+        return False
+    try:
+        with Image.open(path) as im:
+            return int(getattr(im, "n_frames", 1)) > 1
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
+def _is_pil_sequence(path: str | Path) -> bool:
+    """GIF/WebP files (animated or not) go through Pillow, everything else through PyAV."""
+    try:
+        kind, fmt = sniff(path)
+    except InputError:
+        return False
+    return kind == "image" and fmt in ("gif", "webp")
+
+
 def count_frames(path: str | Path) -> int:
     """Number of video frames, from the header or else by counting packets (no decoding)."""
+    if _is_pil_sequence(path):
+        try:
+            with Image.open(path) as im:
+                return int(getattr(im, "n_frames", 1))
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InputError(f"animated image is corrupt ({exc})") from None
     with _open(path) as container:
         if not container.streams.video:
-            raise InputError("file has no video stream")
+            raise InputError("file has no video stream (audio only, or not a video)")
         stream = container.streams.video[0]
         if stream.frames and stream.frames > 0:
             return int(stream.frames)
@@ -54,19 +96,73 @@ def count_frames(path: str | Path) -> int:
 
 
 def _indices(mode: SampleMode, n: int, total: int) -> set[int] | None:
-    """Frame indices to keep, or None for 'keep every decoded frame'."""
-    if mode == "all" or mode == "keyframes":
+    """Frame indices to keep when the total is needed (``even``), or None for 'decide per
+    frame' (``all``, ``keyframes``, ``every``, ``first``: see :func:`_keep`)."""
+    if mode not in SAMPLE_MODES:
+        raise ValueError(f"unknown sampling mode {mode!r}: use one of {', '.join(SAMPLE_MODES)}")
+    if mode != "even" or total <= 0:
         return None
-    if mode == "first":
-        return set(range(min(n, total) if total else n))
+    k = min(max(1, n), total)
+    return {int(round(i)) for i in np.linspace(0, total - 1, k)}
+
+
+def _keep(mode: SampleMode, n: int, index: int, wanted: set[int] | None) -> bool:
+    if wanted is not None:
+        return index in wanted
     if mode == "every":
-        return set(range(0, total, max(1, n)))
-    if mode == "even":
-        if total <= 0:
-            return None
-        k = min(n, total)
-        return {int(round(i)) for i in np.linspace(0, total - 1, k)}
-    raise ValueError(f"unknown sampling mode {mode!r}")
+        return index % max(1, n) == 0
+    if mode == "first":
+        return index < n
+    return True  # all, keyframes (the decoder already skips non-key frames), even w/o total
+
+
+def _resize(img: np.ndarray, max_side: int | None) -> np.ndarray:
+    if not max_side or max(img.shape[:2]) <= max_side:
+        return img
+    scale = max_side / max(img.shape[:2])
+    w = max(1, round(img.shape[1] * scale))
+    h = max(1, round(img.shape[0] * scale))
+    return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
+
+
+def _iter_pil(path: str | Path, mode: SampleMode, n: int, max_side: int | None) -> Iterator[Frame]:
+    """Frames of an animated GIF/WebP; composited frames (what a viewer shows), RGB."""
+    from noisetrace.media.image import _to_rgb
+
+    total = count_frames(path)
+    wanted = _indices(mode, n, total)
+    yielded = 0
+    t_ms = 0.0
+    try:
+        with Image.open(path) as im:
+            for index, fr in enumerate(ImageSequence.Iterator(im)):
+                fr.load()  # WebP fills info["duration"/"timestamp"] only once a frame is loaded
+                duration = float(fr.info.get("duration", 0) or 0)
+                if "timestamp" in fr.info:
+                    t_ms = float(fr.info["timestamp"])
+                if _keep(mode, n, index, wanted):
+                    img = np.asarray(_to_rgb(fr.convert("RGBA")), dtype=np.uint8)
+                    yielded += 1
+                    yield Frame(index, t_ms / 1000.0, _resize(img, max_side), key=True)
+                elif mode == "first" and index >= n:
+                    break
+                t_ms += duration
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        if yielded == 0:
+            raise InputError(f"animated image is corrupt and no frame decoded ({exc})") from None
+    if yielded == 0:
+        raise InputError("animated image has no decodable frames")
+
+
+def _frame_index(frame: av.VideoFrame, stream: av.video.stream.VideoStream, fallback: int) -> int:
+    """Display index of a frame from its timestamp (decoding skipped frames in keyframe mode,
+    so counting decoded frames would be wrong)."""
+    rate = stream.average_rate or stream.guessed_rate
+    if frame.pts is None or not rate or stream.time_base is None:
+        return fallback
+    start = stream.start_time or 0
+    t = Fraction(frame.pts - start) * stream.time_base
+    return max(0, int(round(float(t * Fraction(rate)))))
 
 
 def iter_frames(
@@ -75,15 +171,24 @@ def iter_frames(
     """Yield sampled frames of the video at ``path``.
 
     ``mode``: ``even`` (n frames evenly spaced), ``all``, ``every`` (every n-th), ``first``
-    (the first n, as the Xception paper's 120) or ``keyframes`` (I-frames only, decoded alone).
+    (the first n, as the Xception paper's 120) or ``keyframes`` (I-frames only, decoded alone,
+    as the Siamese DnCNN paper extracts them). Animated GIF/WebP are decoded with Pillow.
     ``max_side`` downscales frames whose longer side exceeds it (None keeps full size).
-    Raises :class:`InputError` when the file is not a decodable video or has no frames.
+    Each frame keeps its display index and time. Raises :class:`InputError` when the file is
+    not a decodable video or has no frames.
     """
-    total = count_frames(path) if mode in ("even", "every", "first") else 0
+    if mode not in SAMPLE_MODES:
+        raise ValueError(f"unknown sampling mode {mode!r}: use one of {', '.join(SAMPLE_MODES)}")
+    if _is_pil_sequence(path):
+        yield from _iter_pil(path, mode, n, max_side)
+        return
+    total = count_frames(path) if mode == "even" else 0
     wanted = _indices(mode, n, total)
-    last = max(wanted) if wanted else None
+    last = max(wanted) if wanted else (n - 1 if mode == "first" else None)
     yielded = 0
     with _open(path) as container:
+        if not container.streams.video:
+            raise InputError("file has no video stream (audio only, or not a video)")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if mode == "keyframes":
@@ -92,8 +197,9 @@ def iter_frames(
         try:
             for frame in container.decode(stream):
                 index += 1
-                if wanted is not None and index not in wanted:
-                    if last is not None and index > last:
+                idx = _frame_index(frame, stream, index) if mode == "keyframes" else index
+                if not _keep(mode, n, idx, wanted):
+                    if last is not None and idx > last:
                         break
                     continue
                 img = frame.to_ndarray(format="rgb24")
@@ -104,13 +210,18 @@ def iter_frames(
                     img = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
                 t = float(frame.time) if frame.time is not None else None
                 yielded += 1
-                yield Frame(index=index, time=t, image=np.ascontiguousarray(img))
+                key = bool(frame.key_frame) or frame.pict_type == av.video.frame.PictureType.I
+                yield Frame(index=idx, time=t, image=np.ascontiguousarray(img), key=key)
+                if last is not None and idx >= last:
+                    break
         except av.error.FFmpegError as exc:
             if yielded == 0:
-                raise InputError(f"video is corrupt and no frame could be decoded ({exc})") from None
+                raise InputError(
+                    f"video is corrupt and no frame could be decoded ({exc})"
+                ) from None
             # A damaged tail after good frames: keep what decoded (the record says how many).
     if yielded == 0:
-        raise InputError("video has no decodable frames")
+        raise InputError("video has no decodable frames (zero frames, or all corrupt)")
 
 
 def read_frames(
@@ -120,15 +231,28 @@ def read_frames(
     return list(iter_frames(path, mode=mode, n=n, max_side=max_side))
 
 
-def write_video(path: str | Path, frames: list[np.ndarray], fps: int = 10, codec: str = "mpeg4") -> None:
-    """Encode (H, W, 3) uint8 frames to a video file (used for demos and tests)."""
+def write_video(
+    path: str | Path,
+    frames: list[np.ndarray],
+    fps: int = 10,
+    codec: str = "mpeg4",
+    gop: int | None = None,
+) -> None:
+    """Encode (H, W, 3) uint8 frames to a video file (used for demos and tests).
+
+    ``gop`` sets the keyframe interval (one I-frame every ``gop`` frames) when given.
+    """
     h, w = frames[0].shape[:2]
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = w - w % 2, h - h % 2
         stream.pix_fmt = "yuv420p"
+        if gop is not None:
+            stream.codec_context.gop_size = int(gop)
         for img in frames:
-            vf = av.VideoFrame.from_ndarray(img[: stream.height, : stream.width], format="rgb24")
+            vf = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(img[: stream.height, : stream.width]), format="rgb24"
+            )
             for packet in stream.encode(vf):
                 container.mux(packet)
         for packet in stream.encode():
