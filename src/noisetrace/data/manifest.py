@@ -25,6 +25,11 @@ class Sample:
     generator: str = ""
     group: str = ""
     dataset: str = ""
+    # Optional provenance (dataset adapters, ``noisetrace prepare``): the official split
+    # ("train"/"val"/"test" or ""), the identity shown, and the source video it came from.
+    split: str = ""
+    identity: str = ""
+    video: str = ""
 
     @property
     def lossless(self) -> bool:
@@ -40,7 +45,8 @@ def parse_label(value: str) -> int:
 
 
 def read_manifest(path: str | Path) -> list[Sample]:
-    """Read ``path, label[, generator, group]`` rows (TSV or CSV with a header).
+    """Read ``path, label[, generator, group]`` rows (TSV or CSV with a header); optional
+    ``dataset, split, identity, video`` columns are kept too.
 
     Relative paths are taken from the manifest's folder. The manifests in
     ``../shared/data/*/MANIFEST.tsv`` are of this form.
@@ -62,7 +68,10 @@ def read_manifest(path: str | Path) -> list[Sample]:
                 label=parse_label(row["label"]),
                 generator=gen,
                 group=(row.get("group") or "").strip() or str(f),
-                dataset=p.parent.name,
+                dataset=(row.get("dataset") or "").strip() or p.parent.name,
+                split=(row.get("split") or "").strip(),
+                identity=(row.get("identity") or "").strip(),
+                video=(row.get("video") or "").strip(),
             )
         )
     return out
