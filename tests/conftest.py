@@ -13,6 +13,14 @@ from noisetrace.detector import Detector, DetectorConfig
 from noisetrace.media.video import write_video
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Keep exported ONNX graphs out of the user's cache."""
+    import os
+
+    os.environ["NOISETRACE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture(scope="session")
 def photo() -> np.ndarray:
     """A real camera photo shipped with scikit-image (512x512 RGB)."""

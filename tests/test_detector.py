@@ -45,8 +45,33 @@ def test_save_load_round_trip_is_identical(tmp_path, photo):
         device="cpu",
     )
     det.save(tmp_path)
-    again = Detector.load(tmp_path, device="cpu")
+    again = Detector.load(tmp_path, device="cpu", backend="torch")
     assert det.logit(photo) == again.logit(photo)
+
+
+@pytest.mark.parametrize("shipped", [False, True])
+def test_onnx_backend_gives_the_same_scores(tmp_path, tiny_model_dir, photo, shipped):
+    ref = Detector.load(tiny_model_dir, device="cpu", backend="torch")
+    if shipped:  # graphs saved beside the weights, verified by hash
+        ref.save(tmp_path, onnx=True)
+        assert (tmp_path / "features.onnx").is_file()
+        fast = Detector.load(tmp_path, device="cpu", backend="onnx")
+    else:  # exported on first use into the cache
+        fast = Detector.load(tiny_model_dir, device="cpu", backend="onnx")
+    assert fast.backend == "onnx"
+    for img in (photo, photo[:300, :200], photo[:5, :3]):
+        assert fast.logit(img) == pytest.approx(ref.logit(img), rel=1e-4, abs=1e-4)
+    frames = [photo[:64, :64], photo[64:128, :64]]
+    np.testing.assert_allclose(fast.logits_batch(frames), ref.logits_batch(frames), atol=1e-4)
+    ref.config.tile = fast.config.tile = 200  # tiled path
+    assert fast.logit(photo) == pytest.approx(ref.logit(photo), rel=1e-4, abs=1e-4)
+
+
+def test_stale_onnx_graphs_are_removed_on_save(tmp_path, tiny_model_dir):
+    det = Detector.load(tiny_model_dir, device="cpu", backend="torch")
+    det.save(tmp_path, onnx=True)
+    det.save(tmp_path)
+    assert not (tmp_path / "features.onnx").exists()
 
 
 def test_tampered_weights_are_refused(tmp_path, tiny_model_dir):
