@@ -69,6 +69,15 @@ def test_tpr_at_fpr_hand_checked():
     assert m["tpr@5%fpr"] == pytest.approx(1.0)
 
 
+def test_rank_auc_equals_sklearn_with_ties():
+    from noisetrace.evaluate.metrics import _auc_ranks
+
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 500)
+    s = np.round(rng.normal(y * 0.5, 1.0), 1)  # rounded: many ties
+    assert _auc_ranks(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+
+
 def test_one_class_gives_nan_not_error():
     m = binary_metrics(np.ones(5, int), np.full(5, 0.9))
     assert math.isnan(m["auc"]) and math.isnan(m["eer"])

@@ -64,6 +64,8 @@ def _scan(args: argparse.Namespace) -> int:
                 if writer:
                     writer.write(r)
                 records.append(r.to_record(frame_scores=args.frame_scores))
+                if args.explain and r.verdict == "fake":
+                    _explain_flagged(det, r, args.explain, err)
                 progress.advance(task)
     except KeyboardInterrupt:
         interrupted = True
@@ -88,6 +90,16 @@ def _scan(args: argparse.Namespace) -> int:
     if interrupted:
         return 130
     return 1 if (args.strict and n_err) else 0
+
+
+def _explain_flagged(det, r, out_dir: Path, err: Console) -> None:
+    """``scan --explain``: overlay + JSON for one flagged file; a failure only warns."""
+    from noisetrace.explain.report import explain_file
+
+    try:
+        explain_file(det, r.path, out_dir, result=r)
+    except NoisetraceError as exc:
+        err.print(f"[yellow]could not explain {r.path}: {exc}[/yellow]")
 
 
 def _print_table(records: list[dict], model: str, threshold: float) -> None:
@@ -125,7 +137,11 @@ def _train(args: argparse.Namespace) -> int:
 
 # Subcommands that live beside their feature: each module defines
 # ``add_parser(subparsers) -> None`` and keeps heavy imports inside the command function.
-_FEATURE_COMMANDS: list[str] = ["noisetrace.evaluate.command"]
+_FEATURE_COMMANDS: list[str] = [
+    "noisetrace.evaluate.command",
+    "noisetrace.explain.command",
+    "noisetrace.prepare",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2, help="files in flight at once")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     s.add_argument("--quiet", action="store_true", help="no table, no progress bar")
+    s.add_argument("--explain", type=Path, metavar="DIR",
+                   help="write an overlay PNG and JSON summary per flagged file to DIR")
     s.set_defaults(func=_scan)
 
     m = sub.add_parser("models", help="list bundled detectors and architectures")

@@ -53,6 +53,17 @@ def binary_metrics(labels, scores, threshold: float = 0.5) -> dict[str, float]:
     return out
 
 
+def _auc_ranks(y: np.ndarray, s: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic (ties count half): equal to scikit-learn's
+    ``roc_auc_score`` and ~100x cheaper, which matters inside the bootstrap loop."""
+    from scipy.stats import rankdata
+
+    r = rankdata(s)
+    pos = y == 1
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    return float((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
 def bootstrap_ci(
     labels,
     scores,
@@ -68,7 +79,7 @@ def bootstrap_ci(
     rng = np.random.default_rng(seed)
     # The threshold-free ranking metrics are computed alone: the same values as
     # binary_metrics gives, without the cost of every other metric on each resample.
-    fast = {"auc": skm.roc_auc_score, "ap": skm.average_precision_score, "eer": eer}.get(metric)
+    fast = {"auc": _auc_ranks, "ap": skm.average_precision_score, "eer": eer}.get(metric)
     vals = []
     for _ in range(n):
         idx = rng.integers(0, len(y), len(y))

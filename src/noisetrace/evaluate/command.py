@@ -1,0 +1,190 @@
+"""``noisetrace evaluate``: run evaluation protocols on labelled data and write a report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+_ALL = ("standard", "jpeg", "resolution", "generators", "confound", "loo", "crossdataset",
+        "seqlen")
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v.strip())
+
+
+def _sizes(text: str) -> tuple[int | None, ...]:
+    out: list[int | None] = []
+    for v in text.split(","):
+        v = v.strip().lower()
+        if v:
+            out.append(None if v in ("original", "orig", "full") else int(v))
+    return tuple(out)
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="evaluate a detector with the seed papers' protocols; write a report",
+        description="Score labelled data under test conditions (JPEG quality, resolution, "
+        "matched formats, per generator; or leave-one-out / cross-dataset / sequence-length "
+        "with training) and write report.json, report.md, report.html and scores.csv.",
+    )
+    p.add_argument("--model", default="default", help="bundled model name or model directory")
+    p.add_argument("--data", nargs="+", required=True, action="extend",
+                   help="folders (real/, fake/<gen>/), manifests, or a folder of those; "
+                        "repeat for cross-dataset domains")
+    p.add_argument("--protocol", default="standard",
+                   help=f"comma-separated: {','.join(_ALL)} (default: standard)")
+    p.add_argument("--out", type=Path, required=True, help="report directory")
+    p.add_argument("--qualities", type=_ints, default=(90, 65, 40), help="JPEG QFs (90,65,40)")
+    p.add_argument("--sizes", type=_sizes, default=(224, 512, None),
+                   help="test resolutions (224,512,original)")
+    p.add_argument("--resize-mode", choices=("crop", "resize"), default="crop",
+                   help="resolution views: centre crop (keeps noise) or resize to a square")
+    p.add_argument("--max-side", type=int, default=1024,
+                   help="centre-crop larger images to this side first (0: full resolution)")
+    p.add_argument("--videos", action="store_true", help="include videos (images only by default)")
+    p.add_argument("--frames", type=int, default=16, help="frames sampled evenly per video")
+    p.add_argument("--aggregate", choices=("mean", "median", "max"), default="mean",
+                   help="video score from its frame scores")
+    p.add_argument("--group-by", choices=("generator", "dataset"), default="generator",
+                   help="columns of the per-generator table")
+    p.add_argument("--bootstrap", type=int, default=1000, help="resamples for the AUC CI")
+    p.add_argument("--threshold", type=float, default=None, help="fake if score >= T")
+    p.add_argument("--max-images", type=int, default=None, help="random subset (quick runs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
+    tr = p.add_argument_group("training protocols (loo, crossdataset, seqlen)")
+    tr.add_argument("--train-config", help="YAML recipe for `noisetrace train` (configs/*.yaml)")
+    tr.add_argument("--train-epochs", type=int, default=None, help="override its epochs")
+    tr.add_argument("--loo-key", choices=("generator", "dataset"), default="generator",
+                    help="what counts as one manipulation")
+    tr.add_argument("--lengths", type=_ints, default=(5, 10, 20, 40, 60),
+                    help="clip lengths of the sequence-length sweep")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def make_train_fn(args: argparse.Namespace, workdir: Path):
+    """``train_fn(samples) -> Detector`` through the one training loop: the samples go to a
+    manifest, ``noisetrace.train.loop.train`` trains on it, its best model is loaded."""
+    import dataclasses
+
+    from noisetrace.detector import Detector
+    from noisetrace.train.loop import TrainConfig, train
+
+    base: dict[str, Any] = {}
+    if args.train_config:
+        import yaml
+
+        base = yaml.safe_load(Path(args.train_config).read_text()) or {}
+    allowed = {f.name for f in dataclasses.fields(TrainConfig)}
+    base = {k: v for k, v in base.items() if k in allowed and k not in ("data", "out")}
+    if args.train_epochs:
+        base["epochs"] = args.train_epochs
+    counter = [0]
+
+    def train_fn(samples, length: int | None = None) -> Detector:
+        counter[0] += 1
+        run = workdir / f"run{counter[0]:02d}"
+        run.mkdir(parents=True, exist_ok=True)
+        rows = ["path\tlabel\tgenerator\tgroup"] + [
+            f"{s.path}\t{'fake' if s.label else 'real'}\t{s.generator}\t{s.group}"
+            for s in samples]
+        (run / "train.tsv").write_text("\n".join(rows) + "\n")
+        cfg = TrainConfig(data=[str(run / "train.tsv")], out=str(run / "model"),
+                          name=f"eval-train-{counter[0]}", device=args.device,
+                          seed=args.seed, **base)
+        train(cfg)
+        return Detector.load(run / "model" / "best", device=args.device)
+
+    return train_fn
+
+
+def run(args: argparse.Namespace) -> int:
+    import random
+    import tempfile
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from noisetrace.data.manifest import discover
+    from noisetrace.errors import NoisetraceError
+    from noisetrace.evaluate import protocols as P
+    from noisetrace.evaluate.report import write_report
+    from noisetrace.zoo import load_detector
+
+    err = Console(stderr=True)
+    wanted = [p.strip() for p in args.protocol.split(",") if p.strip()]
+    bad = [p for p in wanted if p not in _ALL]
+    if bad:
+        raise NoisetraceError(f"unknown protocol(s) {', '.join(bad)}; choose from "
+                              f"{', '.join(_ALL)}")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise NoisetraceError("--threshold must be between 0 and 1")
+    domains: dict[str, list] = {}
+    for spec in args.data:
+        domains[Path(spec).name or spec] = discover(spec, images_only=not args.videos)
+    samples = [s for ss in domains.values() for s in ss]
+    if args.max_images and len(samples) > args.max_images:
+        random.Random(args.seed).shuffle(samples)
+        samples = samples[: args.max_images]
+    if not samples:
+        raise NoisetraceError("no images found in --data (add --videos to include videos)")
+    opts = P.EvalOptions(max_side=args.max_side or None, resize_mode=args.resize_mode,
+                         video_frames=args.frames, aggregate=args.aggregate,
+                         bootstrap=args.bootstrap, group_by=args.group_by,
+                         qualities=args.qualities, sizes=args.sizes, seed=args.seed)
+    image_protocols = [p for p in wanted if p in P.PROTOCOLS]
+    det = load_detector(args.model, device=args.device) if image_protocols else None
+    if det is not None and args.threshold is not None:
+        det.config.threshold = args.threshold
+
+    if det is not None:
+        progress = Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
+                            console=err, transient=True,
+                            disable=args.quiet or not err.is_terminal)
+        with progress:
+            task = progress.add_task("eval", total=len(samples))
+            report = P.evaluate(det, samples, image_protocols, opts,
+                                on_sample=lambda i, n: progress.update(task, completed=i))
+    else:
+        report = {"model": {"name": "trained per run", "arch": "", "threshold": 0.5,
+                            "calibration": {}},
+                  "options": {}, "counts": {}, "unreadable": [], "conditions": {},
+                  "metrics": {"sample": {}}, "roc": {}, "sections": [], "summary": []}
+    report["data"] = [str(d) for d in args.data]
+    training = [p for p in wanted if p in P.TRAINING_PROTOCOLS]
+    if training:
+        with tempfile.TemporaryDirectory(prefix="noisetrace-eval-") as tmp:
+            train_fn = make_train_fn(args, Path(tmp))
+            for p in training:
+                err.print(f"[bold]{p}[/bold]: training (this takes a while)")
+                if p == "loo":
+                    sec = P.leave_one_out(samples, train_fn, key=args.loo_key, opts=opts)
+                elif p == "crossdataset":
+                    if len(domains) < 2:
+                        raise NoisetraceError("crossdataset needs two or more --data domains")
+                    sec = P.cross_dataset(domains, train_fn, opts=opts)
+                else:
+                    if not args.videos:
+                        raise NoisetraceError("seqlen scores video clips: add --videos")
+                    # A frame model: training does not depend on L, so train once and sweep
+                    # the clip length at test time.
+                    cache: dict[str, Any] = {}
+
+                    def once(ss, _length, _cache=cache):
+                        if "det" not in _cache:
+                            _cache["det"] = train_fn(ss)
+                        return _cache["det"]
+
+                    sec = P.sequence_length_sweep(samples, once, lengths=args.lengths,
+                                                  opts=opts)
+                report["sections"].append(sec)
+                report["summary"].append(f"{sec['title']}: see its table.")
+    paths = write_report(report, args.out)
+    err.print(f"report written to {args.out}: " + ", ".join(sorted(paths)))
+    for line in report["summary"]:
+        err.print("  " + line)
+    return 0

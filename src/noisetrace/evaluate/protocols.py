@@ -1,0 +1,683 @@
+"""Evaluation protocols: the test conditions of the seed papers, scored with one Detector.
+
+A *condition* is one deterministic view of every sample (JPEG quality, test resolution,
+matched formats). :func:`evaluate` decodes each sample once, scores it under every condition
+the requested protocols need, and builds the tables with :mod:`noisetrace.evaluate.metrics`
+only. The result is a plain JSON-serialisable dict that :mod:`noisetrace.evaluate.report`
+renders.
+
+Protocols (``PROTOCOLS``):
+
+* ``standard``: the data as stored.
+* ``jpeg``: as stored, then JPEG QF 90, 65, 40 (DJIN Fig. 1 / Table 2).
+* ``resolution``: views of 224, 512 and original size (DJIN Table 2). ``crop`` (default) takes
+  the centre crop, which keeps the noise untouched; ``resize`` rescales to a square, which
+  is what fixed-input detectors see and which smooths high frequencies away.
+* ``generators``: DJIN Table 2's per-generator table: for each JPEG condition, how many
+  samples of each generator are called real and fake, with accuracy at each resolution.
+* ``confound``: every condition again with both classes re-encoded identically
+  (:func:`noisetrace.data.augment.matched_format`), reported beside the raw one.
+
+Protocols that need training take a ``train_fn`` so any training loop plugs in:
+:func:`leave_one_out` and :func:`cross_dataset` (Xception paper Table 1) and
+:func:`sequence_length_sweep` (its Table 2).
+
+Order of operations for one view: centre crop to ``max_side`` (bounded cost, no resampling),
+then JPEG (the file as it would be distributed), then the test resolution (what the
+detector is shown).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+from noisetrace.data.augment import jpeg, matched_format, resize
+from noisetrace.data.manifest import FAKE, REAL, Sample, split
+from noisetrace.detector import Detector
+from noisetrace.errors import InputError, NoisetraceError
+from noisetrace.evaluate.metrics import (
+    AGGREGATIONS,
+    aggregate_scores,
+    binary_metrics,
+    bootstrap_ci,
+    expected_calibration_error,
+)
+from noisetrace.media.formats import sniff
+from noisetrace.media.image import load_image
+from noisetrace.media.video import iter_frames
+
+PROTOCOLS = ("standard", "jpeg", "resolution", "generators", "confound")
+TRAINING_PROTOCOLS = ("loo", "crossdataset", "seqlen")
+DEFAULT_QUALITIES = (90, 65, 40)
+DEFAULT_SIZES: tuple[int | None, ...] = (224, 512, None)  # None = original size
+#: Metric columns of the per-condition tables, in order.
+METRIC_COLUMNS = ("auc", "ap", "accuracy", "balanced_accuracy", "eer", "tpr@1%fpr",
+                  "tpr@5%fpr", "precision", "recall", "f1")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One deterministic test view.
+
+    ``quality``: JPEG quality applied to the stored pixels (None: as stored).
+    ``size``: side of the square test view (None: original size).
+    ``matched``: format-confound control, both classes re-encoded identically: lossless
+    files get a camera-like JPEG pass (``prior_quality``) first, then every file is
+    JPEG-encoded at ``quality``.
+    """
+
+    quality: int | None = None
+    size: int | None = None
+    matched: bool = False
+
+    @property
+    def size_label(self) -> str:
+        return "original" if self.size is None else str(self.size)
+
+    @property
+    def quality_label(self) -> str:
+        return "uncompressed" if self.quality is None else f"QF {self.quality}"
+
+    @property
+    def name(self) -> str:
+        parts = (["matched"] if self.matched else []) + [self.quality_label]
+        if self.size is not None:
+            parts.append(f"@{self.size}")
+        return " ".join(parts)
+
+    def twin(self) -> Condition:
+        """The same view with matched formats (JPEG QF 90 when this one is uncompressed)."""
+        return Condition(self.quality or 90, self.size, True)
+
+    def apply(self, img: np.ndarray, lossless: bool, resize_mode: str = "crop",
+              prior_quality: int = 95) -> np.ndarray:
+        """(H, W, 3) uint8 -> the (h, w, 3) uint8 view this condition tests."""
+        if self.matched:
+            img = matched_format(img, lossless, quality=self.quality or 90, prior=prior_quality)
+        elif self.quality is not None:
+            img = jpeg(img, self.quality)
+        if self.size is not None:
+            img = resize(img, self.size, self.size) if resize_mode == "resize" \
+                else crop_at_most(img, self.size)
+        return img
+
+    def describe(self, resize_mode: str = "crop", prior_quality: int = 95) -> str:
+        if self.matched:
+            jp = (f"both classes re-encoded alike: lossless files JPEG QF {prior_quality} "
+                  f"first, then every file JPEG QF {self.quality}")
+        elif self.quality is None:
+            jp = "pixels as stored"
+        else:
+            jp = f"JPEG QF {self.quality} applied to every file"
+        if self.size is None:
+            return jp + ", original size"
+        how = "resized to" if resize_mode == "resize" else "centre crop of at most"
+        return f"{jp}, {how} {self.size}x{self.size}"
+
+
+def crop_at_most(img: np.ndarray, side: int) -> np.ndarray:
+    """Centre crop each dimension to at most ``side`` (never pads, never resamples)."""
+    h, w = img.shape[:2]
+    ch, cw = min(h, side), min(w, side)
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return np.ascontiguousarray(img[y : y + ch, x : x + cw])
+
+
+@dataclass
+class EvalOptions:
+    """How samples become scores; recorded in every report."""
+
+    max_side: int | None = 1024  # base view: centre crop to this (None/0: full resolution)
+    resize_mode: str = "crop"  # "crop" | "resize" for the resolution conditions
+    video_frames: int = 16  # frames sampled evenly per video
+    aggregate: str = "mean"  # video score from frame scores: mean | median | max
+    bootstrap: int = 1000  # resamples for the AUC confidence interval (0: none)
+    group_by: str = "generator"  # columns of the per-generator table: generator | dataset
+    prior_quality: int = 95  # camera-like JPEG pass of lossless files under matched formats
+    qualities: tuple[int, ...] = DEFAULT_QUALITIES
+    sizes: tuple[int | None, ...] = DEFAULT_SIZES
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.aggregate not in AGGREGATIONS:
+            raise NoisetraceError(f"aggregate must be one of {', '.join(AGGREGATIONS)}")
+        if self.resize_mode not in ("crop", "resize"):
+            raise NoisetraceError("resize mode must be 'crop' or 'resize'")
+        if self.group_by not in ("generator", "dataset"):
+            raise NoisetraceError("group_by must be 'generator' or 'dataset'")
+
+
+# -- scoring ---------------------------------------------------------------------------------
+@dataclass
+class Scored:
+    """Scores of ``samples`` (those that decoded) under each condition.
+
+    ``frames[c][i]``: (T_i,) calibrated probabilities of sample i's frames (T_i = 1 for an
+    image); ``probs[c]``: (N,) sample-level probabilities (videos aggregated).
+    """
+
+    samples: list[Sample]
+    kinds: list[str]
+    frames: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    probs: dict[str, np.ndarray] = field(default_factory=dict)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.samples], dtype=int)
+
+    def frame_level(self, cond: str) -> tuple[np.ndarray, np.ndarray]:
+        """(F,) labels and (F,) probabilities of every scored frame (images count once)."""
+        fr = self.frames[cond]
+        y = np.concatenate([np.full(len(f), s.label) for s, f in zip(self.samples, fr,
+                                                                        strict=True)])
+        return y.astype(int), np.concatenate(fr) if fr else np.zeros(0)
+
+
+def _views(s: Sample, opts: EvalOptions) -> tuple[str, list[np.ndarray]]:
+    """Decode one sample: its kind and its base views (one image, or sampled frames)."""
+    kind, _fmt = sniff(s.path)
+    if kind == "image":
+        imgs = [load_image(s.path)]
+    else:
+        imgs = [f.image for f in iter_frames(s.path, mode="even", n=opts.video_frames)]
+    if opts.max_side:
+        imgs = [crop_at_most(i, opts.max_side) for i in imgs]
+    return kind, imgs
+
+
+def score_conditions(
+    det: Detector,
+    samples: Sequence[Sample],
+    conditions: Sequence[Condition],
+    opts: EvalOptions | None = None,
+    on_sample: Callable[[int, int], None] | None = None,
+) -> Scored:
+    """Score every sample under every condition; each file is decoded once.
+
+    Unreadable files are listed in ``failed`` (with the loader's message) and left out.
+    ``on_sample(done, total)`` reports progress.
+    """
+    opts = opts or EvalOptions()
+    t0 = time.perf_counter()
+    out = Scored(samples=[], kinds=[])
+    logits: dict[str, list[np.ndarray]] = {c.name: [] for c in conditions}
+    for i, s in enumerate(samples):
+        try:
+            kind, imgs = _views(s, opts)
+            per_cond = {}
+            for c in conditions:
+                views = [c.apply(im, s.lossless, opts.resize_mode, opts.prior_quality)
+                         for im in imgs]
+                per_cond[c.name] = (det.logits_batch(views) if len(views) > 1
+                                    else np.array([det.logit(views[0])]))
+        except InputError as exc:
+            out.failed.append({"path": s.path, "error": str(exc)})
+        else:
+            out.samples.append(s)
+            out.kinds.append(kind)
+            for name, lg in per_cond.items():
+                logits[name].append(lg)
+        if on_sample:
+            on_sample(i + 1, len(samples))
+    for name, per_sample in logits.items():
+        out.frames[name] = [det.calibrate(lg) for lg in per_sample]
+        out.probs[name] = np.array([aggregate_scores(p, opts.aggregate)
+                                    for p in out.frames[name]])
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+# -- tables ----------------------------------------------------------------------------------
+def condition_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float,
+                      bootstrap: int = 1000, seed: int = 0) -> dict[str, float]:
+    """:func:`binary_metrics` plus the AUC bootstrap interval and the calibration error."""
+    m: dict[str, Any] = binary_metrics(labels, probs, threshold)
+    lo, hi = (bootstrap_ci(labels, probs, "auc", n=bootstrap, seed=seed)
+              if bootstrap and len(np.unique(labels)) == 2 else (math.nan, math.nan))
+    m["auc_ci"] = [lo, hi]
+    m["ece"] = expected_calibration_error(labels, probs) if len(labels) else math.nan
+    return m
+
+
+def roc_points(labels: np.ndarray, probs: np.ndarray, max_points: int = 300) -> dict[str, list]:
+    """ROC curve for plotting: (fpr, tpr) lists, thinned to at most ``max_points``."""
+    if len(np.unique(labels)) < 2:
+        return {"fpr": [], "tpr": []}
+    fpr, tpr, _ = skm.roc_curve(labels, probs)
+    if len(fpr) > max_points:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
+        fpr, tpr = fpr[keep], tpr[keep]
+    return {"fpr": [round(float(v), 5) for v in fpr], "tpr": [round(float(v), 5) for v in tpr]}
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return None if math.isnan(v) else round(v, 4)
+    return v
+
+
+def metrics_table(title: str, metrics: dict[str, dict], conditions: Sequence[Condition],
+                  first: str = "condition") -> dict[str, Any]:
+    """Rows of per-condition metrics (AUC with its 95% interval) as a generic table."""
+    cols = [first, "n", "n_fake", "auc", "auc_ci"] + [c for c in METRIC_COLUMNS if c != "auc"]
+    rows = []
+    for c in conditions:
+        m = metrics[c.name]
+        label = {"quality": c.quality_label, "size": c.size_label}.get(first, c.name)
+        ci = m.get("auc_ci", [math.nan, math.nan])
+        ci_s = "" if any(math.isnan(v) for v in ci) else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+        rows.append([label, m["n"], m["n_fake"], _fmt(m["auc"]), ci_s]
+                    + [_fmt(m[k]) for k in METRIC_COLUMNS if k != "auc"])
+    return {"title": title, "columns": cols, "rows": rows}
+
+
+def group_key(s: Sample, group_by: str = "generator", multi_dataset: bool = False) -> str:
+    """Column of the per-generator table: fakes by generator (or dataset); reals as 'real'
+    (per dataset when several datasets are mixed)."""
+    if s.label == REAL:
+        return f"real: {s.dataset}" if multi_dataset and s.dataset else "real"
+    key = (s.generator if group_by == "generator" else s.dataset) or s.dataset or "fake"
+    return key
+
+
+def generator_table(scored: Scored, conditions: Sequence[Condition], threshold: float,
+                    group_by: str = "generator") -> dict[str, Any]:
+    """DJIN Table 2: per JPEG condition, how many samples of each generator are predicted
+    Real and Fake (at the first resolution), and the accuracy at every resolution.
+
+    Returns a generic table (two rows per condition, "Real" and "Fake") plus ``data`` with
+    the same counts and per-generator accuracy in structured form.
+    """
+    multi = len({s.dataset for s in scored.samples if s.label == REAL}) > 1
+    keys = [group_key(s, group_by, multi) for s in scored.samples]
+    fake_cols = sorted({k for k, s in zip(keys, scored.samples, strict=True) if s.label == FAKE})
+    real_cols = sorted({k for k, s in zip(keys, scored.samples, strict=True) if s.label == REAL})
+    cols = fake_cols + real_cols
+    keys_a = np.array(keys, dtype=object)
+    y = scored.labels
+    qualities = list(dict.fromkeys(c.quality for c in conditions))
+    sizes = list(dict.fromkeys(c.size for c in conditions))
+    size_names = "/".join(Condition(size=s).size_label for s in sizes)
+    by = {(c.quality, c.size): c for c in conditions}
+    rows, data = [], []
+    for q in qualities:
+        first = by.get((q, sizes[0]))
+        if first is None:
+            continue
+        pred = scored.probs[first.name] >= threshold
+        counts = {k: {"real": int((~pred[keys_a == k]).sum()), "fake": int(pred[keys_a == k].sum())}
+                  for k in cols}
+        accs = {}
+        for s in sizes:
+            c = by.get((q, s))
+            if c is not None:
+                accs[Condition(size=s).size_label] = float(
+                    ((scored.probs[c.name] >= threshold).astype(int) == y).mean())
+        acc_s = " / ".join(f"{100 * a:.2f}%" for a in accs.values())
+        label = Condition(q).quality_label
+        rows.append([label, "Real"] + [counts[k]["real"] for k in cols] + [acc_s])
+        rows.append(["", "Fake"] + [counts[k]["fake"] for k in cols] + [""])
+        per_col_acc = {k: (counts[k]["fake"] if k in fake_cols else counts[k]["real"])
+                       / max(1, counts[k]["real"] + counts[k]["fake"]) for k in cols}
+        data.append({"condition": label, "counts": counts, "accuracy": accs,
+                     "accuracy_per_column": per_col_acc})
+    return {"title": f"Per-generator predictions (counts at {Condition(size=sizes[0]).size_label}"
+                     f"; accuracy at {size_names})",
+            "columns": ["condition", "predicted"] + cols + [f"accuracy ({size_names})"],
+            "rows": rows, "data": data}
+
+
+def per_group_table(scored: Scored, cond: Condition, threshold: float,
+                    group_by: str = "generator") -> dict[str, Any]:
+    """Each generator's fakes against all reals: AUC and the share called fake."""
+    y, p = scored.labels, scored.probs[cond.name]
+    keys = np.array([group_key(s, group_by) for s in scored.samples], dtype=object)
+    rows = []
+    for k in sorted(set(keys[y == FAKE])):
+        m = (keys == k) | (y == REAL)
+        bm = binary_metrics(y[m], p[m], threshold)
+        rows.append([k, int(((keys == k) & (y == FAKE)).sum()), _fmt(bm["auc"]),
+                     _fmt(bm["recall"]), _fmt(bm["accuracy"])])
+    return {"title": f"Each {group_by}'s fakes against all reals ({cond.name})",
+            "columns": [group_by, "n_fake", "auc", "detected (recall)", "accuracy"],
+            "rows": rows}
+
+
+def confound_table(metrics: dict[str, dict], raw: Sequence[Condition]) -> dict[str, Any]:
+    """Raw conditions beside their matched-format twins, with the change in AUC/accuracy."""
+    rows = []
+    for c in raw:
+        a, b = metrics[c.name], metrics[c.twin().name]
+        rows.append([c.name, c.twin().name, _fmt(a["auc"]), _fmt(b["auc"]),
+                     _fmt(b["auc"] - a["auc"]), _fmt(a["accuracy"]), _fmt(b["accuracy"]),
+                     _fmt(b["accuracy"] - a["accuracy"])])
+    return {"title": "Format confound: raw vs both classes re-encoded identically",
+            "columns": ["raw condition", "matched condition", "auc raw", "auc matched",
+                        "auc change", "acc raw", "acc matched", "acc change"],
+            "rows": rows}
+
+
+# -- the protocols ---------------------------------------------------------------------------
+def plan(protocols: Iterable[str], opts: EvalOptions) -> dict[str, list[Condition]]:
+    """The conditions each protocol needs (before the confound twins)."""
+    base = list(dict.fromkeys(protocols))
+    unknown = [p for p in base if p not in PROTOCOLS]
+    if unknown:
+        raise NoisetraceError(f"unknown protocol(s) {', '.join(unknown)}: use "
+                              f"{', '.join(PROTOCOLS)} (training ones: "
+                              f"{', '.join(TRAINING_PROTOCOLS)})")
+    qs: list[int | None] = [None, *opts.qualities]
+    out: dict[str, list[Condition]] = {}
+    for p in base:
+        if p == "standard":
+            out[p] = [Condition()]
+        elif p == "jpeg":
+            out[p] = [Condition(q) for q in qs]
+        elif p == "resolution":
+            out[p] = [Condition(size=s) for s in opts.sizes]
+        elif p == "generators":
+            out[p] = [Condition(q, s) for q in qs for s in opts.sizes]
+    if "confound" in base:
+        raw = list(dict.fromkeys(c for cs in out.values() for c in cs)) or [Condition()]
+        out["confound"] = raw
+    return out
+
+
+_TITLES = {
+    "standard": ("Standard", "The data as stored."),
+    "jpeg": ("JPEG robustness", "Every file JPEG-compressed at each quality factor "
+             "(DJIN Fig. 1 and Table 2)."),
+    "resolution": ("Resolution", "Tested at 224, 512 and original size (DJIN Table 2)."),
+    "generators": ("Per-generator table", "DJIN Table 2's form: predicted Real/Fake counts per "
+                   "generator for each JPEG condition, accuracy at each resolution."),
+    "confound": ("Format confound", "The same evaluation with both classes re-encoded "
+                 "identically (lossless files get a camera-like JPEG pass, then all files the "
+                 "same JPEG quality), beside the raw one. A large drop under matched formats "
+                 "means the detector leaned on file format or compression history."),
+}
+
+
+def evaluate(det: Detector, samples: Sequence[Sample], protocols: Iterable[str],
+             opts: EvalOptions | None = None,
+             on_sample: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run image/video protocols; returns the report dict (see :mod:`.report`)."""
+    opts = opts or EvalOptions()
+    planned = plan(protocols, opts)
+    conds = list(dict.fromkeys(c for cs in planned.values() for c in cs))
+    if "confound" in planned:
+        conds = list(dict.fromkeys(conds + [c.twin() for c in planned["confound"]]))
+    scored = score_conditions(det, samples, conds, opts, on_sample)
+    if not scored.samples:
+        raise NoisetraceError("no sample could be read; check the --data paths (errors: "
+                              + "; ".join(f["error"] for f in scored.failed[:3]) + ")")
+    thr, y = det.threshold, scored.labels
+    has_video = any(k == "video" for k in scored.kinds)
+    levels = {"sample": {}, "frame": {}} if has_video else {"sample": {}}
+    for c in conds:
+        levels["sample"][c.name] = condition_metrics(y, scored.probs[c.name], thr,
+                                                     opts.bootstrap, opts.seed)
+        if has_video:
+            fy, fp = scored.frame_level(c.name)
+            levels["frame"][c.name] = condition_metrics(fy, fp, thr, opts.bootstrap, opts.seed)
+    ms = levels["sample"]
+    sections = []
+    for p, cs in planned.items():
+        title, desc = _TITLES[p]
+        tables = []
+        if p == "generators":
+            tables.append(generator_table(scored, cs, thr, opts.group_by))
+            tables.append(per_group_table(scored, cs[0], thr, opts.group_by))
+        elif p == "confound":
+            tables.append(confound_table(ms, cs))
+            tables.append(metrics_table("Matched formats", ms, [c.twin() for c in cs]))
+        else:
+            first = {"jpeg": "quality", "resolution": "size"}.get(p, "condition")
+            tables.append(metrics_table("Image/video level" if has_video else "Metrics",
+                                        ms, cs, first))
+            if has_video:
+                tables.append(metrics_table("Frame level", levels["frame"], cs, first))
+            if p == "standard":
+                tables.append(per_group_table(scored, cs[0], thr, opts.group_by))
+        roc = [c.name for c in cs] + ([c.twin().name for c in cs] if p == "confound" else [])
+        sections.append({"protocol": p, "title": title, "description": desc,
+                         "tables": tables, "roc": list(dict.fromkeys(roc))})
+    n_img = sum(k == "image" for k in scored.kinds)
+    report: dict[str, Any] = {
+        "model": {"name": det.name, "arch": det.config.arch, "threshold": thr,
+                  "calibration": dict(det.config.calibration)},
+        "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()},
+        "counts": {"samples": len(scored.samples), "real": int((y == REAL).sum()),
+                   "fake": int((y == FAKE).sum()), "images": n_img,
+                   "videos": len(scored.kinds) - n_img, "unreadable": len(scored.failed),
+                   "datasets": sorted({s.dataset for s in scored.samples if s.dataset})},
+        "unreadable": scored.failed,
+        "conditions": {c.name: {**asdict(c), "description":
+                                c.describe(opts.resize_mode, opts.prior_quality)}
+                       for c in conds},
+        "metrics": levels,
+        "roc": {c.name: roc_points(y, scored.probs[c.name]) for c in conds},
+        "sections": sections,
+        "seconds": round(scored.seconds, 1),
+        "scores": [{"path": s.path, "label": s.label, "generator": s.generator,
+                    "dataset": s.dataset, "kind": k,
+                    **{c.name: float(scored.probs[c.name][i]) for c in conds}}
+                   for i, (s, k) in enumerate(zip(scored.samples, scored.kinds, strict=True))],
+    }
+    report["summary"] = summarize(report)
+    return report
+
+
+def summarize(report: dict[str, Any]) -> list[str]:
+    """A few plain sentences on what the tables say."""
+    ms, cn = report["metrics"]["sample"], report["counts"]
+    out = [f"{cn['samples']} samples ({cn['real']} real, {cn['fake']} fake; {cn['images']} "
+           f"images, {cn['videos']} videos), model {report['model']['name']}, threshold "
+           f"{report['model']['threshold']:.2f}."]
+    if cn["unreadable"]:
+        out.append(f"{cn['unreadable']} file(s) could not be read and were left out.")
+
+    def auc(name: str) -> str:
+        m = ms[name]
+        lo, hi = m.get("auc_ci", [math.nan, math.nan])
+        ci = "" if math.isnan(lo) else f" [{lo:.3f}, {hi:.3f}]"
+        return f"AUC {m['auc']:.3f}{ci}, accuracy {m['accuracy']:.3f}"
+
+    for sec in report["sections"]:
+        names = sec["roc"]
+        if sec["protocol"] == "standard":
+            out.append(f"As stored: {auc(names[0])}.")
+        elif sec["protocol"] == "jpeg":
+            out.append("JPEG: " + "; ".join(f"{n}: {ms[n]['auc']:.3f}" for n in names)
+                       + " (AUC).")
+        elif sec["protocol"] == "resolution":
+            out.append("Resolution: " + "; ".join(f"{n}: {ms[n]['auc']:.3f}" for n in names)
+                       + " (AUC).")
+        elif sec["protocol"] == "confound":
+            rows = sec["tables"][0]["rows"]
+            worst = min(rows, key=lambda r: r[4] if r[4] is not None else math.inf)
+            out.append(f"Format confound: AUC {worst[2]} raw vs {worst[3]} with both classes "
+                       f"re-encoded alike ({worst[0]}); "
+                       + ("a drop this large means part of the raw score came from file "
+                          "format or compression history, not from the content's noise."
+                          if (worst[4] or 0) < -0.05 else
+                          "the detector does not lean on file format here."))
+    return out
+
+
+# -- protocols that train --------------------------------------------------------------------
+TrainFn = Callable[[list[Sample]], Detector]
+
+
+def _score_single(det: Detector, test: list[Sample], opts: EvalOptions) -> dict[str, Any]:
+    sc = score_conditions(det, test, [Condition()], opts)
+    return condition_metrics(sc.labels, sc.probs[Condition().name], det.threshold,
+                             opts.bootstrap, opts.seed)
+
+
+def _split_classes(samples: Sequence[Sample], test_fraction: float, seed: int,
+                   ) -> tuple[list[Sample], list[Sample]]:
+    train, test = split(list(samples), test_fraction, seed)
+    return train, test
+
+
+def _balance(test: list[Sample], seed: int) -> list[Sample]:
+    """Equal numbers of real and fake (the Xception paper's 150 + 150), by subsampling."""
+    rng = np.random.default_rng(seed)
+    real = [s for s in test if s.label == REAL]
+    fake = [s for s in test if s.label == FAKE]
+    n = min(len(real), len(fake))
+    pick = [real[i] for i in sorted(rng.choice(len(real), n, replace=False))] + \
+           [fake[i] for i in sorted(rng.choice(len(fake), n, replace=False))]
+    return pick
+
+
+def leave_one_out(samples: Sequence[Sample], train_fn: TrainFn, *, key: str = "generator",
+                  test_fraction: float = 0.3, balance: bool = False,
+                  opts: EvalOptions | None = None) -> dict[str, Any]:
+    """Leave-one-manipulation-out (Xception paper Table 1, first block).
+
+    Row "all": train on every manipulation (train split), test on the held-back split.
+    Then for each manipulation m: train on the reals' train split and the other
+    manipulations, test on the reals' test split plus every sample of m (never seen).
+    ``key``: the Sample field naming the manipulation (``generator`` or ``dataset``).
+    """
+    opts = opts or EvalOptions()
+    reals = [s for s in samples if s.label == REAL]
+    fakes = [s for s in samples if s.label == FAKE]
+    manips = sorted({getattr(s, key) for s in fakes})
+    if len(manips) < 2 or not reals:
+        raise NoisetraceError("leave-one-manipulation-out needs real samples and at least two "
+                              f"fake {key}s; found {len(manips)}")
+    r_tr, r_te = _split_classes(reals, test_fraction, opts.seed)
+    f_tr, f_te = _split_classes(fakes, test_fraction, opts.seed)
+    runs = [("all", manips, r_tr + f_tr, r_te + f_te)]
+    for m in manips:
+        train = r_tr + [s for s in f_tr if getattr(s, key) != m]
+        test = r_te + [s for s in fakes if getattr(s, key) == m]
+        runs.append((m, [x for x in manips if x != m], train, test))
+    rows, data = [], []
+    for test_name, train_names, train, test in runs:
+        if balance:
+            test = _balance(test, opts.seed)
+        det = train_fn(train)
+        m = _score_single(det, test, opts)
+        rows.append([", ".join(train_names), "seen (held-back split)" if test_name == "all"
+                     else test_name, m["n"], _fmt(m["accuracy"]), _fmt(m["balanced_accuracy"]),
+                     _fmt(m["auc"])])
+        data.append({"train": train_names, "test": test_name, "n_train": len(train),
+                     "metrics": m})
+    table = {"title": f"Leave one {key} out", "columns": ["train", "test", "n", "accuracy",
+                                                          "balanced_accuracy", "auc"],
+             "rows": rows, "data": data}
+    return {"protocol": "loo", "title": "Leave one manipulation out",
+            "description": "Xception paper Table 1: train on real data and all manipulations "
+                           "but one, test on the one left out and unseen reals.",
+            "tables": [table], "roc": []}
+
+
+def cross_dataset(domains: dict[str, list[Sample]], train_fn: TrainFn, *,
+                  test_fraction: float = 0.3, opts: EvalOptions | None = None
+                  ) -> dict[str, Any]:
+    """Train on each domain, test on every domain's held-back split (Xception Table 1,
+    Celeb-DF block). Rows: training domain; columns: test domain; cells: accuracy / AUC."""
+    opts = opts or EvalOptions()
+    splits = {}
+    for name, ss in domains.items():
+        if len({s.label for s in ss}) < 2:
+            raise NoisetraceError(f"cross-dataset domain {name!r} has only one class; "
+                                  "each domain needs real and fake samples")
+        splits[name] = _split_classes(ss, test_fraction, opts.seed)
+    names = list(domains)
+    acc_rows, auc_rows, data = [], [], {}
+    for a in names:
+        det = train_fn(splits[a][0])
+        acc_rows.append([a])
+        auc_rows.append([a])
+        for b in names:
+            m = _score_single(det, splits[b][1], opts)
+            data[f"{a} -> {b}"] = m
+            acc_rows[-1].append(_fmt(m["accuracy"]))
+            auc_rows[-1].append(_fmt(m["auc"]))
+    cols = ["train \\ test"] + names
+    return {"protocol": "crossdataset", "title": "Cross-dataset",
+            "description": "Train on one dataset, test on the held-back split of each.",
+            "tables": [{"title": "Accuracy", "columns": cols, "rows": acc_rows, "data": data},
+                       {"title": "AUC", "columns": cols, "rows": auc_rows}], "roc": []}
+
+
+def score_sequences(det: Detector, samples: Sequence[Sample], length: int,
+                    max_frames: int = 120, opts: EvalOptions | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Clip-level scores: each video's first ``max_frames`` frames cut into non-overlapping
+    clips of ``length`` successive frames (the Xception paper scores every clip, not whole
+    videos). A sequence model (``pretrained_cfg["sequence_length"]``) sees the (1, L, 3, H, W)
+    clip; a frame model's clip score aggregates its frame probabilities.
+    Returns (C,) labels and (C,) probabilities. Images are skipped."""
+    import torch
+
+    opts = opts or EvalOptions()
+    ys, ps = [], []
+    seq = bool(det.cfg.get("sequence_length"))
+    for s in samples:
+        try:
+            if sniff(s.path)[0] != "video":
+                continue
+            frames = [f.image for f in iter_frames(s.path, mode="first", n=max_frames)]
+        except InputError:
+            continue
+        if opts.max_side:
+            frames = [crop_at_most(f, opts.max_side) for f in frames]
+        for k in range(len(frames) // length):
+            clip = frames[k * length : (k + 1) * length]
+            if seq:
+                with torch.inference_mode():
+                    x = det.to_tensor(np.stack([det._fit_size(f) for f in clip]))
+                    lg = det.model(x.unsqueeze(0)).float().cpu().numpy().reshape(-1)
+                p = float(det.calibrate(lg)[0])
+            else:
+                p = aggregate_scores(det.calibrate(det.logits_batch(clip)), opts.aggregate)
+            ys.append(s.label)
+            ps.append(p)
+    return np.array(ys, dtype=int), np.array(ps, dtype=float)
+
+
+def sequence_length_sweep(samples: Sequence[Sample],
+                          train_fn: Callable[[list[Sample], int], Detector], *,
+                          lengths: Sequence[int] = (5, 10, 20, 40, 60), key: str = "generator",
+                          max_frames: int = 120, test_fraction: float = 0.3,
+                          opts: EvalOptions | None = None) -> dict[str, Any]:
+    """Xception paper Table 2: one model per sequence length L (``train_fn(train, L)``),
+    clip accuracy on each manipulation's test videos plus the test reals."""
+    opts = opts or EvalOptions()
+    train, test = _split_classes(samples, test_fraction, opts.seed)
+    reals = [s for s in test if s.label == REAL]
+    manips = sorted({getattr(s, key) for s in test if s.label == FAKE})
+    if not reals or not manips:
+        raise NoisetraceError("the sequence-length sweep needs real and fake test videos")
+    acc = {m: [] for m in manips}
+    data = {}
+    for L in lengths:
+        det = train_fn(list(train), L)
+        for m in manips:
+            sub = reals + [s for s in test if s.label == FAKE and getattr(s, key) == m]
+            y, p = score_sequences(det, sub, L, max_frames, opts)
+            mt = binary_metrics(y, p, det.threshold) if len(y) else {"accuracy": math.nan,
+                                                                     "n": 0}
+            acc[m].append(_fmt(mt["accuracy"]))
+            data[f"{m} @ {L}"] = mt
+    rows = [[m] + acc[m] for m in manips]
+    return {"protocol": "seqlen", "title": "Sequence length",
+            "description": "Xception paper Table 2: clip accuracy per test manipulation as "
+                           "the number of successive frames per clip grows.",
+            "tables": [{"title": "Clip accuracy", "columns": ["test"] + [str(L) for L in
+                                                                         lengths],
+                        "rows": rows, "data": data}], "roc": []}

@@ -1,0 +1,300 @@
+"""Evaluation protocols and reports end to end on generated data with a tiny trained model.
+
+Reals are smooth synthetic scenes with faint noise; fakes carry strong pixel noise (two
+"generators" with different strengths), so a few training steps of srm-cnn separate them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from noisetrace import models
+from noisetrace.cli import main
+from noisetrace.data.augment import jpeg, matched_format
+from noisetrace.data.manifest import Sample, discover
+from noisetrace.detector import Detector, DetectorConfig
+from noisetrace.errors import NoisetraceError
+from noisetrace.evaluate import protocols as P
+from noisetrace.evaluate.metrics import binary_metrics, fit_platt
+from noisetrace.evaluate.report import write_report
+from noisetrace.media.image import load_image
+from noisetrace.media.video import write_video
+
+NOISE = {"real": 1.0, "heavy": 14.0, "light": 8.0}
+
+
+def _scene(rng: np.random.Generator, h: int, w: int, sigma: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    f = rng.uniform(1, 4, 3)
+    base = np.stack([0.5 + 0.3 * np.sin(2 * np.pi * (f[c] * xx + yy * c) + rng.uniform(0, 6))
+                     for c in range(3)], -1) * 255
+    return np.clip(base + rng.normal(0, sigma, base.shape), 0, 255).astype(np.uint8)
+
+
+def _make_data(root: Path, n: int = 6, videos: bool = False) -> Path:
+    rng = np.random.default_rng(0)
+    for kind in NOISE:
+        d = root / "real" if kind == "real" else root / "fake" / kind
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            img = _scene(rng, 48 + 8 * (i % 3), 64, NOISE[kind])
+            # Reals as JPEG (camera-like), fakes as PNG: the format confound of ../shared/data.
+            if kind == "real":
+                Image.fromarray(img).save(d / f"{i}.jpg", quality=95)
+            else:
+                Image.fromarray(img).save(d / f"{i}.png")
+        if videos:
+            for i in range(2):
+                frames = [_scene(rng, 64, 64, NOISE[kind]) for _ in range(8)]
+                write_video(d / f"clip{i}.mp4", frames, fps=4, codec="libx264")
+    return root
+
+
+def tiny_train(samples: list[Sample], steps: int = 40, seed: int = 0) -> Detector:
+    """A few Adam steps of a small srm-cnn on 32x32 crops, then Platt on the training logits."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    imgs, ys = [], []
+    for s in samples:
+        if Path(s.path).suffix == ".mp4":
+            from noisetrace.media.video import iter_frames
+
+            imgs += [f.image for f in iter_frames(s.path, mode="first", n=2)]
+            ys += [s.label] * 2
+        else:
+            imgs.append(load_image(s.path))
+            ys.append(s.label)
+    model = models.create("srm-cnn", widths=(4, 8), hidden=8, dropout=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        idx = rng.integers(0, len(imgs), 12)
+        crops = []
+        for i in idx:
+            im = imgs[i]
+            y0, x0 = rng.integers(0, im.shape[0] - 31), rng.integers(0, im.shape[1] - 31)
+            crops.append(im[y0 : y0 + 32, x0 : x0 + 32])
+        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255
+        y = torch.tensor([float(ys[i]) for i in idx])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    det = Detector(model, DetectorConfig(name="tiny-eval", arch="srm-cnn",
+                                         arch_config=model.arch_config), device="cpu")
+    a, b = fit_platt([det.logit(im) for im in imgs], ys)
+    det.config.calibration = {"a": a, "b": b}
+    return det
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return _make_data(tmp_path_factory.mktemp("evaldata"))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, data_dir) -> Path:
+    det = tiny_train(discover(data_dir))
+    return det.save(tmp_path_factory.mktemp("evalmodel"))
+
+
+@pytest.fixture(scope="module")
+def det(model_dir) -> Detector:
+    return Detector.load(model_dir, device="cpu")
+
+
+# -- conditions ------------------------------------------------------------------------------
+def test_condition_views():
+    rng = np.random.default_rng(1)
+    img = _scene(rng, 300, 700, 3.0)
+    assert P.Condition().apply(img, True) is img
+    assert np.array_equal(P.Condition(65).apply(img, False), jpeg(img, 65))
+    crop = P.Condition(size=224).apply(img, False)
+    assert crop.shape == (224, 224, 3)
+    assert np.array_equal(crop, img[38:262, 238:462])  # centre crop, untouched pixels
+    assert P.Condition(size=512).apply(img, False).shape == (300, 512, 3)  # never padded
+    assert P.Condition(size=512).apply(img, False, "resize").shape == (512, 512, 3)
+    m = P.Condition().twin()
+    assert m == P.Condition(90, None, True) and m.name == "matched QF 90"
+    assert np.array_equal(m.apply(img, True), matched_format(img, True, 90))
+    assert np.array_equal(m.apply(img, False), matched_format(img, False, 90))
+    assert not np.array_equal(m.apply(img, True), m.apply(img, False))
+
+
+def test_plan_and_unknown_protocol():
+    opts = P.EvalOptions()
+    plan = P.plan(["jpeg", "resolution", "generators", "confound"], opts)
+    assert [c.name for c in plan["jpeg"]] == ["uncompressed", "QF 90", "QF 65", "QF 40"]
+    assert [c.size_label for c in plan["resolution"]] == ["224", "512", "original"]
+    assert len(plan["generators"]) == 12
+    assert len(plan["confound"]) == len(set(plan["jpeg"] + plan["resolution"]
+                                            + plan["generators"]))
+    with pytest.raises(NoisetraceError, match="unknown protocol"):
+        P.plan(["jpg"], opts)
+
+
+# -- end to end ------------------------------------------------------------------------------
+def test_evaluate_writes_report_with_tables(det, data_dir, tmp_path):
+    samples = discover(data_dir)
+    opts = P.EvalOptions(bootstrap=100, sizes=(40, None))
+    rep = P.evaluate(det, samples, ["standard", "jpeg", "resolution", "generators",
+                                    "confound"], opts)
+    files = write_report(rep, tmp_path / "out")
+    for name in ("report.json", "report.md", "report.html", "scores.csv", "roc_jpeg.png"):
+        assert (tmp_path / "out" / name).is_file(), name
+    assert set(files) >= {"report.json", "report.md", "report.html"}
+    j = json.loads((tmp_path / "out" / "report.json").read_text())
+    secs = {s["protocol"]: s for s in j["sections"]}
+    assert list(secs) == ["standard", "jpeg", "resolution", "generators", "confound"]
+    # The trained model separates the generated classes as stored.
+    std = j["metrics"]["sample"]["uncompressed"]
+    assert std["auc"] > 0.9 and std["n"] == 18 and std["n_fake"] == 12
+    lo, hi = std["auc_ci"]
+    assert lo <= std["auc"] <= hi
+    # JPEG table: one row per quality, in order.
+    assert [r[0] for r in secs["jpeg"]["tables"][0]["rows"]] == [
+        "uncompressed", "QF 90", "QF 65", "QF 40"]
+    assert [r[0] for r in secs["resolution"]["tables"][0]["rows"]] == ["40", "original"]
+    # DJIN Table 2 form: Real/Fake rows per JPEG condition, one column per generator.
+    gt = secs["generators"]["tables"][0]
+    assert gt["columns"][:2] == ["condition", "predicted"]
+    assert gt["columns"][2:5] == ["heavy", "light", "real"]
+    assert [r[1] for r in gt["rows"]] == ["Real", "Fake"] * 4
+    for real_row, fake_row in zip(gt["rows"][::2], gt["rows"][1::2], strict=True):
+        assert [a + b for a, b in zip(real_row[2:5], fake_row[2:5], strict=True)] == [6, 6, 6]
+        assert real_row[-1].count("/") == 1 and real_row[-1].endswith("%")
+    # Counts agree with the per-sample scores in scores.csv.
+    with open(tmp_path / "out" / "scores.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    heavy_fake = sum(float(r["QF 65 @40"]) >= det.threshold for r in rows
+                     if r["generator"] == "heavy")
+    qf65 = gt["data"][2]
+    assert qf65["condition"] == "QF 65" and qf65["counts"]["heavy"]["fake"] == heavy_fake
+    # Every table value comes from binary_metrics on those same scores.
+    y = np.array([int(r["label"]) for r in rows])
+    for cond in ("uncompressed", "QF 40", "matched QF 90 @40"):
+        p = np.array([float(r[cond]) for r in rows])
+        ref = binary_metrics(y, p, det.threshold)
+        assert j["metrics"]["sample"][cond]["auc"] == pytest.approx(ref["auc"])
+        assert j["metrics"]["sample"][cond]["accuracy"] == pytest.approx(ref["accuracy"])
+    # Format confound: every raw condition beside its matched twin.
+    ct = secs["confound"]["tables"][0]
+    raw = [n for n, c in j["conditions"].items() if not c["matched"]]
+    assert [r[0] for r in ct["rows"]] == raw
+    assert {r[1] for r in ct["rows"]} == {n for n, c in j["conditions"].items() if c["matched"]}
+    assert ("uncompressed", "matched QF 90") in {(r[0], r[1]) for r in ct["rows"]}
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 5 and "http" not in html.split("<body>")[1]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| condition | predicted | heavy | light | real |" in md
+    assert "## Format confound" in md and "![ROC curves, JPEG robustness](roc_jpeg.png)" in md
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_video_level_and_frame_level(det, tmp_path):
+    data = _make_data(tmp_path / "v", n=2, videos=True)
+    samples = [s for s in discover(data, images_only=False) if s.path.endswith(".mp4")]
+    assert len(samples) == 6
+    conds = [P.Condition()]
+    mean = P.score_conditions(det, samples, conds, P.EvalOptions(video_frames=5))
+    mx = P.score_conditions(det, samples, conds, P.EvalOptions(video_frames=5, aggregate="max"))
+    fr = mean.frames["uncompressed"]
+    assert [len(f) for f in fr] == [5] * 6 and mean.kinds == ["video"] * 6
+    assert np.allclose(mean.probs["uncompressed"], [f.mean() for f in fr])
+    assert np.allclose(mx.probs["uncompressed"], [f.max() for f in fr])
+    rep = P.evaluate(det, samples, ["standard"], P.EvalOptions(video_frames=5, bootstrap=0))
+    assert rep["metrics"]["frame"]["uncompressed"]["n"] == 30
+    assert rep["metrics"]["sample"]["uncompressed"]["n"] == 6
+    titles = [t["title"] for t in rep["sections"][0]["tables"]]
+    assert titles[:2] == ["Image/video level", "Frame level"]
+
+
+def test_unreadable_files_are_listed(det, data_dir, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    samples = discover(data_dir) + [Sample(str(bad), 1, "heavy")]
+    rep = P.evaluate(det, samples, ["standard"], P.EvalOptions(bootstrap=0))
+    assert rep["counts"]["unreadable"] == 1 and rep["unreadable"][0]["path"] == str(bad)
+    assert rep["counts"]["samples"] == 18
+
+
+def test_cli_evaluate(model_dir, data_dir, tmp_path):
+    out = tmp_path / "cli"
+    rc = main(["evaluate", "--model", str(model_dir), "--data", str(data_dir), "--protocol",
+               "jpeg,confound", "--out", str(out), "--bootstrap", "50", "--device", "cpu",
+               "--quiet"])
+    assert rc == 0
+    j = json.loads((out / "report.json").read_text())
+    assert [s["protocol"] for s in j["sections"]] == ["jpeg", "confound"]
+    assert len(j["sections"][1]["tables"][0]["rows"]) == 4
+    assert main(["evaluate", "--model", str(model_dir), "--data", str(data_dir),
+                 "--protocol", "nope", "--out", str(out)]) == 2
+
+
+# -- protocols that train --------------------------------------------------------------------
+def test_leave_one_out_trains_without_the_held_out_generator(data_dir):
+    samples = discover(data_dir)
+    calls: list[list[Sample]] = []
+
+    def train_fn(ss):
+        calls.append(ss)
+        return tiny_train(ss, steps=4)
+
+    sec = P.leave_one_out(samples, train_fn, opts=P.EvalOptions(bootstrap=0))
+    rows = sec["tables"][0]["rows"]
+    assert [r[1] for r in rows] == ["seen (held-back split)", "heavy", "light"]
+    assert [r[0] for r in rows] == ["heavy, light", "light", "heavy"]
+    assert len(calls) == 3
+    assert {s.generator for s in calls[1] if s.label} == {"light"}
+    assert {s.generator for s in calls[2] if s.label} == {"heavy"}
+    data = sec["tables"][0]["data"]
+    # The unseen generator is tested on all 6 of its samples plus the held-back reals.
+    n_real_test = data[0]["metrics"]["n"] - data[0]["metrics"]["n_fake"]
+    assert data[1]["metrics"]["n"] == 6 + n_real_test
+    test_paths = {s.path for s in calls[0]}
+    assert all(0 <= r[3] <= 1 for r in rows) and test_paths
+
+
+def test_cross_dataset_matrix(tmp_path):
+    a = discover(_make_data(tmp_path / "A", n=4))
+    b = discover(_make_data(tmp_path / "B", n=4))
+    sec = P.cross_dataset({"A": a, "B": b}, lambda ss: tiny_train(ss, steps=4),
+                          opts=P.EvalOptions(bootstrap=0))
+    acc = sec["tables"][0]
+    assert acc["columns"] == ["train \\ test", "A", "B"]
+    assert [r[0] for r in acc["rows"]] == ["A", "B"] and all(len(r) == 3 for r in acc["rows"])
+    assert set(acc["data"]) == {"A -> A", "A -> B", "B -> A", "B -> B"}
+    with pytest.raises(NoisetraceError, match="only one class"):
+        P.cross_dataset({"A": [s for s in a if s.label]}, tiny_train)
+
+
+def test_sequence_length_sweep(tmp_path):
+    data = _make_data(tmp_path / "seq", n=0, videos=True)
+    samples = discover(data, images_only=False)
+    for i in range(2, 4):  # two more videos per class so every split has test videos
+        for kind in NOISE:
+            d = data / ("real" if kind == "real" else f"fake/{kind}")
+            rng = np.random.default_rng(i)
+            write_video(d / f"extra{i}.mp4", [_scene(rng, 64, 64, NOISE[kind])
+                                               for _ in range(8)], fps=4, codec="libx264")
+    samples = discover(data, images_only=False)
+    lengths_seen = []
+
+    def train_fn(ss, length):
+        lengths_seen.append(length)
+        return tiny_train(ss, steps=4)
+
+    sec = P.sequence_length_sweep(samples, train_fn, lengths=(2, 4), max_frames=8,
+                                  opts=P.EvalOptions(bootstrap=0))
+    t = sec["tables"][0]
+    assert lengths_seen == [2, 4]
+    assert t["columns"] == ["test", "2", "4"] and [r[0] for r in t["rows"]] == ["heavy", "light"]
+    # 8 frames per video: 4 clips of 2, 2 clips of 4, for each test video.
+    n2, n4 = t["data"]["heavy @ 2"]["n"], t["data"]["heavy @ 4"]["n"]
+    assert n2 == 2 * n4 and n2 % 4 == 0 and n2 > 0
