@@ -1,0 +1,280 @@
+"""Noise traces: SRM residual maps and the Siamese DnCNN's extracted noise, face beside background.
+
+The Siamese DnCNN paper (``siamese-dncnn-face-background.md``, Section 4.5 and Fig. 6) shows
+evidence as pictures: a face square and the background square furthest from it (its
+Section 3.1 / Fig. 2), each with the noise the trained DnCNN extracts from it. A swapped face
+carries "complicated" traces, the untouched background stays clean. This module builds the
+same face/background pair and shows, for both squares on one shared scale:
+
+* the SRM high-pass residual (the fixed filters of :mod:`noisetrace.residuals.srm`), which
+  needs no model, and
+* the noise returned by the ``siamese-dncnn`` model's ``noise(x)`` method, when that model
+  is available (registered architecture, optionally with trained weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from noisetrace.errors import InputError, ModelError
+from noisetrace.residuals.srm import srm_residual
+
+Box = tuple[int, int, int, int]  # x, y, width, height in pixels
+SIAMESE_ARCH = "siamese-dncnn"
+_IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+# -- squares -------------------------------------------------------------------------------
+def face_square(shape: tuple[int, ...], face: Box | None = None) -> Box:
+    """The square around ``face`` (x, y, w, h), clamped inside an image of ``shape`` (H, W, ...).
+
+    Without a face box the centre square of side min(H, W) / 2 is used (face crops and
+    portrait frames centre the face; pass ``face`` for anything else).
+    """
+    h, w = shape[:2]
+    if face is None:
+        side = max(1, min(h, w) // 2)
+        return ((w - side) // 2, (h - side) // 2, side, side)
+    fx, fy, fw, fh = (int(v) for v in face)
+    if fw <= 0 or fh <= 0:
+        raise InputError(f"face box {face} has no area; give x,y,width,height in pixels")
+    side = min(max(fw, fh), h, w)
+    cx, cy = fx + fw / 2, fy + fh / 2
+    x0 = int(np.clip(round(cx - side / 2), 0, w - side))
+    y0 = int(np.clip(round(cy - side / 2), 0, h - side))
+    return (x0, y0, side, side)
+
+
+def background_square(shape: tuple[int, ...], face: Box) -> Box:
+    """The square of the face's size whose centre is furthest (Euclidean) from the face's.
+
+    The furthest placement is always one of the four corners of the image, as in the
+    paper's face-background strategy (the background least likely to have been touched).
+    """
+    h, w = shape[:2]
+    fx, fy, side, _ = face
+    cx, cy = fx + side / 2, fy + side / 2
+    corners = [(0, 0), (w - side, 0), (0, h - side), (w - side, h - side)]
+    best = max(corners, key=lambda c: (c[0] + side / 2 - cx) ** 2 + (c[1] + side / 2 - cy) ** 2)
+    return (best[0], best[1], side, side)
+
+
+def crop(img: np.ndarray, box: Box) -> np.ndarray:
+    """(H, W, C) -> (h, w, C) view of ``box``."""
+    x, y, w, h = box
+    return img[y : y + h, x : x + w]
+
+
+# -- maps ----------------------------------------------------------------------------------
+def srm_maps(img: np.ndarray) -> np.ndarray:
+    """SRM residuals of an (H, W, 3) uint8 image: (3, H, W) float32, signed, in pixel units.
+
+    Map k is SRM kernel k applied across the colour channels (``sum`` mode), so each map has
+    the image's size and sums the colours' residuals.
+    """
+    x = torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1)[None]
+    return srm_residual(x, mode="sum")[0].numpy().astype(np.float32)
+
+
+def srm_magnitude(img: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W) float32 ``sqrt(sum_k r_k^2)``: residual energy per pixel."""
+    r = srm_maps(img)
+    return np.sqrt((r**2).sum(axis=0)).astype(np.float32)
+
+
+def load_siamese(spec: str | Path | torch.nn.Module = SIAMESE_ARCH) -> torch.nn.Module:
+    """The Siamese DnCNN noise extractor: a module, a registered name, or a model directory.
+
+    A directory is a trained noisetrace model (``config.json`` + weights) whose architecture
+    is ``siamese-dncnn``; a name builds the registered architecture (with whatever weights its
+    factory loads). Raises :class:`ModelError` with what to do when it is not available.
+    """
+    if isinstance(spec, torch.nn.Module):
+        model = spec
+    else:
+        from noisetrace import models
+
+        p = Path(str(spec)).expanduser()
+        if p.is_dir():
+            from noisetrace.detector import Detector
+
+            model = Detector.load(p, device="cpu").model
+        elif str(spec) in models.list_models():
+            model = models.create(str(spec))
+        else:
+            raise ModelError(
+                f"the Siamese DnCNN noise extractor is not available: {str(spec)!r} is neither "
+                f"a registered architecture ({', '.join(models.list_models())}) nor a model "
+                f"directory. Install a noisetrace version with the {SIAMESE_ARCH!r} model, "
+                "or pass the directory of a trained one; SRM traces need no model."
+            )
+    if not callable(getattr(model, "noise", None)):
+        raise ModelError(
+            f"model {getattr(model, 'arch', type(model).__name__)!r} has no noise(x) method; "
+            f"noise traces need the {SIAMESE_ARCH!r} extractor"
+        )
+    return model.eval()
+
+
+@torch.inference_mode()
+def extract_noise(model: torch.nn.Module, square: np.ndarray) -> np.ndarray:
+    """The extractor's noise for an (s, s, 3) uint8 square: (s, s) float32, signed.
+
+    The square is fed as the model's ``pretrained_cfg`` asks (normalisation; a fixed
+    ``input_size`` resizes it, and the noise is resized back). Multi-channel noise is
+    averaged over channels so face and background compare on one map.
+    """
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    s = square
+    size = cfg.get("input_size")
+    if size:
+        from PIL import Image
+
+        s = np.asarray(Image.fromarray(square).resize((size[1], size[0]), Image.BILINEAR))
+    x = s.astype(np.float32) / 255.0
+    if cfg.get("normalize") == "imagenet":
+        x = (x - _IMAGENET_MEAN) / _IMAGENET_STD
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].to(device)
+    n = model.noise(t).float().cpu()
+    if n.ndim == 4:
+        n = n[0]
+    if n.ndim == 3:
+        n = n.mean(dim=0)
+    out = n.numpy().astype(np.float32)
+    if out.shape != square.shape[:2]:
+        from PIL import Image
+
+        out = np.asarray(
+            Image.fromarray(out, mode="F").resize(square.shape[1::-1], Image.BILINEAR)
+        )
+    return out
+
+
+# -- the pair --------------------------------------------------------------------------------
+@dataclass
+class NoiseTraces:
+    """Face and background squares with their traces (all (s, s) maps float32).
+
+    ``srm_*`` are SRM residual magnitudes in pixel units; ``noise_*`` the Siamese DnCNN's
+    extracted noise (None without the model).
+    """
+
+    face_box: Box
+    background_box: Box
+    face: np.ndarray  # (s, s, 3) uint8
+    background: np.ndarray  # (s, s, 3) uint8
+    srm_face: np.ndarray
+    srm_background: np.ndarray
+    noise_face: np.ndarray | None = None
+    noise_background: np.ndarray | None = None
+    face_given: bool = True
+
+    def stats(self) -> dict[str, Any]:
+        """RMS of each trace and face/background ratios (> 1: the face is noisier)."""
+
+        def rms(a: np.ndarray) -> float:
+            return float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))
+
+        out: dict[str, Any] = {
+            "face_box": list(self.face_box), "background_box": list(self.background_box),
+            "face_given": self.face_given,
+            "srm_rms_face": rms(self.srm_face), "srm_rms_background": rms(self.srm_background),
+        }  # fmt: skip
+        out["srm_ratio"] = out["srm_rms_face"] / max(out["srm_rms_background"], 1e-12)
+        if self.noise_face is not None and self.noise_background is not None:
+            out["noise_rms_face"] = rms(self.noise_face)
+            out["noise_rms_background"] = rms(self.noise_background)
+            out["noise_ratio"] = out["noise_rms_face"] / max(out["noise_rms_background"], 1e-12)
+        return out
+
+
+def noise_traces(
+    img: np.ndarray, face: Box | None = None, siamese: torch.nn.Module | None = None
+) -> NoiseTraces:
+    """Face/background squares of an (H, W, 3) uint8 image with their SRM (and DnCNN) traces."""
+    if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
+        raise InputError("expected an (H, W, 3) uint8 RGB array")
+    fbox = face_square(img.shape, face)
+    bbox = background_square(img.shape, fbox)
+    fsq, bsq = crop(img, fbox), crop(img, bbox)
+    tr = NoiseTraces(
+        fbox, bbox, fsq, bsq, srm_magnitude(fsq), srm_magnitude(bsq), face_given=face is not None
+    )
+    if siamese is not None:
+        tr.noise_face = extract_noise(siamese, fsq)
+        tr.noise_background = extract_noise(siamese, bsq)
+    return tr
+
+
+def _shared_scale(a: np.ndarray, b: np.ndarray, signed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Scale two maps by one 99th percentile so their brightness compares: -> [0, 1] each
+    (signed maps: 0.5 is zero)."""
+    both = np.concatenate([np.abs(a).ravel(), np.abs(b).ravel()])
+    s = float(np.percentile(both, 99)) or float(both.max()) or 1.0
+    if signed:
+        return np.clip(0.5 + a / (2 * s), 0, 1), np.clip(0.5 + b / (2 * s), 0, 1)
+    return np.clip(a / s, 0, 1), np.clip(b / s, 0, 1)
+
+
+def plot_traces(
+    img: np.ndarray, tr: NoiseTraces, path: str | Path, title: str = ""
+) -> Path:
+    """Write the traces figure (PNG): rows image / SRM residual / DnCNN noise, columns
+    whole image / face / background; face and background maps share one scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.patches as mpatches
+    import matplotlib.pyplot as plt
+
+    rows = 3 if tr.noise_face is not None else 2
+    fig, ax = plt.subplots(rows, 3, figsize=(10, 3.3 * rows), dpi=100)
+    for a in ax.ravel():
+        a.set_axis_off()
+    face_label = "face square" if tr.face_given else "centre square (no face box given)"
+    ax[0, 0].imshow(img)
+    for box, colour in ((tr.face_box, "red"), (tr.background_box, "cyan")):
+        x, y, w, h = box
+        ax[0, 0].add_patch(mpatches.Rectangle((x, y), w, h, fill=False, ec=colour, lw=1.5))
+    ax[0, 0].set_title("image (red: face, cyan: background)", fontsize=9)
+    ax[0, 1].imshow(tr.face)
+    ax[0, 1].set_title(face_label, fontsize=9)
+    ax[0, 2].imshow(tr.background)
+    ax[0, 2].set_title("furthest background square", fontsize=9)
+    whole = srm_magnitude(img)
+    ax[1, 0].imshow(np.clip(whole / (np.percentile(whole, 99) or 1.0), 0, 1), cmap="gray")
+    ax[1, 0].set_title("SRM residual, whole image", fontsize=9)
+    f, b = _shared_scale(tr.srm_face, tr.srm_background, signed=False)
+    st = tr.stats()
+    ax[1, 1].imshow(f, cmap="gray", vmin=0, vmax=1)
+    ax[1, 1].set_title(f"SRM residual (rms {st['srm_rms_face']:.2f})", fontsize=9)
+    ax[1, 2].imshow(b, cmap="gray", vmin=0, vmax=1)
+    ax[1, 2].set_title(f"SRM residual (rms {st['srm_rms_background']:.2f})", fontsize=9)
+    if rows == 3:
+        f, b = _shared_scale(tr.noise_face, tr.noise_background, signed=True)
+        ax[2, 1].imshow(f, cmap="gray", vmin=0, vmax=1)
+        ax[2, 1].set_title(f"Siamese DnCNN noise (rms {st['noise_rms_face']:.3g})", fontsize=9)
+        ax[2, 2].imshow(b, cmap="gray", vmin=0, vmax=1)
+        ax[2, 2].set_title(
+            f"Siamese DnCNN noise (rms {st['noise_rms_background']:.3g})", fontsize=9
+        )
+        ax[2, 0].text(
+            0.0, 0.5,
+            f"face / background rms\nSRM: {st['srm_ratio']:.2f}\nDnCNN: {st['noise_ratio']:.2f}",
+            fontsize=10, va="center",
+        )  # fmt: skip
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p)
+    plt.close(fig)
+    return p

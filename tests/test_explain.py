@@ -1,0 +1,321 @@
+"""Explanations: IG completeness, map shapes and ranges, noise traces, files written by the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from noisetrace.cli import main
+from noisetrace.errors import InputError, ModelError
+from noisetrace.explain import ig as igm
+from noisetrace.explain.intensity import IntensityAnalysis, run_intensity_analysis
+from noisetrace.explain.report import explain_array, explain_file, top_regions
+from noisetrace.explain.traces import (
+    background_square,
+    face_square,
+    load_siamese,
+    noise_traces,
+    plot_traces,
+    srm_maps,
+)
+from noisetrace.media.video import write_video
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture()
+def small(photo) -> np.ndarray:
+    return np.ascontiguousarray(photo[100:172, 150:230])  # 72 x 80, textured
+
+
+# -- Integrated Gradients --------------------------------------------------------------------
+@pytest.mark.parametrize("baseline", ["black", "blurred", "noise"])
+def test_ig_completeness(tiny_detector, small, baseline):
+    r = igm.integrated_gradients(
+        tiny_detector, small, baseline=baseline, steps=64, internal_batch_size=16
+    )
+    diff = r.logit - r.baseline_logit
+    assert not r.tiled
+    assert r.attributions.shape == small.shape and r.attributions.dtype == np.float32
+    assert abs(r.logit - tiny_detector.logit(small)) < 1e-4
+    # Completeness: the attributions add up to f(x) - f(baseline).
+    total = float(r.attributions.astype(np.float64).sum())
+    # (ReLU networks are piecewise linear, so the quadrature error shrinks slowly: 3%.)
+    assert abs(total - diff) <= 0.03 * abs(diff) + 2e-4, (total, diff)
+    assert abs(r.delta - (total - diff)) < 1e-6
+
+
+def test_ig_tiled_is_complete_and_explains_the_tiled_logit(tiny_detector, small):
+    tiny_detector.config.tile = 32  # 72 x 80 -> 3 x 3 tiles, the last ones thinner
+    try:
+        r = igm.integrated_gradients(
+            tiny_detector, small, baseline="noise", steps=64, internal_batch_size=12
+        )
+        tiled_logit = tiny_detector.logit(small)
+    finally:
+        tiny_detector.config.tile = 1024
+    assert r.tiled
+    assert abs(r.logit - tiled_logit) < 1e-4
+    diff = r.logit - r.baseline_logit
+    assert abs(r.attributions.sum() - diff) <= 0.03 * abs(diff) + 2e-4
+
+
+def test_ig_tiled_equals_captum_on_one_tile(tiny_detector, small):
+    x = tiny_detector.to_tensor(small)
+    b = tiny_detector.to_tensor(igm.make_baseline(small, "noise"))
+    model = tiny_detector.model
+    a1, fx1, fb1 = igm._captum_ig(model, x, b, 16, 4, "gausslegendre")
+    a2, fx2, fb2 = igm._tiled_ig(model, x, b, 16, 3, "gausslegendre", 1024)
+    assert fx1 == pytest.approx(fx2, abs=1e-5) and fb1 == pytest.approx(fb2, abs=1e-5)
+    torch.testing.assert_close(a1, a2, rtol=1e-3, atol=1e-7)
+
+
+def test_baselines(small):
+    black = igm.make_baseline(small, "black")
+    blurred = igm.make_baseline(small, "blurred")
+    noise = igm.make_baseline(small, "noise", seed=3)
+    for b in (black, blurred, noise):
+        assert b.shape == small.shape and b.dtype == np.float32
+        assert b.min() >= 0 and b.max() <= 255
+    assert not black.any()
+    # The blur keeps the content (mean) but removes the high-frequency residual.
+    assert abs(blurred.mean() - small.mean()) < 2
+    assert np.abs(srm_maps(blurred.round().astype(np.uint8))).mean() < 0.3 * np.abs(
+        srm_maps(small)
+    ).mean()
+    np.testing.assert_array_equal(noise, igm.make_baseline(small, "noise", seed=3))
+    with pytest.raises(InputError):
+        igm.make_baseline(small, "grey")  # type: ignore[arg-type]
+
+
+def test_ig_maps_ranges(tiny_detector, small):
+    r = igm.integrated_gradients(tiny_detector, small, steps=4)
+    assert r.pixel_map().shape == small.shape[:2]
+    infl = r.normalized_influence()
+    assert infl.shape == small.shape[:2] and infl.min() >= 0 and infl.max() <= 1
+    assert infl.max() == 1.0  # the top 1% saturate
+
+
+# -- DJIN's intensity analysis ---------------------------------------------------------------
+def test_intensity_counts_and_direction(tmp_path):
+    rng = np.random.default_rng(0)
+    ana = IntensityAnalysis()
+    for label in (0, 1):
+        for _ in range(3):
+            img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+            luma = img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+            # Reals: dark pixels matter; fakes: bright pixels matter (DJIN's finding).
+            infl = (255 - luma) if label == 0 else luma
+            attr = np.repeat((infl / 3)[..., None], 3, axis=2).astype(np.float32)
+            ana.add(img, attr, label)
+    assert ana.images == [3, 3]
+    assert ana.total.sum() == 6 * 40 * 50
+    assert ana.top.sum(axis=1).tolist() == [3 * math.ceil(0.01 * 2000)] * 2
+    s = ana.summary()
+    assert s["real"]["p_top_dark"] > 0.02 > s["real"]["p_top_bright"] == 0
+    assert s["fake"]["p_top_bright"] > 0.02 > s["fake"]["p_top_dark"] == 0
+    p = ana.probability(1)
+    assert p.shape == (256,) and np.nanmin(p) >= 0 and np.nanmax(p) <= 1
+    assert ana.histogram(0).sum() == pytest.approx(1.0)
+    png = ana.plot(tmp_path / "i.png", title="t")
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    back = IntensityAnalysis.from_json(json.loads(json.dumps(ana.to_json())))
+    np.testing.assert_array_equal(back.top, ana.top)
+    with pytest.raises(InputError):
+        ana.add(img, attr[:10], 0)
+
+
+def test_intensity_nan_where_unseen():
+    ana = IntensityAnalysis(unit="channel")
+    img = np.full((10, 10, 3), 100, np.uint8)
+    ana.add(img, np.ones(img.shape, np.float32), 1)
+    p = ana.probability(1)
+    assert p[100] == pytest.approx(math.ceil(0.01 * 300) / 300)
+    assert np.isnan(p[:100]).all() and np.isnan(p[101:]).all()
+    assert ana.images == [0, 1]
+
+
+def test_run_intensity_analysis_crops_and_counts(tiny_detector, photo):
+    ana = run_intensity_analysis(
+        tiny_detector, [(photo, 0), (photo[::-1].copy(), 1)], max_side=48, steps=2
+    )
+    assert ana.images == [1, 1]
+    assert ana.total.sum(axis=1).tolist() == [48 * 48, 48 * 48]
+
+
+# -- noise traces ----------------------------------------------------------------------------
+def test_face_and_background_squares():
+    shape = (120, 200, 3)
+    f = face_square(shape, (150, 10, 30, 40))
+    x, y, w, h = f
+    assert w == h == 40 and 0 <= x <= 200 - 40 and 0 <= y <= 120 - 40
+    bx, by, bw, bh = background_square(shape, f)
+    assert (bw, bh) == (40, 40)
+    assert (bx, by) == (0, 120 - 40)  # the corner furthest from a top-right face
+    assert face_square(shape) == (70, 30, 60, 60)  # centre square without a face box
+    with pytest.raises(InputError):
+        face_square(shape, (0, 0, 0, 5))
+
+
+def test_srm_maps_shape_and_flat_zero(small):
+    r = srm_maps(small)
+    assert r.shape == (3, *small.shape[:2]) and r.dtype == np.float32
+    assert np.abs(r).mean() > 0.5
+    assert np.abs(srm_maps(np.full((20, 30, 3), 77, np.uint8))).max() < 1e-3
+
+
+class _FakeSiamese(torch.nn.Module):
+    """Stands in for siamese-dncnn: noise = image minus a 3x3 box blur."""
+
+    pretrained_cfg = {"normalize": "unit", "input_size": None}
+
+    def noise(self, x: torch.Tensor) -> torch.Tensor:
+        k = torch.ones(3, 1, 3, 3) / 9
+        return x - torch.nn.functional.conv2d(x, k, padding=1, groups=3)
+
+
+def test_noise_traces_and_figure(photo, tmp_path):
+    img = np.ascontiguousarray(photo[:160, :200])
+    tr = noise_traces(img, face=(90, 40, 48, 48), siamese=_FakeSiamese())
+    for m in (tr.srm_face, tr.srm_background, tr.noise_face, tr.noise_background):
+        assert m.shape == (48, 48) and m.dtype == np.float32 and np.isfinite(m).all()
+    assert tr.srm_face.min() >= 0
+    st = tr.stats()
+    assert st["srm_ratio"] > 0 and st["noise_ratio"] > 0
+    out = plot_traces(img, tr, tmp_path / "t.png")
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    assert noise_traces(img).noise_face is None  # SRM only without an extractor
+
+
+def test_load_siamese_errors_clearly():
+    with pytest.raises(ModelError, match="siamese-dncnn|noise"):
+        load_siamese("no-such-extractor")
+    with pytest.raises(ModelError, match="noise"):
+        load_siamese(torch.nn.Identity())
+
+
+# -- reports ---------------------------------------------------------------------------------
+def test_top_regions_finds_planted_square():
+    m = np.zeros((100, 120), np.float32)
+    m[60:80, 10:30] = 1.0
+    m[5:15, 100:110] = 0.5
+    regs = top_regions(m, window=20, k=3)
+    assert (regs[0]["x"], regs[0]["y"]) == (10, 60)
+    assert regs[0]["mean"] == pytest.approx(1.0) and regs[0]["share"] == pytest.approx(400 / 450)
+    for r in regs:
+        assert 0 <= r["x"] <= 100 and 0 <= r["y"] <= 80
+    for a in regs:  # no two regions overlap
+        for b in regs:
+            if a is not b:
+                assert abs(a["x"] - b["x"]) >= 20 or abs(a["y"] - b["y"]) >= 20
+
+
+@pytest.mark.parametrize("method", ["heatmap", "ig"])
+def test_explain_array_maps(tiny_detector, photo, method):
+    img = np.ascontiguousarray(photo[:96, :128])
+    ex = explain_array(tiny_detector, img, method, steps=4, window=32)
+    assert ex.map.shape == img.shape[:2] and ex.map.dtype == np.float32
+    assert ex.map.min() >= 0 and ex.map.max() <= 1
+    assert ex.overlay.shape == img.shape and ex.overlay.dtype == np.uint8
+    assert 0 <= ex.score <= 1 and ex.verdict in ("fake", "real")
+    assert ex.score == pytest.approx(tiny_detector.score(img), abs=1e-5)
+    assert ex.regions and all(r["w"] == 32 for r in ex.regions)
+    assert ex.overlay_png()[:8] == PNG_MAGIC
+    s = ex.summary()
+    json.dumps(s)
+    if method == "ig":
+        assert abs(s["ig"]["delta"]) < 1.0
+
+
+def test_explain_file_image_and_video(tiny_detector, photo, tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(photo[:90, :110]).save(src / "x.png")
+    Image.fromarray(photo[100:190, :110]).save(src / "sub" / "x.png")
+    frames = [np.ascontiguousarray(photo[i * 8 : i * 8 + 64, :64]) for i in range(6)]
+    write_video(src / "v.mp4", frames, fps=6)
+    out = tmp_path / "out"
+    s1 = explain_file(tiny_detector, src / "x.png", out, traces=True, face=(30, 20, 40, 40))
+    s2 = explain_file(tiny_detector, src / "sub" / "x.png", out)
+    assert s1["files"]["overlay"] == "x.png.overlay.png"
+    assert s2["files"]["overlay"] != s1["files"]["overlay"]  # same name, other file
+    assert explain_file(tiny_detector, src / "x.png", out)["files"] == {
+        "overlay": "x.png.overlay.png"
+    }  # rerun overwrites its own
+    s3 = explain_file(tiny_detector, src / "v.mp4", out, "ig", steps=2)
+    assert s3["kind"] == "video" and 0 <= s3["frame"]["index"] < 6
+    res = tiny_detector.scan(src / "v.mp4")
+    assert s3["score"] == pytest.approx(res.score) and s3["verdict"] == res.verdict
+    for s in (s1, s2, s3):
+        png = Image.open(out / s["files"]["overlay"])
+        assert png.size == (s["width"], s["height"])
+        js = json.loads((out / (s["files"]["overlay"][: -len(".overlay.png")] + ".explain.json"))
+                        .read_text())  # fmt: skip
+        assert js["regions"] and js["model"] == "tiny"
+    assert (out / "x.png.traces.png").read_bytes()[:8] == PNG_MAGIC
+    assert s1["traces"]["face_box"] == [30, 20, 40, 40]
+    with pytest.raises(InputError):
+        explain_file(tiny_detector, src / "missing.jpg", out)
+
+
+# -- command line ----------------------------------------------------------------------------
+def _gen_images(d: Path, photo: np.ndarray, n: int = 3) -> Path:
+    d.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(photo[i * 60 : i * 60 + 80, i * 50 : i * 50 + 96]).save(d / f"g{i}.png")
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    return d
+
+
+def test_scan_explain_writes_one_per_flagged_file(tiny_model_dir, photo, tmp_path, capsys):
+    src = _gen_images(tmp_path / "imgs", photo)
+    out = tmp_path / "ev"
+    # threshold 0 flags every readable file as fake; the broken one is an error, not flagged.
+    rc = main(["scan", str(src), "--model", str(tiny_model_dir), "--threshold", "0",
+               "--explain", str(out), "--quiet"])  # fmt: skip
+    assert rc == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(
+        [f"g{i}.png.overlay.png" for i in range(3)] + [f"g{i}.png.explain.json" for i in range(3)]
+    )
+    js = json.loads((out / "g0.png.explain.json").read_text())
+    assert js["verdict"] == "fake" and js["method"] == "heatmap"
+    out2 = tmp_path / "none"
+    rc = main(["scan", str(src), "--model", str(tiny_model_dir), "--threshold", "1",
+               "--explain", str(out2), "--quiet"])  # fmt: skip
+    assert rc == 0 and (not out2.exists() or not any(out2.iterdir()))
+
+
+def test_explain_command(tiny_model_dir, photo, tmp_path):
+    src = _gen_images(tmp_path / "imgs", photo, n=2)
+    out = tmp_path / "ex"
+    rc = main(["explain", str(src), "--model", str(tiny_model_dir), "--method", "ig",
+               "--steps", "2", "--out", str(out), "--traces", "--siamese", "none"])  # fmt: skip
+    assert rc == 0
+    for i in range(2):
+        for suffix in ("overlay.png", "explain.json", "traces.png"):
+            assert (out / f"g{i}.png.{suffix}").is_file()
+
+
+def test_explain_intensity_command(tiny_model_dir, photo, tmp_path):
+    root = tmp_path / "data"
+    for label, sl in (("real", slice(0, 64)), ("fake", slice(200, 264))):
+        d = root / label / ("gen" if label == "fake" else "")
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(2):
+            Image.fromarray(np.ascontiguousarray(photo[sl, i * 64 : i * 64 + 64])).save(
+                d / f"{i}.png"
+            )
+    out = tmp_path / "ana"
+    rc = main(["explain", str(root), "--intensity", "--model", str(tiny_model_dir),
+               "--steps", "2", "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    js = json.loads((out / "intensity.json").read_text())
+    assert js["images"] == [2, 2]
+    assert (out / "intensity.png").read_bytes()[:8] == PNG_MAGIC
