@@ -17,11 +17,11 @@ from noisetrace.explain import ig as igm
 from noisetrace.explain.intensity import IntensityAnalysis, run_intensity_analysis
 from noisetrace.explain.report import explain_array, explain_file, top_regions
 from noisetrace.explain.traces import (
-    background_square,
-    face_square,
     load_siamese,
+    locate_face,
     noise_traces,
     plot_traces,
+    square_pair,
     srm_maps,
 )
 from noisetrace.media.video import write_video
@@ -152,15 +152,24 @@ def test_run_intensity_analysis_crops_and_counts(tiny_detector, photo):
 # -- noise traces ----------------------------------------------------------------------------
 def test_face_and_background_squares():
     shape = (120, 200, 3)
-    f = face_square(shape, (150, 10, 30, 40))
-    x, y, w, h = f
-    assert w == h == 40 and 0 <= x <= 200 - 40 and 0 <= y <= 120 - 40
-    bx, by, bw, bh = background_square(shape, f)
-    assert (bw, bh) == (40, 40)
-    assert (bx, by) == (0, 120 - 40)  # the corner furthest from a top-right face
-    assert face_square(shape) == (70, 30, 60, 60)  # centre square without a face box
+    f, b, overlaps = square_pair(shape, (150, 10, 180, 50), scale=1.0)
+    assert f == (145, 10, 185, 50)  # 40 x 40 around the face
+    assert b == (0, 80, 40, 120) and not overlaps  # the corner furthest from a top-right face
+    # Centre square without a face; a tight face crop has no clear background: flagged.
+    assert square_pair(shape, None)[0] == (70, 30, 130, 90)
+    f, b, overlaps = square_pair((50, 50, 3), (5, 5, 45, 45))
+    assert overlaps and b[2] - b[0] == f[2] - f[0]
     with pytest.raises(InputError):
-        face_square(shape, (0, 0, 0, 5))
+        square_pair(shape, (10, 10, 10, 30))
+
+
+def test_locate_face_on_a_portrait(photo):
+    box = locate_face(photo, "skimage")  # the astronaut's face, upper middle of the photo
+    assert box is not None
+    x0, y0, x1, y1 = box
+    assert 120 < (x0 + x1) / 2 < 320 and 40 < (y0 + y1) / 2 < 220
+    tr = noise_traces(photo, detect="skimage")
+    assert tr.face_source == "detected" and not tr.background_overlaps
 
 
 def test_srm_maps_shape_and_flat_zero(small):
@@ -182,15 +191,27 @@ class _FakeSiamese(torch.nn.Module):
 
 def test_noise_traces_and_figure(photo, tmp_path):
     img = np.ascontiguousarray(photo[:160, :200])
-    tr = noise_traces(img, face=(90, 40, 48, 48), siamese=_FakeSiamese())
+    tr = noise_traces(img, face=(90, 40, 138, 88), siamese=_FakeSiamese(), scale=1.0)
     for m in (tr.srm_face, tr.srm_background, tr.noise_face, tr.noise_background):
         assert m.shape == (48, 48) and m.dtype == np.float32 and np.isfinite(m).all()
-    assert tr.srm_face.min() >= 0
+    assert tr.srm_face.min() >= 0 and tr.face_source == "given"
     st = tr.stats()
     assert st["srm_ratio"] > 0 and st["noise_ratio"] > 0
     out = plot_traces(img, tr, tmp_path / "t.png")
     assert out.read_bytes()[:8] == PNG_MAGIC
-    assert noise_traces(img).noise_face is None  # SRM only without an extractor
+    plain = noise_traces(img, detect=None)  # SRM only without an extractor, centre square
+    assert plain.noise_face is None and plain.face_source == "centre"
+
+
+def test_siamese_noise_at_model_input_size(photo):
+    from noisetrace import models
+
+    if "siamese-dncnn" not in models.list_models():
+        pytest.skip("siamese-dncnn is not registered in this install")
+    tr = noise_traces(photo[:200, :300].copy(), face=(10, 10, 90, 90),
+                      siamese=load_siamese("siamese-dncnn"), detect=None)  # fmt: skip
+    assert tr.noise_face.shape == tr.noise_background.shape == (64, 64)
+    assert np.isfinite(tr.noise_face).all() and tr.noise_face.std() > 0
 
 
 def test_load_siamese_errors_clearly():
@@ -241,7 +262,9 @@ def test_explain_file_image_and_video(tiny_detector, photo, tmp_path):
     frames = [np.ascontiguousarray(photo[i * 8 : i * 8 + 64, :64]) for i in range(6)]
     write_video(src / "v.mp4", frames, fps=6)
     out = tmp_path / "out"
-    s1 = explain_file(tiny_detector, src / "x.png", out, traces=True, face=(30, 20, 40, 40))
+    s1 = explain_file(
+        tiny_detector, src / "x.png", out, traces=True, face=(30, 20, 70, 60), face_backend=None
+    )
     s2 = explain_file(tiny_detector, src / "sub" / "x.png", out)
     assert s1["files"]["overlay"] == "x.png.overlay.png"
     assert s2["files"]["overlay"] != s1["files"]["overlay"]  # same name, other file
@@ -259,7 +282,7 @@ def test_explain_file_image_and_video(tiny_detector, photo, tmp_path):
                         .read_text())  # fmt: skip
         assert js["regions"] and js["model"] == "tiny"
     assert (out / "x.png.traces.png").read_bytes()[:8] == PNG_MAGIC
-    assert s1["traces"]["face_box"] == [30, 20, 40, 40]
+    assert s1["traces"]["face_box"] == [24, 14, 76, 66]  # 1.3 x the 40 px face, same centre
     with pytest.raises(InputError):
         explain_file(tiny_detector, src / "missing.jpg", out)
 
@@ -296,7 +319,8 @@ def test_explain_command(tiny_model_dir, photo, tmp_path):
     src = _gen_images(tmp_path / "imgs", photo, n=2)
     out = tmp_path / "ex"
     rc = main(["explain", str(src), "--model", str(tiny_model_dir), "--method", "ig",
-               "--steps", "2", "--out", str(out), "--traces", "--siamese", "none"])  # fmt: skip
+               "--steps", "2", "--out", str(out), "--traces", "--siamese", "none",
+               "--face", "10,10,30,30"])  # fmt: skip
     assert rc == 0
     for i in range(2):
         for suffix in ("overlay.png", "explain.json", "traces.png"):

@@ -19,7 +19,10 @@ def _face_box(text: str) -> tuple[int, int, int, int]:
         raise argparse.ArgumentTypeError(
             "--face wants x,y,width,height in pixels, e.g. 40,30,96,96"
         )
-    return vals  # type: ignore[return-value]
+    x, y, w, h = vals
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError("--face width and height must be positive")
+    return (x, y, x + w, y + h)  # media.crops boxes are x0, y0, x1, y1
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +54,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="also write <file>.traces.png: SRM and Siamese DnCNN noise, "
                         "face vs background")
     p.add_argument("--face", type=_face_box, default=None,
-                   help="face box x,y,width,height for --traces (default: the centre square)")
+                   help="face box x,y,width,height for --traces (default: detect one)")
+    p.add_argument("--face-backend", default="auto",
+                   help="face detection backend for --traces without --face (auto, skimage, "
+                        "opencv, ...; 'none': use the centre square)")
     p.add_argument("--siamese", default="auto",
                    help="noise extractor for --traces: 'auto' (the siamese-dncnn architecture "
                         "if installed, else SRM only), 'none', or a trained model directory")
@@ -95,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from noisetrace.explain.report import explain_file
     from noisetrace.scan import iter_inputs
 
+    backend = None if args.face_backend == "none" else args.face_backend
     listing = iter_inputs(args.paths)
     for r in listing.errors:
         err.print(f"[yellow]{r.path}: {r.error}[/yellow]")
@@ -103,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             s = explain_file(
                 det, f, args.out, args.method, traces=args.traces, face=args.face,
-                siamese=siamese, window=args.window, regions=args.regions,
+                siamese=siamese, face_backend=backend, window=args.window, regions=args.regions,
                 baseline=args.baseline, steps=args.steps, internal_batch_size=args.batch,
             )  # fmt: skip
         except NoisetraceError as exc:

@@ -199,6 +199,7 @@ def explain_file(
     traces: bool = False,
     face: tuple[int, int, int, int] | None = None,
     siamese: Any = None,
+    face_backend: str | None = "auto",
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Explain one image or video file into ``out_dir``; returns the JSON summary written.
@@ -206,8 +207,9 @@ def explain_file(
     Videos are scanned (or ``result``, a scan of this file, is reused), and the sampled
     frame with the highest fake score is explained; the summary keeps the whole video's
     score and verdict and names the frame. ``traces=True`` also writes the noise-trace
-    figure (``<name>.traces.png``) for ``face`` (x, y, w, h) with the optional ``siamese``
-    extractor (see :mod:`noisetrace.explain.traces`). ``kwargs`` go to
+    figure (``<name>.traces.png``) for ``face`` (x0, y0, x1, y1; None: detected with
+    ``face_backend``, else the centre) with the optional ``siamese`` extractor (see
+    :mod:`noisetrace.explain.traces`). ``kwargs`` go to
     :func:`explain_array`. Raises :class:`InputError` for unreadable files.
     """
     from noisetrace.media.formats import sniff
@@ -246,7 +248,7 @@ def explain_file(
     if traces:
         from noisetrace.explain.traces import noise_traces, plot_traces
 
-        tr = noise_traces(img, face, siamese)
+        tr = noise_traces(img, face, siamese, detect=face_backend)
         files["traces"] = f"{name}.traces.png"
         tmp = out / f".{files['traces']}.tmp.png"
         plot_traces(img, tr, tmp, title=f"{Path(path).name}: noise traces")

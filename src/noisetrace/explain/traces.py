@@ -24,51 +24,66 @@ import torch
 from noisetrace.errors import InputError, ModelError
 from noisetrace.residuals.srm import srm_residual
 
-Box = tuple[int, int, int, int]  # x, y, width, height in pixels
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels (x1, y1 exclusive), as media.crops
 SIAMESE_ARCH = "siamese-dncnn"
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
-# -- squares -------------------------------------------------------------------------------
-def face_square(shape: tuple[int, ...], face: Box | None = None) -> Box:
-    """The square around ``face`` (x, y, w, h), clamped inside an image of ``shape`` (H, W, ...).
+# -- squares (the face-background strategy lives in media.crops; this picks the face) -------
+def locate_face(img: np.ndarray, backend: str = "auto") -> Box | None:
+    """Box of the most confident face in an (H, W, 3) uint8 image, or None (no face, or no
+    face detection backend installed)."""
+    from noisetrace.media.crops import select_faces
+    from noisetrace.media.faces import FaceBackendError, get_face_detector
 
-    Without a face box the centre square of side min(H, W) / 2 is used (face crops and
-    portrait frames centre the face; pass ``face`` for anything else).
+    try:
+        faces = select_faces(get_face_detector(backend).detect(img), max_faces=1)
+    except FaceBackendError:
+        return None
+    if not faces:
+        return None
+    x0, y0, x1, y1 = faces[0].box
+    return (int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1)))
+
+
+def square_pair(
+    shape: tuple[int, ...], face: Box | None, scale: float = 1.3
+) -> tuple[Box, Box, bool]:
+    """(face square, background square, background overlaps the face) for an image ``shape``.
+
+    The face square is :func:`noisetrace.media.crops.face_square` of ``face`` (None: the
+    centre square of side min(H, W) / 2); the background is
+    :func:`noisetrace.media.crops.background_square`, the same-size square furthest from it.
+    When the frame is too small for a background clear of the face (a tight face crop), the
+    furthest corner square is used anyway and the third value says so.
     """
+    from noisetrace.media.crops import background_square, face_square
+
     h, w = shape[:2]
     if face is None:
         side = max(1, min(h, w) // 2)
-        return ((w - side) // 2, (h - side) // 2, side, side)
-    fx, fy, fw, fh = (int(v) for v in face)
-    if fw <= 0 or fh <= 0:
-        raise InputError(f"face box {face} has no area; give x,y,width,height in pixels")
-    side = min(max(fw, fh), h, w)
-    cx, cy = fx + fw / 2, fy + fh / 2
-    x0 = int(np.clip(round(cx - side / 2), 0, w - side))
-    y0 = int(np.clip(round(cy - side / 2), 0, h - side))
-    return (x0, y0, side, side)
-
-
-def background_square(shape: tuple[int, ...], face: Box) -> Box:
-    """The square of the face's size whose centre is furthest (Euclidean) from the face's.
-
-    The furthest placement is always one of the four corners of the image, as in the
-    paper's face-background strategy (the background least likely to have been touched).
-    """
-    h, w = shape[:2]
-    fx, fy, side, _ = face
-    cx, cy = fx + side / 2, fy + side / 2
+        x0, y0 = (w - side) // 2, (h - side) // 2
+        fbox: Box = (x0, y0, x0 + side, y0 + side)
+    else:
+        if face[2] <= face[0] or face[3] <= face[1]:
+            raise InputError(f"face box {face} has no area; give x0,y0,x1,y1 with x1>x0, y1>y0")
+        fbox = face_square(face, (h, w), scale)
+    bbox = background_square(fbox, (h, w))
+    if bbox is not None:
+        return fbox, bbox, False
+    side = fbox[2] - fbox[0]
+    cx, cy = (fbox[0] + fbox[2]) / 2, (fbox[1] + fbox[3]) / 2
     corners = [(0, 0), (w - side, 0), (0, h - side), (w - side, h - side)]
-    best = max(corners, key=lambda c: (c[0] + side / 2 - cx) ** 2 + (c[1] + side / 2 - cy) ** 2)
-    return (best[0], best[1], side, side)
+    bx, by = max(corners, key=lambda c: (c[0] + side / 2 - cx) ** 2 + (c[1] + side / 2 - cy) ** 2)
+    return fbox, (bx, by, bx + side, by + side), True
 
 
 def crop(img: np.ndarray, box: Box) -> np.ndarray:
-    """(H, W, C) -> (h, w, C) view of ``box``."""
-    x, y, w, h = box
-    return img[y : y + h, x : x + w]
+    """(H, W, C) -> (h, w, C) contiguous copy of ``box`` (x0, y0, x1, y1)."""
+    from noisetrace.media.crops import cut
+
+    return cut(img, box)
 
 
 # -- maps ----------------------------------------------------------------------------------
@@ -124,19 +139,19 @@ def load_siamese(spec: str | Path | torch.nn.Module = SIAMESE_ARCH) -> torch.nn.
 
 @torch.inference_mode()
 def extract_noise(model: torch.nn.Module, square: np.ndarray) -> np.ndarray:
-    """The extractor's noise for an (s, s, 3) uint8 square: (s, s) float32, signed.
+    """The extractor's noise for an (s, s, 3) uint8 square: (n, n) float32, signed.
 
-    The square is fed as the model's ``pretrained_cfg`` asks (normalisation; a fixed
-    ``input_size`` resizes it, and the noise is resized back). Multi-channel noise is
-    averaged over channels so face and background compare on one map.
+    The square is fed as the model's ``pretrained_cfg`` asks: normalisation, and a fixed
+    ``input_size`` (n) resizes it the way training crops are cut
+    (:func:`noisetrace.media.crops.cut`); the noise is shown at that size, since resizing it
+    back would smooth the very trace being shown. Multi-channel noise is averaged over
+    channels so face and background compare on one map.
     """
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    s = square
-    size = cfg.get("input_size")
-    if size:
-        from PIL import Image
+    from noisetrace.media.crops import cut
 
-        s = np.asarray(Image.fromarray(square).resize((size[1], size[0]), Image.BILINEAR))
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    size = cfg.get("input_size")
+    s = cut(square, (0, 0, square.shape[1], square.shape[0]), size[0] if size else None)
     x = s.astype(np.float32) / 255.0
     if cfg.get("normalize") == "imagenet":
         x = (x - _IMAGENET_MEAN) / _IMAGENET_STD
@@ -147,14 +162,7 @@ def extract_noise(model: torch.nn.Module, square: np.ndarray) -> np.ndarray:
         n = n[0]
     if n.ndim == 3:
         n = n.mean(dim=0)
-    out = n.numpy().astype(np.float32)
-    if out.shape != square.shape[:2]:
-        from PIL import Image
-
-        out = np.asarray(
-            Image.fromarray(out, mode="F").resize(square.shape[1::-1], Image.BILINEAR)
-        )
-    return out
+    return n.numpy().astype(np.float32)
 
 
 # -- the pair --------------------------------------------------------------------------------
@@ -162,8 +170,8 @@ def extract_noise(model: torch.nn.Module, square: np.ndarray) -> np.ndarray:
 class NoiseTraces:
     """Face and background squares with their traces (all (s, s) maps float32).
 
-    ``srm_*`` are SRM residual magnitudes in pixel units; ``noise_*`` the Siamese DnCNN's
-    extracted noise (None without the model).
+    ``srm_*`` are SRM residual magnitudes in pixel units (the squares' size); ``noise_*`` the
+    Siamese DnCNN's extracted noise at the model's input size (None without the model).
     """
 
     face_box: Box
@@ -174,7 +182,8 @@ class NoiseTraces:
     srm_background: np.ndarray
     noise_face: np.ndarray | None = None
     noise_background: np.ndarray | None = None
-    face_given: bool = True
+    face_source: str = "given"  # "given", "detected" or "centre" (no face box, none found)
+    background_overlaps: bool = False
 
     def stats(self) -> dict[str, Any]:
         """RMS of each trace and face/background ratios (> 1: the face is noisier)."""
@@ -184,7 +193,7 @@ class NoiseTraces:
 
         out: dict[str, Any] = {
             "face_box": list(self.face_box), "background_box": list(self.background_box),
-            "face_given": self.face_given,
+            "face_source": self.face_source, "background_overlaps": self.background_overlaps,
             "srm_rms_face": rms(self.srm_face), "srm_rms_background": rms(self.srm_background),
         }  # fmt: skip
         out["srm_ratio"] = out["srm_rms_face"] / max(out["srm_rms_background"], 1e-12)
@@ -196,17 +205,33 @@ class NoiseTraces:
 
 
 def noise_traces(
-    img: np.ndarray, face: Box | None = None, siamese: torch.nn.Module | None = None
+    img: np.ndarray,
+    face: Box | None = None,
+    siamese: torch.nn.Module | None = None,
+    *,
+    detect: str | None = "auto",
+    scale: float = 1.3,
 ) -> NoiseTraces:
-    """Face/background squares of an (H, W, 3) uint8 image with their SRM (and DnCNN) traces."""
+    """Face/background squares of an (H, W, 3) uint8 image with their SRM (and DnCNN) traces.
+
+    ``face``: (x0, y0, x1, y1) face box; without one, a face is looked for with the ``detect``
+    backend of :mod:`noisetrace.media.faces` (None: don't look), else the centre square is used.
+    ``scale``: margin of the face square, as in :func:`noisetrace.media.crops.face_square`.
+    """
     if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
         raise InputError("expected an (H, W, 3) uint8 RGB array")
-    fbox = face_square(img.shape, face)
-    bbox = background_square(img.shape, fbox)
+    source = "given"
+    if face is None and detect:
+        face = locate_face(img, detect)
+        source = "detected"
+    if face is None:
+        source = "centre"
+    fbox, bbox, overlaps = square_pair(img.shape, face, scale)
     fsq, bsq = crop(img, fbox), crop(img, bbox)
     tr = NoiseTraces(
-        fbox, bbox, fsq, bsq, srm_magnitude(fsq), srm_magnitude(bsq), face_given=face is not None
-    )
+        fbox, bbox, fsq, bsq, srm_magnitude(fsq), srm_magnitude(bsq),
+        face_source=source, background_overlaps=overlaps,
+    )  # fmt: skip
     if siamese is not None:
         tr.noise_face = extract_noise(siamese, fsq)
         tr.noise_background = extract_noise(siamese, bsq)
@@ -238,16 +263,23 @@ def plot_traces(
     fig, ax = plt.subplots(rows, 3, figsize=(10, 3.3 * rows), dpi=100)
     for a in ax.ravel():
         a.set_axis_off()
-    face_label = "face square" if tr.face_given else "centre square (no face box given)"
+    face_label = {
+        "given": "face square", "detected": "face square (detected)",
+        "centre": "centre square (no face found)",
+    }[tr.face_source]  # fmt: skip
     ax[0, 0].imshow(img)
     for box, colour in ((tr.face_box, "red"), (tr.background_box, "cyan")):
-        x, y, w, h = box
-        ax[0, 0].add_patch(mpatches.Rectangle((x, y), w, h, fill=False, ec=colour, lw=1.5))
+        x0, y0, x1, y1 = box
+        ax[0, 0].add_patch(
+            mpatches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colour, lw=1.5)
+        )
     ax[0, 0].set_title("image (red: face, cyan: background)", fontsize=9)
     ax[0, 1].imshow(tr.face)
     ax[0, 1].set_title(face_label, fontsize=9)
     ax[0, 2].imshow(tr.background)
-    ax[0, 2].set_title("furthest background square", fontsize=9)
+    bg_label = "furthest background square"
+    bg_label += " (overlaps face)" if tr.background_overlaps else ""
+    ax[0, 2].set_title(bg_label, fontsize=9)
     whole = srm_magnitude(img)
     ax[1, 0].imshow(np.clip(whole / (np.percentile(whole, 99) or 1.0), 0, 1), cmap="gray")
     ax[1, 0].set_title("SRM residual, whole image", fontsize=9)
