@@ -29,6 +29,11 @@ def resolve(name_or_path: str | Path) -> Path:
     )
 
 
-def load_detector(name: str | Path = "default", device: str | None = "auto") -> Detector:
-    """Load a bundled model by name, or a trained model directory by path."""
-    return Detector.load(resolve(name), device=device)
+def load_detector(
+    name: str | Path = "default", device: str | None = "auto", backend: str = "auto"
+) -> Detector:
+    """Load a bundled model by name, or a trained model directory by path.
+
+    ``backend``: ``auto`` (ONNX Runtime on CPU when installed, else PyTorch), ``torch``, ``onnx``.
+    """
+    return Detector.load(resolve(name), device=device, backend=backend)

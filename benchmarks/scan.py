@@ -1,0 +1,127 @@
+"""Scan speed, side by side in one run: `python benchmarks/scan.py` (add --quick for a smoke run).
+
+For each detector and runtime it measures, on the same generated inputs:
+- images/s end to end (decode + score) on a folder of 256x256 JPEGs, through `scan_paths`;
+- model-only images/s at 256x256, batch 16;
+- seconds per megapixel at full resolution (a 12 MP image, tiled as scanning does);
+- video frames/s end to end on a 640x480 clip (decode + score; + face detection when a face
+  backend is installed and the model scores faces).
+Peers (Corvi ResNet-50, MesoNet) run with random weights: speed does not depend on them.
+Absolute numbers vary with machine load; compare the rows of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from noisetrace import models
+from noisetrace.detector import Detector, DetectorConfig
+from noisetrace.media.video import write_video
+from noisetrace.scan import scan_paths
+from noisetrace.zoo import list_bundled, load_detector
+
+
+def make_inputs(root: Path, n_images: int) -> dict[str, Path | list[str]]:
+    from skimage import data
+
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(n_images):
+        p = photos[i % len(photos)]
+        y, x = rng.integers(0, p.shape[0] - 256), rng.integers(0, p.shape[1] - 256)
+        f = root / f"img{i:03d}.jpg"
+        Image.fromarray(p[y : y + 256, x : x + 256]).save(f, quality=90)
+        files.append(str(f))
+    big = np.tile(photos[0], (8, 6, 1))[:3000, :4000]  # 12 MP
+    big_path = root / "big.jpg"
+    Image.fromarray(big).save(big_path, quality=92)
+    a = np.asarray(Image.fromarray(photos[0]).resize((800, 800)))
+    frames = [np.ascontiguousarray(a[i * 4 : i * 4 + 480, i * 4 : i * 4 + 640]) for i in range(60)]
+    video = root / "clip640x480.mp4"
+    write_video(video, frames, fps=30)
+    return {"files": files, "big": big_path, "video": video}
+
+
+def detectors(quick: bool) -> list[tuple[str, Detector]]:
+    out = []
+    for name in list_bundled():
+        for backend in ("torch", "onnx"):
+            out.append((f"{name} [{backend}]", load_detector(name, backend=backend)))
+    peers = [p for p in ("corvi-resnet50", "mesonet4") if p in models.list_models()]
+    if not quick:
+        for p in peers:
+            det = Detector(models.create(p), DetectorConfig(name=p, arch=p), backend="torch")
+            out.append((f"{p} [torch]", det))
+            out.append((f"{p} [onnx]", Detector(det.model, det.config, backend="onnx")))
+    return out
+
+
+def timeit(fn, repeat: int) -> float:
+    fn()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - t0) / repeat
+
+
+def bench(det: Detector, inputs: dict, quick: bool) -> dict[str, float]:
+    files = inputs["files"]
+    list(scan_paths(det, files[:4]))
+    t0 = time.perf_counter()
+    recs = list(scan_paths(det, files, workers=2))
+    e2e = len(files) / (time.perf_counter() - t0)
+    assert all(r.error is None for r in recs), [r.error for r in recs if r.error]
+    batch = np.stack([np.asarray(Image.open(f)) for f in files[:16]])
+    model_only = 16 / timeit(lambda: det.logits_batch(list(batch)), 1 if quick else 3)
+    big = np.asarray(Image.open(inputs["big"]).convert("RGB"))
+    mp = big.shape[0] * big.shape[1] / 1e6
+    s_per_mp = timeit(lambda: det.logit(big), 1) / mp
+    t0 = time.perf_counter()
+    r = det.scan(inputs["video"], video_frames=60)
+    vfps = r.frames / (time.perf_counter() - t0)
+    return {"images/s e2e @256": e2e, "images/s model @256": model_only,
+            "s/MP full-res": s_per_mp, "video frames/s @640x480": vfps}  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="few inputs, bundled models only")
+    ap.add_argument("--json", type=Path, help="also write the table as JSON")
+    args = ap.parse_args()
+    n = 16 if args.quick else 64
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = make_inputs(Path(tmp), n)
+        rows = []
+        for label, det in detectors(args.quick):
+            rows.append({"detector": label, **bench(det, inputs, args.quick)})
+            print(f"measured {label}", file=sys.stderr)
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"noisetrace scan speed ({os.cpu_count()} CPU cores, one run)")
+    for col in rows[0]:
+        table.add_column(col, justify="left" if col == "detector" else "right")
+    for r in rows:
+        table.add_row(
+            escape(r["detector"]),
+            *(f"{v:.3f}" if v < 1 else f"{v:.1f}" for v in list(r.values())[1:]),
+        )
+    Console().print(table)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
