@@ -204,7 +204,8 @@ class OpenCVHaarDetector(FaceDetector):
     def _detect(self, img: np.ndarray) -> list[Face]:
         cv2 = self._cv2
         grey = cv2.equalizeHist(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
-        min_side = max(20, min(img.shape[:2]) // 20)
+        # Faces under 1/12 of the frame are too small to carry a usable noise residual.
+        min_side = max(24, min(img.shape[:2]) // 12)
         rects, _, weights = self._clf.detectMultiScale3(
             grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
             minSize=(min_side, min_side), outputRejectLevels=True,
