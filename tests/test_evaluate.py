@@ -93,6 +93,15 @@ def tiny_train(samples: list[Sample], steps: int = 40, seed: int = 0) -> Detecto
     return det
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny tensors on a busy 2-core machine: intra-op threads cost ~30x; use one."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     return _make_data(tmp_path_factory.mktemp("evaldata"))
