@@ -233,11 +233,21 @@ def test_unreadable_files_are_listed(det, data_dir, tmp_path):
     assert rep["counts"]["samples"] == 18
 
 
+def test_one_class_data_still_reports(det, data_dir, tmp_path):
+    fakes = [s for s in discover(data_dir) if s.label == 1]
+    rep = P.evaluate(det, fakes, ["jpeg", "confound"], P.EvalOptions(bootstrap=20))
+    write_report(rep, tmp_path / "one")
+    j = json.loads((tmp_path / "one" / "report.json").read_text())  # strict JSON, no NaN
+    m = j["metrics"]["sample"]["uncompressed"]
+    assert m["auc"] is None and m["auc_ci"] == [None, None] and 0 <= m["accuracy"] <= 1
+    assert "n/a" in (tmp_path / "one" / "report.md").read_text()
+
+
 def test_cli_evaluate(model_dir, data_dir, tmp_path):
     out = tmp_path / "cli"
     rc = main(["evaluate", "--model", str(model_dir), "--data", str(data_dir), "--protocol",
                "jpeg,confound", "--out", str(out), "--bootstrap", "50", "--device", "cpu",
-               "--quiet"])
+               "--threads", "1", "--quiet"])
     assert rc == 0
     j = json.loads((out / "report.json").read_text())
     assert [s["protocol"] for s in j["sections"]] == ["jpeg", "confound"]

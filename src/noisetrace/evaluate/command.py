@@ -55,6 +55,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--max-images", type=int, default=None, help="random subset (quick runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (1 is fastest on a machine busy with other work)")
     tr = p.add_argument_group("training protocols (loo, crossdataset, seqlen)")
     tr.add_argument("--train-config", help="YAML recipe for `noisetrace train` (configs/*.yaml)")
     tr.add_argument("--train-epochs", type=int, default=None, help="override its epochs")
@@ -116,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
     from noisetrace.zoo import load_detector
 
     err = Console(stderr=True)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     wanted = [p.strip() for p in args.protocol.split(",") if p.strip()]
     bad = [p for p in wanted if p not in _ALL]
     if bad:

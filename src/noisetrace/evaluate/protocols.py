@@ -509,10 +509,13 @@ def summarize(report: dict[str, Any]) -> list[str]:
             rows = sec["tables"][0]["rows"]
             first = rows[0]
             worst = min(rows, key=lambda r: r[4] if r[4] is not None else math.inf)
-            line = (f"Format confound: AUC {first[2]} as stored vs {first[3]} with both classes "
-                    f"re-encoded alike ({first[1]})")
+            def f3(v: float | None) -> str:
+                return "n/a" if v is None else f"{v:.3f}"
+
+            line = (f"Format confound: AUC {f3(first[2])} as stored vs {f3(first[3])} with both "
+                    f"classes re-encoded alike ({first[1]})")
             if worst is not first:
-                line += f"; largest change {worst[4]} ({worst[0]} vs {worst[1]})"
+                line += f"; largest change {f3(worst[4])} ({worst[0]} vs {worst[1]})"
             drop = worst[4] if worst[4] is not None else 0.0
             out.append(line + (". A drop this large means part of the raw score came from file "
                                "format or compression history, not from the content's noise."
