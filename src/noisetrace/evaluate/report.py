@@ -67,13 +67,17 @@ def roc_png(report: dict[str, Any], names: list[str], title: str) -> bytes:
     ax = fig.add_subplot(1, 1, 1)
     ax.plot([0, 1], [0, 1], ls=":", c="0.6", lw=1)
     ms = report["metrics"]["sample"]
+    # A matched-format curve takes the colour of its raw condition, dashed.
+    base = list(dict.fromkeys(n.removeprefix("matched ") for n in names))
+    colours = {b: f"C{i % 10}" for i, b in enumerate(base)}
     for n in names:
         pts = report["roc"].get(n) or {}
         if not pts.get("fpr"):
             continue
         auc = ms[n]["auc"]
         label = f"{n} (AUC {auc:.3f})" if auc is not None and math.isfinite(auc) else n
-        ax.plot(pts["fpr"], pts["tpr"], lw=1.6, label=label, ls="--" if "matched" in n else "-")
+        ax.plot(pts["fpr"], pts["tpr"], lw=1.6, label=label, c=colours[n.removeprefix("matched ")],
+                ls="--" if n.startswith("matched ") else "-")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("false positive rate")
