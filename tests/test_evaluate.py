@@ -198,6 +198,8 @@ def test_evaluate_writes_report_with_tables(det, data_dir, tmp_path):
     assert [r[0] for r in ct["rows"]] == raw
     assert {r[1] for r in ct["rows"]} == {n for n, c in j["conditions"].items() if c["matched"]}
     assert ("uncompressed", "matched QF 90") in {(r[0], r[1]) for r in ct["rows"]}
+    matched_rows = [r[0] for r in secs["confound"]["tables"][1]["rows"]]
+    assert len(matched_rows) == len(set(matched_rows)) == len(j["conditions"]) - len(raw)
     html = (tmp_path / "out" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5 and "http" not in html.split("<body>")[1]
     md = (tmp_path / "out" / "report.md").read_text()

@@ -438,7 +438,8 @@ def evaluate(det: Detector, samples: Sequence[Sample], protocols: Iterable[str],
             tables.append(per_group_table(scored, cs[0], thr, opts.group_by))
         elif p == "confound":
             tables.append(confound_table(ms, cs))
-            tables.append(metrics_table("Matched formats", ms, [c.twin() for c in cs]))
+            tables.append(metrics_table("Matched formats", ms,
+                                        list(dict.fromkeys(c.twin() for c in cs))))
         else:
             first = {"jpeg": "quality", "resolution": "size"}.get(p, "condition")
             tables.append(metrics_table("Image/video level" if has_video else "Metrics",
