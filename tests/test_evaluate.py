@@ -282,6 +282,20 @@ def test_leave_one_out_trains_without_the_held_out_generator(data_dir):
     assert all(0 <= r[3] <= 1 for r in rows) and test_paths
 
 
+def test_cli_loo_through_the_training_loop(data_dir, tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("arch_config: {widths: [4, 8], hidden: 8}\nepochs: 1\nbatch_size: 8\n"
+                   "patch: 32\ncrops_per_image: 1\nval_max_side: 64\n")
+    out = tmp_path / "loo"
+    rc = main(["evaluate", "--data", str(data_dir), "--protocol", "loo", "--out", str(out),
+               "--train-config", str(cfg), "--device", "cpu", "--bootstrap", "0", "--quiet"])
+    assert rc == 0
+    sec = json.loads((out / "report.json").read_text())["sections"][0]
+    assert sec["protocol"] == "loo"
+    assert [r[1] for r in sec["tables"][0]["rows"]] == ["seen (held-back split)", "heavy",
+                                                        "light"]
+
+
 def test_cross_dataset_matrix(tmp_path):
     a = discover(_make_data(tmp_path / "A", n=4))
     b = discover(_make_data(tmp_path / "B", n=4))
