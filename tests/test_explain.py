@@ -156,7 +156,7 @@ def test_face_and_background_squares():
     assert f == (145, 10, 185, 50)  # 40 x 40 around the face
     assert b == (0, 80, 40, 120) and not overlaps  # the corner furthest from a top-right face
     # Centre square without a face; a tight face crop has no clear background: flagged.
-    assert square_pair(shape, None)[0] == (70, 30, 130, 90)
+    assert square_pair(shape, None)[:2] == ((80, 40, 120, 80), (0, 0, 40, 40))
     f, b, overlaps = square_pair((50, 50, 3), (5, 5, 45, 45))
     assert overlaps and b[2] - b[0] == f[2] - f[0]
     with pytest.raises(InputError):
@@ -203,14 +203,22 @@ def test_noise_traces_and_figure(photo, tmp_path):
     assert plain.noise_face is None and plain.face_source == "centre"
 
 
-def test_siamese_noise_at_model_input_size(photo):
+def test_siamese_from_dncnn_checkpoint(photo, tmp_path):
     from noisetrace import models
 
     if "siamese-dncnn" not in models.list_models():
         pytest.skip("siamese-dncnn is not registered in this install")
-    tr = noise_traces(photo[:200, :300].copy(), face=(10, 10, 90, 90),
-                      siamese=load_siamese("siamese-dncnn"), detect=None)  # fmt: skip
-    assert tr.noise_face.shape == tr.noise_background.shape == (64, 64)
+    from noisetrace.models.siamese_dncnn import DnCNN
+
+    torch.manual_seed(1)
+    ckpt = tmp_path / "dncnn.th"
+    torch.save({"network": DnCNN(3, 64, 2).state_dict()}, ckpt)
+    model = load_siamese(ckpt)
+    first = model.extractor[0].weight
+    torch.testing.assert_close(first, torch.load(ckpt)["network"]["0.weight"])
+    tr = noise_traces(photo[:200, :300].copy(), face=(10, 10, 90, 90), siamese=model,
+                      detect=None)  # fmt: skip
+    assert tr.noise_face.shape == tr.noise_background.shape == (64, 64)  # the model's input
     assert np.isfinite(tr.noise_face).all() and tr.noise_face.std() > 0
 
 

@@ -59,8 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="face detection backend for --traces without --face (auto, skimage, "
                         "opencv, ...; 'none': use the centre square)")
     p.add_argument("--siamese", default="auto",
-                   help="noise extractor for --traces: 'auto' (the siamese-dncnn architecture "
-                        "if installed, else SRM only), 'none', or a trained model directory")
+                   help="noise extractor for --traces: a trained siamese-dncnn model directory, "
+                        "a pre-trained DnCNN checkpoint file, 'auto' (a bundled siamese-dncnn "
+                        "model if any, else SRM only) or 'none'")
     p.add_argument("--intensity", action="store_true",
                    help="run DJIN's pixel-intensity analysis over labelled data instead")
     p.add_argument("--max-images", type=int, default=None,
@@ -88,15 +89,16 @@ def run(args: argparse.Namespace) -> int:
 
     siamese = None
     if args.traces and args.siamese != "none":
-        from noisetrace.explain.traces import SIAMESE_ARCH, load_siamese
+        from noisetrace.explain.traces import bundled_siamese, load_siamese
 
-        if args.siamese == "auto":
-            try:
-                siamese = load_siamese(SIAMESE_ARCH)
-            except NoisetraceError as exc:
-                err.print(f"[yellow]noise traces: SRM only ({exc})[/yellow]")
+        spec = bundled_siamese() if args.siamese == "auto" else args.siamese
+        if spec is None:
+            err.print(
+                "[yellow]noise traces: SRM only (no bundled siamese-dncnn model; pass "
+                "--siamese with a trained model directory or a DnCNN checkpoint)[/yellow]"
+            )
         else:
-            siamese = load_siamese(args.siamese)
+            siamese = load_siamese(spec)
 
     from noisetrace.explain.report import explain_file
     from noisetrace.scan import iter_inputs

@@ -53,7 +53,7 @@ def square_pair(
     """(face square, background square, background overlaps the face) for an image ``shape``.
 
     The face square is :func:`noisetrace.media.crops.face_square` of ``face`` (None: the
-    centre square of side min(H, W) / 2); the background is
+    centre square of side min(H, W) / 3); the background is
     :func:`noisetrace.media.crops.background_square`, the same-size square furthest from it.
     When the frame is too small for a background clear of the face (a tight face crop), the
     furthest corner square is used anyway and the third value says so.
@@ -62,7 +62,8 @@ def square_pair(
 
     h, w = shape[:2]
     if face is None:
-        side = max(1, min(h, w) // 2)
+        # A third of the shorter side leaves room for a corner square clear of it.
+        side = max(1, min(h, w) // 3)
         x0, y0 = (w - side) // 2, (h - side) // 2
         fbox: Box = (x0, y0, x0 + side, y0 + side)
     else:
@@ -104,30 +105,46 @@ def srm_magnitude(img: np.ndarray) -> np.ndarray:
 
 
 def load_siamese(spec: str | Path | torch.nn.Module = SIAMESE_ARCH) -> torch.nn.Module:
-    """The Siamese DnCNN noise extractor: a module, a registered name, or a model directory.
+    """The Siamese DnCNN noise extractor, from one of:
 
-    A directory is a trained noisetrace model (``config.json`` + weights) whose architecture
-    is ``siamese-dncnn``; a name builds the registered architecture (with whatever weights its
-    factory loads). Raises :class:`ModelError` with what to do when it is not available.
+    * a module with a ``noise(x)`` method;
+    * a trained noisetrace model directory (``config.json`` + weights) of ``siamese-dncnn``;
+    * a pre-trained DnCNN checkpoint file (e.g. GRIP's ``model_best.th``), loaded into the
+      extractor with ``siamese_dncnn.load_dncnn``: the paper's starting point;
+    * the registered architecture's name: random weights, whose "noise" means nothing; for
+      tests and plumbing only.
+
+    Raises :class:`ModelError` saying what to do when none applies.
     """
+    from noisetrace import models
+
     if isinstance(spec, torch.nn.Module):
         model = spec
     else:
-        from noisetrace import models
-
         p = Path(str(spec)).expanduser()
+        available = SIAMESE_ARCH in models.list_models()
         if p.is_dir():
             from noisetrace.detector import Detector
 
             model = Detector.load(p, device="cpu").model
+        elif p.is_file() and available:
+            from noisetrace.models.siamese_dncnn import load_dncnn
+
+            model = models.create(SIAMESE_ARCH)
+            load_dncnn(p, into=model)
         elif str(spec) in models.list_models():
             model = models.create(str(spec))
         else:
+            why = (
+                f"{str(spec)!r} is neither a model directory, a DnCNN checkpoint file, nor a "
+                "registered architecture"
+                if available
+                else f"this install has no {SIAMESE_ARCH!r} architecture"
+            )
             raise ModelError(
-                f"the Siamese DnCNN noise extractor is not available: {str(spec)!r} is neither "
-                f"a registered architecture ({', '.join(models.list_models())}) nor a model "
-                f"directory. Install a noisetrace version with the {SIAMESE_ARCH!r} model, "
-                "or pass the directory of a trained one; SRM traces need no model."
+                f"the Siamese DnCNN noise extractor is not available: {why}. Pass the "
+                f"directory of a trained {SIAMESE_ARCH} model or a pre-trained DnCNN "
+                "checkpoint; SRM traces need no model."
             )
     if not callable(getattr(model, "noise", None)):
         raise ModelError(
@@ -135,6 +152,22 @@ def load_siamese(spec: str | Path | torch.nn.Module = SIAMESE_ARCH) -> torch.nn.
             f"noise traces need the {SIAMESE_ARCH!r} extractor"
         )
     return model.eval()
+
+
+def bundled_siamese() -> Path | None:
+    """The first bundled model (``noisetrace/zoo``) whose architecture is siamese-dncnn."""
+    import json
+
+    from noisetrace.zoo import ZOO_DIR, list_bundled
+
+    for name in list_bundled():
+        try:
+            arch = json.loads((ZOO_DIR / name / "config.json").read_text()).get("arch")
+        except (OSError, ValueError):
+            continue
+        if arch == SIAMESE_ARCH:
+            return ZOO_DIR / name
+    return None
 
 
 @torch.inference_mode()
