@@ -44,7 +44,9 @@ def _open(path: str | Path) -> av.container.InputContainer:
     except PermissionError:
         raise InputError("permission denied: the file cannot be read") from None
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise InputError(f"video cannot be opened; it is corrupt or truncated ({exc})") from None
+        # FFmpeg's message repeats the path; the record already has it.
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise InputError(f"video cannot be opened; it is corrupt or truncated ({why})") from None
 
 
 def is_animated_image(path: str | Path) -> bool:
@@ -217,7 +219,8 @@ def iter_frames(
         except av.error.FFmpegError as exc:
             if yielded == 0:
                 raise InputError(
-                    f"video is corrupt and no frame could be decoded ({exc})"
+                    "video is corrupt and no frame could be decoded "
+                    f"({getattr(exc, 'strerror', None) or exc})"
                 ) from None
             # A damaged tail after good frames: keep what decoded (the record says how many).
     if yielded == 0:
