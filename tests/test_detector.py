@@ -102,3 +102,14 @@ def test_video_scan_has_frame_scores(tiny_detector, media_dir):
     r = tiny_detector.scan(media_dir / "clip.mp4", video_frames=5)
     assert r.kind == "video" and r.frames == 5 and len(r.frame_scores) == 5
     assert r.score == pytest.approx(float(np.mean(r.frame_scores)), abs=1e-5)
+
+
+def test_export_command_writes_verified_graphs(tmp_path, tiny_model_dir, photo):
+    from noisetrace.cli import main
+
+    out = tmp_path / "exported"
+    assert main(["export", "--model", str(tiny_model_dir), "--out", str(out)]) == 0
+    assert {p.name for p in out.glob("*.onnx")} == {"features.onnx", "head.onnx"}
+    fast = Detector.load(out, device="cpu", backend="onnx")
+    ref = Detector.load(tiny_model_dir, device="cpu", backend="torch")
+    assert fast.logit(photo) == pytest.approx(ref.logit(photo), rel=1e-4, abs=1e-4)

@@ -140,6 +140,7 @@ def _train(args: argparse.Namespace) -> int:
 _FEATURE_COMMANDS: list[str] = [
     "noisetrace.evaluate.command",
     "noisetrace.explain.command",
+    "noisetrace.export",
     "noisetrace.prepare",
 ]
 
