@@ -163,7 +163,9 @@ class IntensityAnalysis:
         a1.legend(fontsize=8)
         a1.set_title("most influential pixels by value")
         a2.set_xlabel("pixel value")
-        a2.set_ylabel("share of pixels")
+        a2.set_ylabel("share of pixels (log scale)")
+        # Log scale: a few large flat areas (one grey level) would otherwise hide the shape.
+        a2.set_yscale("log")
         a2.set_xlim(0, 255)
         a2.legend(fontsize=8)
         a2.set_title("intensity histogram")
