@@ -258,6 +258,29 @@ def test_cli_evaluate(model_dir, data_dir, tmp_path):
                  "--protocol", "nope", "--out", str(out)]) == 2
 
 
+def test_cli_split_val_rebuilds_the_training_split(model_dir, data_dir, tmp_path):
+    import shutil
+
+    from noisetrace.data.manifest import split
+
+    m = tmp_path / "m"
+    shutil.copytree(model_dir, m)
+    recipe = {"data": [str(data_dir)], "val_fraction": 0.3, "seed": 1, "holdout": ["^heavy$"]}
+    (m / "train_config.json").write_text(json.dumps(recipe))
+    pool = [s for s in discover(data_dir) if s.generator != "heavy"]
+    val = split(pool, 0.3, 1)[1]
+    for which, expect in (("val", val), ("heldout", [s for s in discover(data_dir)
+                                                     if s.generator == "heavy"])):
+        out = tmp_path / which
+        assert main(["evaluate", "--model", str(m), "--split", which, "--out", str(out),
+                     "--bootstrap", "0", "--device", "cpu", "--quiet"]) == 0
+        with open(out / "scores.csv") as fh:
+            got = sorted(r["path"] for r in csv.DictReader(fh))
+        assert got == sorted(s.path for s in expect) and 0 < len(got) < 18
+    # Without --data and without a split there is nothing to evaluate.
+    assert main(["evaluate", "--model", str(m), "--out", str(tmp_path / "x")]) == 2
+
+
 # -- protocols that train --------------------------------------------------------------------
 def test_leave_one_out_trains_without_the_held_out_generator(data_dir):
     samples = discover(data_dir)

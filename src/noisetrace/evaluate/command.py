@@ -31,9 +31,13 @@ def add_parser(subparsers: Any) -> None:
         "with training) and write report.json, report.md, report.html and scores.csv.",
     )
     p.add_argument("--model", default="default", help="bundled model name or model directory")
-    p.add_argument("--data", nargs="+", required=True, action="extend",
+    p.add_argument("--data", nargs="+", action="extend",
                    help="folders (real/, fake/<gen>/), manifests, or a folder of those; "
                         "repeat for cross-dataset domains")
+    p.add_argument("--split", choices=("all", "val", "heldout"), default="all",
+                   help="val/heldout: only the model's own validation split or held-out "
+                        "generators, rebuilt from its training recipe (card.json or "
+                        "train_config.json); --data then defaults to the recipe's data")
     p.add_argument("--protocol", default="standard",
                    help=f"comma-separated: {','.join(_ALL)} (default: standard)")
     p.add_argument("--out", type=Path, required=True, help="report directory")
@@ -104,7 +108,56 @@ def make_train_fn(args: argparse.Namespace, workdir: Path):
     return train_fn
 
 
+def _recipe(model_dir: Path) -> dict[str, Any]:
+    """The training recipe recorded with a model: card.json's ``recipe`` or the run's
+    train_config.json (beside the model or one folder up, as `noisetrace train` writes)."""
+    import json
+
+    from noisetrace.errors import NoisetraceError
+
+    card = model_dir / "card.json"
+    if card.is_file():
+        recipe = json.loads(card.read_text()).get("recipe")
+        if recipe:
+            return recipe
+    for f in (model_dir / "train_config.json", model_dir.parent / "train_config.json"):
+        if f.is_file():
+            return json.loads(f.read_text())
+    raise NoisetraceError(f"{model_dir} records no training recipe (card.json or "
+                          "train_config.json); evaluate with --split all and --data")
+
+
+def recipe_split(recipe: dict[str, Any], which: str) -> list:
+    """Rebuild the training loop's split from its recipe: the same discovery, subsetting,
+    held-out generators and seeded group split, so ``val`` is exactly what it validated on."""
+    import random
+    import re
+
+    from noisetrace.data.manifest import discover, split
+    from noisetrace.errors import NoisetraceError
+
+    samples = []
+    for spec in recipe["data"]:
+        if not Path(spec).exists():
+            raise NoisetraceError(f"the model was trained on {spec}, which is not here; run "
+                                  "from the folder it was trained in or give --data")
+        samples += discover(spec)
+    seed = int(recipe.get("seed", 0))
+    if recipe.get("max_images"):
+        random.Random(seed).shuffle(samples)
+        samples = samples[: recipe["max_images"]]
+    pats = [re.compile(p) for p in recipe.get("holdout") or []]
+    held = [s for s in samples if any(p.search(s.generator) for p in pats)]
+    if which == "heldout":
+        if not held:
+            raise NoisetraceError("the model's recipe holds out no generator")
+        return held
+    pool = [s for s in samples if s not in set(held)]
+    return split(pool, float(recipe.get("val_fraction", 0.2)), seed)[1]
+
+
 def run(args: argparse.Namespace) -> int:
+    import os
     import random
     import tempfile
 
@@ -130,9 +183,23 @@ def run(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise NoisetraceError("--threshold must be between 0 and 1")
     domains: dict[str, list] = {}
-    for spec in args.data:
+    for spec in args.data or []:
         domains[Path(spec).name or spec] = discover(spec, images_only=not args.videos)
     samples = [s for ss in domains.values() for s in ss]
+    if args.split != "all":
+        from noisetrace.zoo import resolve
+
+        part = recipe_split(_recipe(resolve(args.model)), args.split)
+        if args.data:
+            keep = {os.path.realpath(s.path) for s in part}
+            samples = [s for s in samples if os.path.realpath(s.path) in keep]
+        else:
+            samples = part
+            args.data = [f"{args.model} {args.split} split"]
+        err.print(f"{args.split} split of {args.model}: {len(samples)} samples")
+    elif not args.data:
+        raise NoisetraceError("give --data (folders or manifests), or --split val to use the "
+                              "model's own validation split")
     if args.max_images and len(samples) > args.max_images:
         random.Random(args.seed).shuffle(samples)
         samples = samples[: args.max_images]
