@@ -113,3 +113,20 @@ def test_export_command_writes_verified_graphs(tmp_path, tiny_model_dir, photo):
     fast = Detector.load(out, device="cpu", backend="onnx")
     ref = Detector.load(tiny_model_dir, device="cpu", backend="torch")
     assert fast.logit(photo) == pytest.approx(ref.logit(photo), rel=1e-4, abs=1e-4)
+
+
+def test_face_model_scans_faces_and_falls_back_to_the_whole_frame(tmp_path, tiny_model_dir):
+    from PIL import Image
+    from skimage import data
+
+    det = Detector.load(tiny_model_dir, device="cpu", backend="torch")
+    det.config.input = "face"
+    Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
+    Image.fromarray(data.coffee()).save(tmp_path / "coffee.png")
+    with_face = det.scan(tmp_path / "astronaut.png")
+    assert with_face.error is None and with_face.faces == 1 and 0 <= with_face.score <= 1
+    no_face = det.scan(tmp_path / "coffee.png")
+    assert no_face.error is None and no_face.faces == 0 and 0 <= no_face.score <= 1
+    det.config.face = {**det.config.face, "no_face": "error"}
+    strict = det.scan(tmp_path / "coffee.png")
+    assert strict.verdict == "error" and "no face" in strict.error
