@@ -29,6 +29,10 @@ def _scan(args: argparse.Namespace) -> int:
     if args.resume and not args.jsonl:
         err.print("[red]--resume needs --jsonl FILE (the scan to continue)[/red]")
         return 2
+    if args.engine == "ray":  # Ray is imported only on this path
+        from noisetrace.engines.ray_engine import scan_command
+
+        return scan_command(args, det)
 
     listing = iter_inputs(args.paths)
     files = listing.files
@@ -45,6 +49,11 @@ def _scan(args: argparse.Namespace) -> int:
 
     records: list[dict] = []
     writer = JsonlWriter(args.jsonl, append=args.resume) if args.jsonl else None
+    if args.parquet:
+        from noisetrace.engines import ParquetRecordWriter
+
+        seed = args.jsonl if args.resume else None
+        pq = ParquetRecordWriter(args.parquet, frame_scores=args.frame_scores, seed_jsonl=seed)
     interactive = err.is_terminal and not args.quiet
     progress = Progress(
         TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -58,11 +67,15 @@ def _scan(args: argparse.Namespace) -> int:
             for r in listing.errors:
                 if writer:
                     writer.write(r)
+                if args.parquet:
+                    pq.write(r)
                 records.append(r.to_record())
                 progress.advance(task)
             for r in scan_paths(det, files, video_frames=args.frames, workers=args.workers):
                 if writer:
                     writer.write(r)
+                if args.parquet:
+                    pq.write(r)
                 records.append(r.to_record(frame_scores=args.frame_scores))
                 if args.explain and r.verdict == "fake":
                     _explain_flagged(det, r, args.explain, err)
@@ -73,6 +86,8 @@ def _scan(args: argparse.Namespace) -> int:
     finally:
         if writer:
             writer.close()
+        if args.parquet:
+            pq.close()
         if args.csv:
             write_csv(args.csv, records)
     elapsed = time.perf_counter() - t0
@@ -169,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no table, no progress bar")
     s.add_argument("--explain", type=Path, metavar="DIR",
                    help="write an overlay PNG and JSON summary per flagged file to DIR")
+    s.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: a Ray cluster (pip install 'noisetrace[ray]')")
+    s.add_argument("--address", default=None, metavar="ADDR",
+                   help="--engine ray: 'auto' or ray://HOST:10001 (default: a local Ray)")
+    s.add_argument("--parquet", type=Path, metavar="FILE",
+                   help="also write records as Parquet (large runs; needs pyarrow)")
     s.set_defaults(func=_scan)
 
     m = sub.add_parser("models", help="list bundled detectors and architectures")
