@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PINS)
-	$(PIP) install -q -e ".[all,dev]"
+	$(PIP) install -q -e ".[all,dev,ray]"
 	touch $@
 
 demo: setup
