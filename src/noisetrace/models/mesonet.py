@@ -83,9 +83,10 @@ class MesoNet(nn.Module):
         self, inception: bool = False, dropout: float = 0.5, hidden_act: str = "leaky_relu"
     ) -> None:
         super().__init__()
-        if hidden_act not in ("leaky_relu", "linear"):
-            raise ValueError("hidden_act must be 'leaky_relu' or 'linear'")
         self.inception = inception
+        # A buffer, not a plain attribute, so the activation the loaded .h5 implies travels
+        # with the weights through Detector.save/load: LeakyReLU slope 0.1, or 1.0 = linear.
+        self.register_buffer("hidden_slope", torch.tensor(0.1))
         self.hidden_act = hidden_act
         if inception:
             b1 = Inception(3, 1, 4, 4, 2)
@@ -102,6 +103,16 @@ class MesoNet(nn.Module):
         self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
         self.dense1 = nn.Linear(16 * 8 * 8, 16)
         self.dense2 = nn.Linear(16, 1)
+
+    @property
+    def hidden_act(self) -> str:
+        return "linear" if float(self.hidden_slope) == 1.0 else "leaky_relu"
+
+    @hidden_act.setter
+    def hidden_act(self, value: str) -> None:
+        if value not in ("leaky_relu", "linear"):
+            raise ValueError("hidden_act must be 'leaky_relu' or 'linear'")
+        self.hidden_slope.fill_(1.0 if value == "linear" else 0.1)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-stage maps for the layer-by-layer check: (B,C1,128,128) ... (B,16,8,8)."""
@@ -122,8 +133,7 @@ class MesoNet(nn.Module):
             )
         y = self.drop1(f.permute(0, 2, 3, 1).flatten(1))  # Keras flattens (H, W, C)
         y = self.dense1(y)
-        if self.hidden_act == "leaky_relu":
-            y = F.leaky_relu(y, 0.1)
+        y = torch.where(y >= 0, y, y * self.hidden_slope)  # LeakyReLU, or identity at slope 1
         return self.dense2(self.drop2(y)).squeeze(-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

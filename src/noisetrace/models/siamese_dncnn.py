@@ -7,7 +7,10 @@ The two noise maps are compared by the cosine similarity matrix of their Eq. 1,
     S_ij = F_i . B_j / (||F_i||_2 ||B_j||_2),
 
 between column i of the face noise F and column j of the background noise B, computed per
-colour channel (each channel's noise is an H x W matrix, so S is (3, W, W)). Then
+colour channel (each channel's noise is an H x W matrix, so S is (3, W, W)). One deviation
+(``center=True``, default): each noise map's spatial mean is removed before Eq. 1; without it a
+randomly initialised DnCNN's constant offset makes every S_ij ~ 1 and nothing trains; with the
+pre-trained GRIP DnCNN the maps are near zero-mean anyway. Then
 conv 3x3 (stride 1) + max-pool 2x2 (stride 2) blocks, each halving the size (64 -> 4 after
 four), and fully connected layers each shrinking the width fourfold down to the two classes
 (2048 -> 512 -> 128 -> 32 -> 8 -> 2), with softmax/cross-entropy (their Eq. 2). Inputs are
@@ -138,8 +141,10 @@ class SiameseDnCNN(nn.Module):
         width: int = 64,
         conv_channels: tuple[int, ...] = (16, 32, 64, 128),
         input_size: int = 64,
+        center: bool = True,
     ) -> None:
         super().__init__()
+        self.center = center
         self.extractor = DnCNN(3, width, depth)
         blocks: list[nn.Module] = []
         cin = 3
@@ -169,6 +174,11 @@ class SiameseDnCNN(nn.Module):
                              f"{tuple(x.shape)}")
         b = x.shape[0]
         n = self.extractor(x.flatten(0, 1)).unflatten(0, (b, 2))  # one pass, shared weights
+        if self.center:
+            # Noise is zero-mean by definition; a DnCNN's output also carries a per-channel
+            # offset (large at random init) that would make every cosine ~1 (S constant, no
+            # gradient). Removing each map's mean keeps Eq. 1's column structure.
+            n = n - n.mean(dim=(-2, -1), keepdim=True)
         s = similarity_matrix(n[:, 0], n[:, 1])
         z = self.classifier(self.refine(s))
         return z[:, 1] - z[:, 0]
