@@ -1,7 +1,21 @@
-"""The one training loop: patches in, best-by-validation-AUC detector out.
+"""The one training loop: every detector trains here, from a YAML recipe.
 
-Runs on CPU or CUDA, and under ``torchrun --nproc_per_node=N`` it trains with DDP (gloo on
-CPU, nccl on GPU) and a distributed sampler; rank 0 validates and writes checkpoints.
+Strategies are chosen by the data a model takes (``task``, from its ``pretrained_cfg``):
+
+* ``image``: augmented random patches of whole images or face crops (DJIN's augmentation,
+  :class:`~noisetrace.data.augment.Augment`); validated at full resolution by
+  :class:`~noisetrace.detector.Detector`, exactly as it will be used.
+* ``sequence``: windows of ``T`` consecutive crops of one face track -> (B, T, 3, S, S).
+* ``pair``: [face, background] crops of one frame -> (B, 2, 3, S, S).
+
+and hooks set by the recipe: a triplet phase before classification (CFFN), warm-up epochs
+with a frozen backbone (Xception), learning-rate schedules per epoch or per step, stopping
+when ReduceLROnPlateau drives the rate below ``min_lr`` (DJIN) or on no improvement, class
+weighting by loss or by sampler. Validation keeps the best model by matched-format AUC;
+``last.pt`` (atomic) lets ``--resume`` continue an interrupted run with the same result.
+
+Runs on CPU or CUDA (bf16 autocast there), and under ``torchrun --nproc_per_node=N`` with
+DDP (gloo on CPU, nccl on GPU) and a distributed sampler; rank 0 validates and writes.
 """
 
 from __future__ import annotations
@@ -9,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -16,6 +31,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,33 +39,69 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Sampler
 
 from noisetrace import models
 from noisetrace.data.augment import Augment, center_crop, matched_format
 from noisetrace.data.manifest import Sample, discover, split
 from noisetrace.detector import Detector, DetectorConfig, select_device
 from noisetrace.evaluate.metrics import binary_metrics, expected_calibration_error, fit_platt
+from noisetrace.runtime import Preprocess
 from noisetrace.train.card import write_model_card
-from noisetrace.train.dataset import PatchDataset, load_samples
+from noisetrace.train.dataset import (
+    Group,
+    GroupDataset,
+    PatchDataset,
+    build_pairs,
+    build_sequences,
+    crop_meta,
+    fit_input,
+    load_samples,
+)
 
 log = logging.getLogger("noisetrace.train")
+
+TASKS = ("auto", "image", "sequence", "pair")
+SCHEDULERS = ("none", "plateau", "cosine", "step", "multistep")
+BALANCE = ("pos_weight", "balanced", "sampler", "none")
+DUMP_ENV = "NOISETRACE_TRAIN_DUMP"  # debug hook: every rank writes its final weights here
 
 
 @dataclass
 class TrainConfig:
+    """A training recipe (configs/*.yaml); every field can be overridden on the command line.
+
+    ``epochs`` counts every epoch, including ``warmup_epochs`` and ``triplet_epochs``.
+    """
+
     data: list[str]
     out: str = "runs/model"
     name: str = "custom"
     arch: str = "srm-cnn"
     arch_config: dict[str, Any] = field(default_factory=dict)
+    task: str = "auto"  # auto (from the model) | image | sequence | pair
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
     optimizer: str = "adam"  # adam | adamax | adamw | sgd
-    scheduler: str = "none"  # none | plateau | cosine
-    min_lr: float = 0.0  # with plateau: stop once the learning rate falls below this
+    scheduler: str = "none"  # none | plateau | cosine | step | multistep
+    min_lr: float = 0.0  # stop once the learning rate falls below this (DJIN: 2e-7)
+    final_lr: float = 0.0  # cosine: the rate it ends at
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    step_every: int = 2000  # step: optimizer steps between decays
+    step_gamma: float = 0.8  # step: rate multiplier per decay (Xception: -20%)
+    milestones: list[int] = field(default_factory=list)  # multistep: epochs where lr *= gamma
+    gamma: float = 0.1
+    loss: str = "bce"  # bce | ce (two-class softmax CE; equal to BCE on the fake logit)
+    class_balance: str = "pos_weight"  # pos_weight | balanced | sampler | none
+    warmup_epochs: int = 0  # first epochs train with the modules in `freeze` frozen
+    freeze: list[str] = field(default_factory=lambda: ["backbone"])
+    triplet_epochs: int = 0  # first epochs train model.embed with a batch-all triplet loss
+    triplet_margin: float = 0.8
+    early_stopping: int = 0  # stop after this many epochs without a better val AUC (0: off)
+    sequence_length: int | None = None  # sequence task: frames per item (None: the model's)
     patch: int = 128
     crops_per_image: int = 4
     augment: dict[str, Any] = field(default_factory=dict)
@@ -59,16 +111,18 @@ class TrainConfig:
     holdout: list[str] = field(default_factory=list)  # regexes on generator: held-out test
     seed: int = 0
     device: str = "auto"
+    amp: str = "auto"  # auto (bf16 autocast on CUDA) | bf16 | off
     workers: int = 0
     resume: bool = False
     max_images: int | None = None
+    progress: bool = True
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:
+        import yaml
+
         raw: dict[str, Any] = {}
         if args.config:
-            import yaml
-
             raw = yaml.safe_load(Path(args.config).read_text()) or {}
         for f in dataclasses.fields(cls):
             v = getattr(args, f.name, None)
@@ -76,15 +130,32 @@ class TrainConfig:
                 raw[f.name] = v
         for item in args.set or []:
             k, _, v = item.partition("=")
-            import yaml
-
             raw[k] = yaml.safe_load(v)
         if not raw.get("data"):
             raise SystemExit("noisetrace train: give --data (folders or manifests) or a --config")
         unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise SystemExit(f"noisetrace train: unknown config keys {sorted(unknown)}")
-        return cls(**raw)
+        cfg = cls(**raw)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """Reject settings the loop cannot honour, with what to use instead."""
+        for name, value, allowed in (
+            ("task", self.task, TASKS),
+            ("scheduler", self.scheduler, SCHEDULERS),
+            ("class_balance", self.class_balance, BALANCE),
+            ("loss", self.loss, ("bce", "ce")),
+            ("amp", self.amp, ("auto", "bf16", "off")),
+        ):
+            if value not in allowed:
+                raise SystemExit(f"noisetrace train: {name} {value!r}: use one of {allowed}")
+        if self.triplet_epochs >= self.epochs:
+            raise SystemExit(
+                "noisetrace train: triplet_epochs must leave classifier epochs "
+                f"(epochs {self.epochs} counts both phases)"
+            )
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -98,7 +169,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--patch", type=int, help="training crop size in pixels")
     p.add_argument("--seed", type=int)
-    p.add_argument("--device")
+    p.add_argument("--device", help="auto, cpu, cuda (under torchrun: each rank its GPU)")
     p.add_argument("--max-images", dest="max_images", type=int)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override any config key")
@@ -129,14 +200,23 @@ def _make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if kind == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+    raise SystemExit(
+        f"noisetrace train: unknown optimizer {cfg.optimizer!r}: use adam, adamax, adamw or sgd"
+    )
 
 
 def _make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer):
+    S = torch.optim.lr_scheduler
     if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=2)
+        return S.ReduceLROnPlateau(
+            opt, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+        )
     if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+        return S.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs), eta_min=cfg.final_lr)
+    if cfg.scheduler == "step":  # stepped after every optimizer step, not every epoch
+        return S.StepLR(opt, step_size=max(1, cfg.step_every), gamma=cfg.step_gamma)
+    if cfg.scheduler == "multistep":
+        return S.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
     return None
 
 
@@ -146,6 +226,84 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     tmp.replace(path)
 
 
+def resolve_task(cfg: TrainConfig, model: torch.nn.Module) -> str:
+    """``auto`` -> what the model's ``pretrained_cfg`` says it takes."""
+    if cfg.task != "auto":
+        return cfg.task
+    pc = model.pretrained_cfg
+    if pc.get("input") == "face_background":
+        return "pair"
+    return "sequence" if pc.get("sequence_length") else "image"
+
+
+def batch_all_triplet_loss(emb: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """Mean of the positive terms max(0, |a-p|^2 - |a-n|^2 + margin) over all valid triplets
+    of the batch (anchor and positive of one class, negative of the other; CFFN's phase 1).
+
+    emb: (B, D) embeddings; labels: (B,) 0/1. Zero (with a graph) when no triplet exists.
+    """
+    d = (emb[:, None, :] - emb[None, :, :]).pow(2).sum(-1)  # (B, B) squared distances
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
+    valid = (same & ~eye)[:, :, None] & (~same)[:, None, :]  # (a, p, n)
+    t = (d[:, :, None] - d[:, None, :] + margin).clamp_min(0)[valid]
+    n_pos = (t > 1e-12).sum().clamp_min(1)
+    return t.sum() / n_pos
+
+
+class BalancedSampler(Sampler[int]):
+    """Draws ``len(labels)`` indices per epoch with replacement, each class equally likely;
+    the same draw on every rank (seeded by epoch), each rank taking its strided share."""
+
+    def __init__(self, labels: list[int], seed: int, rank: int = 0, world: int = 1) -> None:
+        counts = np.bincount(np.asarray(labels), minlength=2).astype(np.float64)
+        w = 1.0 / np.maximum(counts, 1)
+        self.weights = torch.tensor(w[np.asarray(labels)], dtype=torch.double)
+        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
+        self.n = int(math.ceil(len(labels) / world))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+        idx = torch.multinomial(self.weights, self.n * self.world, True, generator=g)
+        return iter(idx[self.rank :: self.world].tolist())
+
+
+class _Embed(torch.nn.Module):
+    """``forward = model.embed``, so DDP can wrap the triplet phase."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(x)
+
+
+def _phase(cfg: TrainConfig, epoch: int) -> tuple[str, bool]:
+    """(``triplet`` | ``classify``, backbone frozen?) for this epoch."""
+    return ("triplet" if epoch < cfg.triplet_epochs else "classify",
+            epoch < cfg.warmup_epochs and bool(cfg.freeze))  # fmt: skip
+
+
+def _frozen(name: str, prefixes: list[str]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _state_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# -- validation ------------------------------------------------------------------------------
 def validation_views(
     samples: list[Sample], images: list[np.ndarray], cfg: TrainConfig
 ) -> dict[str, list[np.ndarray]]:
@@ -165,20 +323,159 @@ def validation_views(
     return {"raw": raw, "matched": matched}
 
 
+def group_views(
+    groups: list[Group],
+    images: dict[str, np.ndarray],
+    size: tuple[int, int] | None,
+    cfg: TrainConfig,
+) -> dict[str, list[np.ndarray]]:
+    """Validation inputs of groups: (K, H, W, 3) uint8 stacks, ``raw`` and ``matched``."""
+    raw, matched = [], []
+    for g in groups:
+        crops = [fit_input(images[s.path], size, cfg.patch) for s in g.members]
+        raw.append(np.stack(crops))
+        matched.append(np.stack([
+            matched_format(c, s.lossless, quality=cfg.val_quality)
+            for c, s in zip(crops, g.members, strict=True)
+        ]))  # fmt: skip
+    return {"raw": raw, "matched": matched}
+
+
+@torch.inference_mode()
+def _group_logits(det: Detector, items: list[np.ndarray], batch: int = 8) -> np.ndarray:
+    """Fake logits of (K, H, W, 3) uint8 stacks -> model input (B, K, 3, H, W)."""
+    pre = Preprocess(det.model.pretrained_cfg.get("normalize", "unit")).to(det.device)
+    out = []
+    for i in range(0, len(items), batch):
+        x = torch.from_numpy(np.stack(items[i : i + batch])).to(det.device)  # (B, K, H, W, 3)
+        b, k = x.shape[:2]
+        xx = pre(x.flatten(0, 1)).unflatten(0, (b, k))
+        out.append(det.model(xx).float().cpu().numpy().reshape(-1))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 def score_views(det: Detector, views: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    """Logits of every view: images (H, W, 3) through ``Detector.logit`` (full resolution,
+    tiled), groups (K, H, W, 3) through the model in batches."""
     det.model.eval()
-    return {k: np.array([det.logit(im) for im in v]) for k, v in views.items()}
+    out = {}
+    for k, v in views.items():
+        if v and v[0].ndim == 4:
+            out[k] = _group_logits(det, v)
+        else:
+            out[k] = np.array([det.logit(im) for im in v])
+    return out
 
 
-# -- the loop ------------------------------------------------------------------------------
-def train(cfg: TrainConfig) -> dict[str, Any]:
+# -- data ------------------------------------------------------------------------------------
+@dataclass
+class _Data:
+    task: str
+    train_ds: PatchDataset | GroupDataset
+    val_views: dict[str, list[np.ndarray]]
+    val_labels: np.ndarray
+    val_samples: list[Sample]  # one per validation item (a group's first crop)
+    held: list[Sample]
+    train_labels: list[int]
+    info: dict[str, Any]
+
+
+def _split(pool: list[Sample], cfg: TrainConfig) -> tuple[list[Sample], list[Sample]]:
+    """A prepared cache's own train/val split when every sample has one, else a stratified
+    group-preserving split (``noisetrace.data.manifest.split``)."""
+    if pool and all(s.split in ("train", "val", "test") for s in pool):
+        tr = [s for s in pool if s.split == "train"]
+        va = [s for s in pool if s.split == "val"]
+        if tr and va:
+            return tr, va
+    return split(pool, cfg.val_fraction, cfg.seed)
+
+
+def _load_data(cfg: TrainConfig, task: str, model: torch.nn.Module, rank: int) -> _Data:
+    samples: list[Sample] = []
+    meta: dict[str, dict[str, str]] = {}
+    for spec in cfg.data:
+        p = Path(spec)
+        if p.is_dir() and (p / "manifest.tsv").is_file() and not (p / "MANIFEST.tsv").is_file():
+            spec = str(p / "manifest.tsv")  # a `noisetrace prepare` cache folder
+        samples += discover(spec)
+        meta.update(crop_meta(spec))
+    if task != "pair":  # background squares only make sense as the pair's second half
+        samples = [s for s in samples if meta.get(s.path, {}).get("kind") != "background"]
+    if cfg.max_images:
+        random.Random(cfg.seed).shuffle(samples)
+        samples = samples[: cfg.max_images]
+    pats = [re.compile(p) for p in cfg.holdout]
+    held = [s for s in samples if any(p.search(s.generator) for p in pats)]
+    held_set = set(held)
+    pool = [s for s in samples if s not in held_set]
+    tr_s, va_s = _split(pool, cfg)
+    aug = Augment(size=cfg.patch, **cfg.augment)
+    info: dict[str, Any] = {"held": len(held)}
+    if task == "image":
+        tr_s, tr_img, tr_fail = load_samples(tr_s)
+        va_s, va_img, va_fail = load_samples(va_s)
+        ds: PatchDataset | GroupDataset = PatchDataset(
+            tr_s, tr_img, aug, cfg.crops_per_image, cfg.seed
+        )
+        views = validation_views(va_s, va_img, cfg) if rank == 0 else {}
+        info.update(train=len(tr_s), val=len(va_s), unreadable=len(tr_fail + va_fail))
+        return _Data(task, ds, views, np.array([s.label for s in va_s]), va_s, held,
+                     [s.label for s in tr_s], info)  # fmt: skip
+    if not meta:
+        raise SystemExit(
+            f"noisetrace train: task {task!r} groups crops by video, frame and track; train "
+            "on a `noisetrace prepare` manifest (--background for face/background pairs)"
+        )
+    length = cfg.sequence_length or model.pretrained_cfg.get("sequence_length") or 5
+
+    def groups_of(ss: list[Sample]) -> tuple[list[Group], int]:
+        return build_sequences(ss, meta, length) if task == "sequence" else build_pairs(ss, meta)
+
+    tr_g, tr_left = groups_of(tr_s)
+    va_g, va_left = groups_of(va_s)
+    need = {s.path for g in tr_g + va_g for s in g.members}
+    kept, imgs, failed = load_samples([s for s in tr_s + va_s if s.path in need])
+    images = dict(zip([s.path for s in kept], imgs, strict=True))
+    tr_g = [g for g in tr_g if all(s.path in images for s in g.members)]
+    va_g = [g for g in va_g if all(s.path in images for s in g.members)]
+    size = model.pretrained_cfg.get("input_size")
+    ds = GroupDataset(tr_g, images, aug, cfg.crops_per_image, cfg.seed)
+    views = group_views(va_g, images, size, cfg) if rank == 0 else {}
+    info.update(train=len(tr_g), val=len(va_g), unreadable=len(failed),
+                unused_crops=tr_left + va_left, unit="sequences" if task == "sequence"
+                else "pairs")  # fmt: skip
+    return _Data(task, ds, views, np.array([g.label for g in va_g]),
+                 [g.members[0] for g in va_g], held, [g.label for g in tr_g], info)  # fmt: skip
+
+
+# -- the loop --------------------------------------------------------------------------------
+def _progress(enabled: bool, total: int):
+    """A rich progress bar on a terminal (rank 0), or a no-op."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"), console=console, transient=True,
+        disable=not (enabled and console.is_terminal),
+    )  # fmt: skip
+
+
+def train(
+    cfg: TrainConfig, on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """Train ``cfg`` and return the model card of the best model (rank 0; other ranks get
+    ``{"best_val_auc_matched": ...}``). ``on_epoch_end(epoch, row)`` runs after each epoch's
+    checkpoint is written (an exception there leaves a resumable run)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg.check()
     rank, world, local_rank = _dist_info()
     distributed = world > 1
-    if distributed and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
-        dist.init_process_group(backend=backend)
     device = select_device(cfg.device)
+    if distributed and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if distributed and device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -188,68 +485,63 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
-    # Data: discover, hold out generators, split, decode once.
-    samples: list[Sample] = []
-    for spec in cfg.data:
-        samples += discover(spec)
-    if cfg.max_images:
-        random.Random(cfg.seed).shuffle(samples)
-        samples = samples[: cfg.max_images]
-    pats = [re.compile(p) for p in cfg.holdout]
-    held = [s for s in samples if any(p.search(s.generator) for p in pats)]
-    pool = [s for s in samples if s not in set(held)]
-    tr_s, va_s = split(pool, cfg.val_fraction, cfg.seed)
-    tr_s, tr_img, tr_fail = load_samples(tr_s)
-    va_s, va_img, va_fail = load_samples(va_s)
-    if not tr_s or len({s.label for s in tr_s}) < 2:
-        raise SystemExit("noisetrace train: the training split needs both real and fake images")
-    log.info(
-        "train %d images (%d fake), val %d, held-out %d, unreadable %d",
-        len(tr_s),
-        sum(s.label for s in tr_s),
-        len(va_s),
-        len(held),
-        len(tr_fail + va_fail),
-    )
+    model = models.create(cfg.arch, **cfg.arch_config).to(device)
+    task = resolve_task(cfg, model)
+    if cfg.triplet_epochs and not hasattr(model, "embed"):
+        raise SystemExit(
+            f"noisetrace train: triplet_epochs needs a model with embed(); "
+            f"{cfg.arch!r} has none (use cffn, or set triplet_epochs: 0)"
+        )
+    data = _load_data(cfg, task, model, rank)
+    if len(data.train_ds) == 0 or len(set(data.train_labels)) < 2:
+        raise SystemExit(
+            "noisetrace train: the training split needs both real and fake "
+            f"{data.info.get('unit', 'images')}"
+        )
+    log.info("task %s: %s", task, json.dumps(data.info))
+    normalize = model.pretrained_cfg.get("normalize", "unit")
+    pre_mean = torch.tensor((0.485, 0.456, 0.406), device=device).view(3, 1, 1)
+    pre_std = torch.tensor((0.229, 0.224, 0.225), device=device).view(3, 1, 1)
 
-    aug = Augment(size=cfg.patch, **cfg.augment)
-    ds = PatchDataset(tr_s, tr_img, aug, cfg.crops_per_image, cfg.seed)
-    sampler = (
-        DistributedSampler(ds, num_replicas=world, rank=rank, seed=cfg.seed)
-        if distributed
-        else None
-    )
+    ds = data.train_ds
+    sampler: Sampler | None
+    if cfg.class_balance == "sampler":
+        sampler = BalancedSampler(ds.labels, cfg.seed, rank, world)
+    elif distributed:
+        from torch.utils.data import DistributedSampler
+
+        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, seed=cfg.seed)
+    else:
+        sampler = None
+    per_rank = len(ds) if sampler is None else len(sampler)
     g = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(
-        ds,
-        batch_size=cfg.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        num_workers=cfg.workers,
-        generator=g,
-        drop_last=len(ds) > cfg.batch_size,
-    )
+        ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+        num_workers=cfg.workers, generator=g, drop_last=per_rank > cfg.batch_size,
+    )  # fmt: skip
 
-    model = models.create(cfg.arch, **cfg.arch_config).to(device)
-    net: torch.nn.Module = model
-    if distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
     opt = _make_optimizer(cfg, model.parameters())
     sched = _make_scheduler(cfg, opt)
-    # Class imbalance: weight the positive (fake) term by n_real / n_fake.
-    n_fake = sum(s.label for s in tr_s)
-    pos_weight = torch.tensor((len(tr_s) - n_fake) / max(1, n_fake), device=device)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    n = len(data.train_labels)
+    n_fake = sum(data.train_labels)
+    # Class imbalance: weights from the training counts (a balanced sampler needs none).
+    pos_weight = torch.tensor((n - n_fake) / max(1, n_fake), device=device)
+    class_w = torch.tensor([n / (2 * max(1, n - n_fake)), n / (2 * max(1, n_fake))],
+                           device=device)  # fmt: skip
+
+    def cls_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # Two-class cross-entropy on [0, z] equals BCE on z = logit_fake - logit_real.
+        if cfg.class_balance == "pos_weight":
+            return torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, y, pos_weight=pos_weight
+            )
+        w = class_w[y.long()] if cfg.class_balance == "balanced" else None
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, y, weight=w)
+
+    use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
 
     det_cfg = DetectorConfig(name=cfg.name, arch=cfg.arch, arch_config=cfg.arch_config)
-    val_views = validation_views(va_s, va_img, cfg) if rank == 0 else {}
-    va_labels = np.array([s.label for s in va_s])
-
-    start_epoch, best_auc, history = 0, -math.inf, []
+    start_epoch, best_auc, bad_epochs, history = 0, -math.inf, 0, []
     ckpt_path = out / "last.pt"
     if cfg.resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
@@ -258,77 +550,124 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if sched is not None and state.get("scheduler"):
             sched.load_state_dict(state["scheduler"])
         start_epoch, best_auc = state["epoch"] + 1, state["best_auc"]
+        bad_epochs = state.get("bad_epochs", 0)
         history = json.loads(state["history"])
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed from epoch %d (best val AUC %.4f)", start_epoch, best_auc)
+    elif cfg.resume:
+        log.info("--resume: no %s yet, starting from scratch", ckpt_path)
 
+    net: torch.nn.Module = model
+    wrapped_for: tuple[str, bool] | None = None
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
+        phase, frozen = _phase(cfg, epoch)
+        if (phase, frozen) != wrapped_for:
+            # The trainable set changes between phases: set it, then (re)wrap for DDP, which
+            # fixes the parameters it synchronises when it is built.
+            for name, p in model.named_parameters():
+                p.requires_grad_(not (frozen and _frozen(name, cfg.freeze)))
+            inner = _Embed(model) if phase == "triplet" else model
+            net = inner
+            if distributed:
+                net = torch.nn.parallel.DistributedDataParallel(
+                    inner, device_ids=[device.index] if device.type == "cuda" else None,
+                    find_unused_parameters=phase == "triplet",  # the classifier sits idle
+                )  # fmt: skip
+            wrapped_for = (phase, frozen)
         ds.set_epoch(epoch)
         g.manual_seed(cfg.seed * 1000 + epoch)  # per-epoch order, so --resume replays exactly
         if sampler is not None:
-            sampler.set_epoch(epoch)
+            sampler.set_epoch(epoch)  # type: ignore[attr-defined]
         net.train()
+        if frozen:  # frozen layers keep their statistics too (BN running means)
+            for name, mod in model.named_modules():
+                if name and _frozen(name, cfg.freeze):
+                    mod.eval()
         total, count = 0.0, 0
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = net(x).float()
-            loss = loss_fn(logits, y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            total += float(loss.detach()) * len(y)
-            count += len(y)
+        with _progress(cfg.progress and rank == 0, len(loader)) as bar:
+            task_id = bar.add_task(f"epoch {epoch} {phase}", total=len(loader), loss=0.0)
+            for x, y in loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if normalize == "imagenet":
+                    x = (x - pre_mean) / pre_std
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    z = net(x).float()
+                loss = (batch_all_triplet_loss(z, y, cfg.triplet_margin)
+                        if phase == "triplet" else cls_loss(z, y))  # fmt: skip
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if cfg.scheduler == "step":
+                    sched.step()
+                total += float(loss.detach()) * len(y)
+                count += len(y)
+                bar.update(task_id, advance=1, loss=total / count)
         row: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": total / max(1, count),
-            "lr": opt.param_groups[0]["lr"],
-        }
-        stop = False
-        if rank == 0:
+            "epoch": epoch, "phase": phase + (" (frozen)" if frozen else ""),
+            "train_loss": total / max(1, count), "lr": opt.param_groups[0]["lr"],
+        }  # fmt: skip
+        auc = math.nan
+        if rank == 0 and phase == "classify":  # the triplet phase has no trained head yet
             det = Detector(model, det_cfg, device=str(device))
-            logits_v = score_views(det, val_views)
+            logits_v = score_views(det, data.val_views)
             for view, lv in logits_v.items():
-                m = binary_metrics(va_labels, lv, threshold=0.0)
+                m = binary_metrics(data.val_labels, lv, threshold=0.0)
                 row[f"val_auc_{view}"] = m["auc"]
                 row[f"val_acc_{view}"] = m["accuracy"]
             row["seconds"] = round(time.perf_counter() - t0, 1)
             auc = row["val_auc_matched"]
-            if auc > best_auc or not math.isfinite(best_auc):
-                best_auc = auc
+        row.setdefault("seconds", round(time.perf_counter() - t0, 1))
+        if distributed:  # every rank steps its scheduler and stops on rank 0's validation
+            t = torch.tensor([auc], dtype=torch.float64, device=device)
+            dist.broadcast(t, 0)
+            auc = float(t.item())
+        improved = False
+        if phase == "classify":  # the triplet phase's head is untrained: no model to keep
+            improved = auc > best_auc or not math.isfinite(best_auc)
+            bad_epochs = 0 if improved else bad_epochs + 1
+            best_auc = auc if improved else best_auc
+        if cfg.scheduler == "plateau":
+            sched.step(auc if math.isfinite(auc) else 0.5)  # one-class validation: no signal
+        elif sched is not None and cfg.scheduler != "step":
+            sched.step()
+        low_lr = cfg.min_lr > 0 and opt.param_groups[0]["lr"] < cfg.min_lr
+        patience_out = cfg.early_stopping > 0 and bad_epochs >= cfg.early_stopping
+        if rank == 0:
+            if improved:
                 det.save(out / "best")
             history.append(row)
             _write_history(out / "metrics.csv", history)
             log.info(
-                "epoch %d  loss %.4f  val AUC matched %.4f raw %.4f  (%.0fs)",
-                epoch,
-                row["train_loss"],
-                row["val_auc_matched"],
-                row["val_auc_raw"],
-                row["seconds"],
-            )
-            if sched is not None:
-                sched.step(auc) if cfg.scheduler == "plateau" else sched.step()
-            stop = cfg.min_lr > 0 and opt.param_groups[0]["lr"] < cfg.min_lr
+                "epoch %d %s  loss %.4f  val AUC matched %.4f raw %.4f  lr %.3g  (%.0fs)",
+                epoch, row["phase"], row["train_loss"], row.get("val_auc_matched", math.nan),
+                row.get("val_auc_raw", math.nan), row["lr"], row["seconds"],
+            )  # fmt: skip
             _atomic_torch_save({
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict() if sched is not None else None,
-                "epoch": epoch, "best_auc": best_auc, "history": json.dumps(history),
-                "torch_rng": torch.get_rng_state(),
+                "epoch": epoch, "best_auc": best_auc, "bad_epochs": bad_epochs,
+                "history": json.dumps(history), "torch_rng": torch.get_rng_state(),
             }, ckpt_path)  # fmt: skip
-        if distributed:
-            flag = torch.tensor([int(stop)], device=device)
-            dist.broadcast(flag, 0)
-            stop = bool(flag.item())
-        if stop:
-            log.info("learning rate below %g: stopping", cfg.min_lr)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+        if low_lr or patience_out:
+            log.info("stopping: %s", f"learning rate below {cfg.min_lr:g}" if low_lr else
+                     f"no better validation AUC for {bad_epochs} epochs")  # fmt: skip
             break
 
+    if distributed:
+        # DDP syncs parameters every step but buffers (BN statistics) only at the next
+        # forward: give every rank rank 0's, the ones it saved, so all hold one model.
+        for buf in model.buffers():
+            dist.broadcast(buf, 0)
+    if os.environ.get(DUMP_ENV):
+        d = Path(os.environ[DUMP_ENV])
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"rank{rank}.sha256").write_text(_state_digest(model) + "\n")
     result: dict[str, Any] = {"best_val_auc_matched": best_auc}
     if rank == 0:
-        result = finalize(cfg, out, va_s, va_img, val_views, held)
+        result = finalize(cfg, out, data.val_samples, None, data.val_views, data.held)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
@@ -345,13 +684,28 @@ def _write_history(path: Path, history: list[dict]) -> None:
     tmp.replace(path)
 
 
+_SUMMARY = {
+    "image": "Scores the probability that an image (or face crop) is AI-generated or "
+             "manipulated, from its noise residual.",
+    "sequence": "Scores the probability that a sequence of face crops from one video track "
+                "is a deepfake.",
+    "pair": "Scores the probability that a face is swapped, from how its noise compares "
+            "with the background's.",
+}  # fmt: skip
+
+
 def finalize(cfg: TrainConfig, out: Path, va_s, va_img, val_views, held) -> dict[str, Any]:
-    """Calibrate the best model on validation (matched) logits and write its model card."""
-    det = Detector.load(out / "best", device=cfg.device)
+    """Calibrate the best model on validation (matched) logits and write its model card.
+
+    ``va_s``: one sample per validation item (its labels and datasets); ``va_img`` unused
+    (kept for callers of the earlier signature)."""
+    det = Detector.load(out / "best", device=cfg.device, backend="torch")
+    task = resolve_task(cfg, det.model)
     labels = np.array([s.label for s in va_s])
     logits = score_views(det, val_views)
     a, b = fit_platt(logits["matched"], labels)
     det.config.calibration = {"a": a, "b": b}
+    det.config.extra["task"] = task
     metrics: dict[str, dict[str, Any]] = {}
     for view, lv in logits.items():
         probs = det.calibrate(lv)
@@ -364,7 +718,7 @@ def finalize(cfg: TrainConfig, out: Path, va_s, va_img, val_views, held) -> dict
         per_dataset[ds_name] = binary_metrics(
             labels[idx], det.calibrate(logits["matched"][idx]), det.threshold
         )
-    if held:
+    if held and task == "image":
         held_s, held_img, _ = load_samples(held)
         hv = validation_views(held_s, held_img, cfg)
         hl = score_views(det, hv)
@@ -379,13 +733,14 @@ def finalize(cfg: TrainConfig, out: Path, va_s, va_img, val_views, held) -> dict
             )
     det.save(out / "best")
     n_params = sum(p.numel() for p in det.model.parameters())
+    unit = {"image": "images", "sequence": "sequences", "pair": "face/background pairs"}[task]
     card = {
         "name": cfg.name,
-        "summary": "Scores the probability that an image is AI-generated or manipulated, "
-                   "from its SRM noise residual.",
+        "summary": _SUMMARY[task],
         "arch": cfg.arch, "arch_config": cfg.arch_config, "parameters": n_params,
+        "task": task,
         "data": [f"{spec}" for spec in cfg.data] + [
-            f"{len(va_s)} validation images (never trained on); held out: {cfg.holdout or 'none'}"
+            f"{len(va_s)} validation {unit} (never trained on); held out: {cfg.holdout or 'none'}"
         ],
         "recipe": dataclasses.asdict(cfg),
         "metrics": {**metrics, "validation per dataset (matched formats)": per_dataset},
