@@ -340,14 +340,15 @@ def scan_ray(
     *,
     actors: int | None = None,
     batch_size: int = 8,
-    window: int = 50_000,
+    window: int = 200_000,
     worker_cls: type | None = None,
 ) -> Iterator[ScanResult]:
     """Scan ``files`` on the connected Ray cluster, yielding records as they finish.
 
     Order follows completion, not the input. ``actors`` defaults to one per CPU in the cluster
     (one per GPU when the detector runs on CUDA). ``window`` paths are handed to Ray at a time,
-    so an endless listing never sits in memory whole. ``worker_cls`` (default
+    so an endless listing never sits in memory whole; each window starts its actor pool anew
+    (one model load per actor), which is why it is large. ``worker_cls`` (default
     :class:`ScanWorker`, looked up when called) is for tests that inject faults.
     """
     worker_cls = worker_cls or ScanWorker
