@@ -90,20 +90,21 @@ def crop_cache(tmp_path_factory) -> Path:
 
 
 _TINY = ["--batch-size", "4", "--set", "crops_per_image=1", "val_max_side=64", "progress=false"]
-# recipe -> (data fixture, extra overrides keeping each recipe's own phases in 2 epochs)
+# recipe -> (data fixture, epochs, overrides): tiny sizes; one epoch each except CFFN, whose
+# two phases need two (warm-up freezing itself is checked on srm-cnn below).
 RECIPES = {
-    "djin": ("image_data", ["patch=32"]),
-    "corvi_resnet50": ("image_data", ["patch=32"]),
-    "srm_cnn": ("image_data", ["patch=32"]),
-    "xception_rgb": ("image_data", ["patch=64", "warmup_epochs=1"]),
-    "xception_srm": ("image_data", ["patch=64", "warmup_epochs=1"]),
-    "cffn": ("image_data", ["patch=64", "triplet_epochs=1"]),
-    "xception_rgb_lstm": ("crop_cache", ["patch=32", "warmup_epochs=1", "sequence_length=2",
-                                         "arch_config={sequence_length: 2}"]),
-    "xception_srm_lstm": ("crop_cache", ["patch=32", "warmup_epochs=1", "sequence_length=2",
-                                         "arch_config={sequence_length: 2}"]),
-    "siamese_dncnn": ("crop_cache", ["patch=32", "arch_config={input_size: 32, "
-                                     "conv_channels: [16, 32, 32]}"]),
+    "djin": ("image_data", 1, ["patch=32"]),
+    "corvi_resnet50": ("image_data", 1, ["patch=32"]),
+    "srm_cnn": ("image_data", 2, ["patch=32"]),
+    "xception_rgb": ("image_data", 1, ["patch=64", "warmup_epochs=1"]),
+    "xception_srm": ("image_data", 1, ["patch=64", "warmup_epochs=1"]),
+    "cffn": ("image_data", 2, ["patch=64", "triplet_epochs=1"]),
+    "xception_rgb_lstm": ("crop_cache", 1, ["patch=32", "warmup_epochs=1", "sequence_length=2",
+                                            "arch_config={sequence_length: 2}"]),
+    "xception_srm_lstm": ("crop_cache", 1, ["patch=32", "warmup_epochs=1", "sequence_length=2",
+                                            "arch_config={sequence_length: 2}"]),
+    "siamese_dncnn": ("crop_cache", 1, ["patch=32", "arch_config={input_size: 32, depth: 3, "
+                                        "conv_channels: [16, 32, 32]}"]),
 }  # fmt: skip
 
 
@@ -117,14 +118,14 @@ def test_every_recipe_has_a_config_the_loop_accepts():
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_recipe_trains_a_few_steps(recipe, request, tmp_path):
-    fixture, extra = RECIPES[recipe]
+    fixture, epochs, extra = RECIPES[recipe]
     data = request.getfixturevalue(fixture)
     out = tmp_path / recipe
-    rc = main(["train", "--config", str(CONFIGS / f"{recipe}.yaml"), "--data", str(data),
-               "--out", str(out), "--epochs", "2", "--device", "cpu", *_TINY, *extra])  # fmt: skip
+    args = ["--data", str(data), "--out", str(out), "--epochs", str(epochs), "--device", "cpu"]
+    rc = main(["train", "--config", str(CONFIGS / f"{recipe}.yaml"), *args, *_TINY, *extra])
     assert rc == 0
     rows = list(csv.DictReader((out / "metrics.csv").open()))
-    assert len(rows) == 2 and all(np.isfinite(float(r["train_loss"])) for r in rows)
+    assert len(rows) == epochs and all(np.isfinite(float(r["train_loss"])) for r in rows)
     card = json.loads((out / "best" / "card.json").read_text())
     raw = __import__("yaml").safe_load((CONFIGS / f"{recipe}.yaml").read_text())
     for key in ("optimizer", "scheduler", "lr", "class_balance"):
@@ -136,7 +137,7 @@ def test_recipe_trains_a_few_steps(recipe, request, tmp_path):
     det = Detector.load(out / "best", device="cpu", backend="torch")
     assert det.config.extra["task"] == card["task"]
     if raw.get("warmup_epochs"):
-        assert rows[0]["phase"] == "classify (frozen)" and rows[1]["phase"] == "classify"
+        assert rows[0]["phase"] == "classify (frozen)"
     if raw.get("triplet_epochs"):
         assert rows[0]["phase"] == "triplet" and rows[1]["phase"] == "classify"
 
