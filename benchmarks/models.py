@@ -13,6 +13,10 @@ it), so it is measured there; MesoNet is 256x256 by design.
 
     .venv/bin/python benchmarks/models.py [--size 256] [--batch 16] [--repeats 3]
                                           [--models djin cffn ...] [--threads N] [--json F]
+                                          [--skip-timing]
+
+Run it on a quiet machine: throughput is only comparable between models measured together
+while nothing else competes for the CPU (the script prints the load average it started at).
 """
 
 from __future__ import annotations
@@ -44,9 +48,14 @@ def item_input(model: torch.nn.Module, n: int, size: int) -> tuple[torch.Tensor,
 
 
 def gflops(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """FLOPs of one forward, counted on the meta device (shapes only, no arithmetic), so
+    counting costs nothing even for the 170-GFLOP models."""
+    import copy
+
+    meta = copy.deepcopy(model).to("meta")
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
-        model(x)
+        meta(x.to("meta"))
     return counter.get_total_flops() / 1e9
 
 
@@ -69,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="*", help="subset of registry names (default: all)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--json", help="also write the rows as JSON to this file")
+    ap.add_argument("--skip-timing", action="store_true",
+                    help="parameters and GFLOPs only (throughput needs a quiet machine)")
     args = ap.parse_args(argv)
 
     from noisetrace import models
@@ -80,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown models {sorted(unknown)}; available: {models.list_models()}")
         return 2
+    import os
+
+    print(f"load average at start: {os.getloadavg()[0]:.1f}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, batch "
           f"{args.batch}, size {args.size}, median of {args.repeats}", flush=True)
     rows = []
@@ -91,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                                  m.pretrained_cfg["sequence_length"], args.size)
         g = gflops(m, x1)
         xb, imgs, _ = item_input(m, args.batch, args.size)
-        ips = throughput(m, xb, imgs, args.repeats)
+        ips = float("nan") if args.skip_timing else throughput(m, xb, imgs, args.repeats)
         rows.append({"model": name, "params_M": params / 1e6, "gflops": g, "item": item,
                      "images_per_s": ips, "batch_images": imgs})
         r = rows[-1]  # progress line: a slow model does not hide the finished ones
