@@ -29,6 +29,15 @@ from noisetrace.media.video import write_video
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: on a busy 2-core machine, more threads thrash (100x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture()
 def small(photo) -> np.ndarray:
     return np.ascontiguousarray(photo[100:172, 150:230])  # 72 x 80, textured
