@@ -240,7 +240,8 @@ def test_full_queue_is_503_not_unbounded(model_dir: Path) -> None:
         codes: list[int] = []
 
         def post() -> None:
-            codes.append(c.post("/v1/scan", files={"file": ("a.jpg", _jpeg(), "image/jpeg")}).status_code)
+            r = c.post("/v1/scan", files={"file": ("a.jpg", _jpeg(), "image/jpeg")})
+            codes.append(r.status_code)
 
         threads = [threading.Thread(target=post) for _ in range(2)]
         for t in threads:
