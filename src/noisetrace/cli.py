@@ -158,6 +158,7 @@ _FEATURE_COMMANDS: list[str] = [
     "noisetrace.explain.command",
     "noisetrace.export",
     "noisetrace.prepare",
+    "noisetrace.serve.command",
     "noisetrace.train.stego_command",
 ]
 
