@@ -252,7 +252,7 @@ function renderPreview(entry) {
       (entry.record.verdict === "error" ? "No heatmap for a file that could not be read." :
         !state.explain ? "This model cannot draw a heatmap." : "Computing the heatmap…");
   }
-  $("heatmap-note").textContent = entry.record.kind === "video" ? "(middle frame)" : "";
+  $("heatmap-note").textContent = entry.record.kind === "video" ? " (middle frame)" : "";
 }
 
 function svg(tag, attrs) {
