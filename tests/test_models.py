@@ -23,6 +23,16 @@ SIZE = {"mesonet4": 256, "mesoinception4": 256, "siamese-dncnn": 64}
 SMALL = {"siamese-dncnn": {"input_size": 32}}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tiny inputs run thousands of small ops; on a shared 2-core machine one thread
+    avoids OpenMP barrier waits (about 3x less wall time here). Restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def make_input(name: str, b: int = 2, size: int | None = None, t: int = 2) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     s = size or SIZE.get(name, 32)
