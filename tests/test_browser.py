@@ -7,6 +7,7 @@ Needs /usr/bin/chromium (``make browser`` installs it; ``.ci/run`` calls that). 
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
@@ -112,7 +113,7 @@ def _upload(page, name: str, mime: str, data: bytes, n_rows: int) -> None:
     )
 
 
-def test_page_scans_video_then_bad_file_then_image(page, model_dir: Path, tmp_path: Path):
+def test_page_scans_and_shows_results(page, model_dir: Path, tmp_path: Path):
     assert "noisetrace" in page.title()
     page.wait_for_function("() => document.getElementById('model-info').textContent.length > 0")
 
@@ -129,9 +130,33 @@ def test_page_scans_video_then_bad_file_then_image(page, model_dir: Path, tmp_pa
     assert page.get_attribute("#verdict", "data-verdict") == "error"
     assert "not a supported image or video" in page.text_content("#error")
 
-    # 3. a photo: the verdict and score on the page are the detector's own for these bytes
+    # 3. a file dropped on the zone (the drag-and-drop path, not the file input)
+    buf = io.BytesIO()
+    Image.fromarray(np.full((40, 60, 3), 128, np.uint8)).save(buf, format="PNG")
+    page.evaluate(
+        """([b64, name]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], name, { type: "image/png" }));
+            document.getElementById("drop").dispatchEvent(
+                new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }""",
+        [base64.b64encode(buf.getvalue()).decode(), "dropped.png"],
+    )
+    page.wait_for_function(
+        "() => document.querySelectorAll('#history tbody tr').length >= 3", timeout=30_000
+    )
+    assert page.text_content("#result-name") == "dropped.png"
+    assert page.text_content("#verdict") in ("real", "fake")
+
+    # 4. above the server's limit (5 MB here): refused in the page, with the limit in words
+    _upload(page, "big.jpg", "image/jpeg", b"\xff\xd8\xff" + bytes(5 * 2**20 + 10), 4)
+    assert page.get_attribute("#verdict", "data-verdict") == "error"
+    assert "accepts up to 5.0 MB" in page.text_content("#error")
+
+    # 5. a photo: the verdict and score on the page are the detector's own for these bytes
     photo = _photo_jpeg()
-    _upload(page, "chelsea.jpg", "image/jpeg", photo, 3)
+    _upload(page, "chelsea.jpg", "image/jpeg", photo, 5)
     det = Detector.load(model_dir, device="cpu")
     expected = det.score(decode_image(photo))
     verdict = page.text_content("#verdict")
@@ -153,11 +178,11 @@ def test_page_scans_video_then_bad_file_then_image(page, model_dir: Path, tmp_pa
     assert nat == [451, 300]
     assert page.eval_on_selector("#preview", "e => e.naturalWidth") == 451
 
-    # the visit's list: newest first, all three files
+    # the visit's list: newest first, every file
     names = page.locator("#history tbody tr td:first-child").all_text_contents()
-    assert names == ["chelsea.jpg", "notes.jpg", "clip.mp4"]
+    assert names == ["chelsea.jpg", "big.jpg", "dropped.png", "notes.jpg", "clip.mp4"]
     # clicking an earlier entry shows it again
-    page.click("#history tbody tr:nth-child(3) button")
+    page.click("#history tbody tr:nth-child(5) button")
     assert page.text_content("#result-name") == "clip.mp4"
     assert page.is_visible("#frames-plot")
     page.click("#history tbody tr:nth-child(1) button")

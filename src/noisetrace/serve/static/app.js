@@ -123,8 +123,11 @@ async function scanOne(file) {
   if (state.maxBytes !== null && file.size > state.maxBytes) {
     const rec = errorRecord(file, `the file is ${fmtBytes(file.size)}; this server accepts up ` +
       `to ${fmtBytes(state.maxBytes)}`);
-    addHistory({ file, url: null, record: rec, heatmapUrl: null });
+    const entry = { file, url: null, record: rec, heatmapUrl: null };
+    addHistory(entry);
+    show(entry);
     showError(`${file.name}: ${rec.error}`);
+    setActivity(`Not sent: ${file.name} is too large.`, 1);
     return;
   }
   setActivity(`Uploading ${file.name}${left}…`, 0);
