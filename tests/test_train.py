@@ -98,3 +98,14 @@ def test_resume_continues_where_it_stopped(toy_dataset, tmp_path):
     rb = list(csv.DictReader((b / "metrics.csv").open()))
     assert len(rb) == 3
     assert float(ra[-1]["train_loss"]) == pytest.approx(float(rb[-1]["train_loss"]), rel=1e-4)
+
+
+def test_split_keeps_one_file_generators_in_validation_too():
+    from noisetrace.data.manifest import Sample
+
+    # 20 cameras with one photo each, as in a camera-model collection.
+    samples = [Sample(f"c{i}.jpg", 0, f"camera:{i}", f"c{i}", "cams") for i in range(20)]
+    samples += [Sample(f"f{i}.png", 1, "gan", f"f{i}", "fakes") for i in range(20)]
+    tr, va = split(samples, 0.2, seed=0)
+    assert sum(s.dataset == "cams" for s in va) == 4
+    assert sum(s.dataset == "fakes" for s in va) == 4

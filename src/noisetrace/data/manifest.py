@@ -122,11 +122,20 @@ def discover(spec: str | Path, images_only: bool = True) -> list[Sample]:
 def split(
     samples: list[Sample], val_fraction: float = 0.2, seed: int = 0
 ) -> tuple[list[Sample], list[Sample]]:
-    """Stratified (dataset, label, generator) split that never separates a ``group``."""
+    """Stratified (dataset, label, generator) split that never separates a ``group``.
+
+    Generators with a single group (one camera model, one source video) are pooled per
+    (dataset, label): a one-group stratum could only ever go to training, which would keep
+    whole kinds of data (e.g. every camera JPEG) out of validation.
+    """
     rng = random.Random(seed)
+    by_gen: dict[tuple, set[str]] = defaultdict(set)
+    for s in samples:
+        by_gen[(s.dataset, s.label, s.generator)].add(s.group)
     strata: dict[tuple, dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
     for s in samples:
-        strata[(s.dataset, s.label, s.generator)][s.group].append(s)
+        gen = s.generator if len(by_gen[(s.dataset, s.label, s.generator)]) > 1 else "(single)"
+        strata[(s.dataset, s.label, gen)][s.group].append(s)
     train, val = [], []
     for key in sorted(strata):
         groups = sorted(strata[key])
