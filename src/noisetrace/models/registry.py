@@ -56,6 +56,7 @@ def create(name: str, **config: Any) -> nn.Module:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     model = _REGISTRY[name](**config)
     model.arch = name
-    model.arch_config = dict(config)
+    # Weights are saved with the model, so a rebuild must never fetch pretrained ones again.
+    model.arch_config = {k: v for k, v in config.items() if k != "pretrained"}
     model.pretrained_cfg = {**_DEFAULT_CFG, **getattr(model, "pretrained_cfg", {})}
     return model
