@@ -161,3 +161,33 @@ def test_symlink_loop_does_not_hang(media_dir, tiny_model_dir, capsys):
     assert rc == 0
     assert any("symlink loop" in (r["error"] or "") for r in recs)
     assert sum(r["path"].endswith("a.jpg") for r in recs) == 1
+
+
+def test_ctrl_c_leaves_valid_output_that_resume_completes(tmp_path, tiny_model_dir, photo):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from PIL import Image
+
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(60):
+        Image.fromarray(photo[i : i + 200, i : i + 200]).save(d / f"{i:03d}.png")
+    jl = tmp_path / "scan.jsonl"
+    cmd = [sys.executable, "-m", "noisetrace.cli", "scan", str(d), "--model", str(tiny_model_dir),
+           "--jsonl", str(jl), "--quiet", "--workers", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not jl.exists() or jl.read_text().count("\n") < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    assert proc.returncode == 130, proc.stderr.read()
+    done = _records(jl)  # every line is complete JSON
+    assert 3 <= len(done) < 60
+    assert main(["scan", str(d), "--model", str(tiny_model_dir), "--jsonl", str(jl), "--resume",
+                 "--quiet"]) == 0  # fmt: skip
+    paths = [r["path"] for r in _records(jl)]
+    assert len(paths) == len(set(paths)) == 60
