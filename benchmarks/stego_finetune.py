@@ -14,6 +14,9 @@ steganalysis pre-training never sees a validation image of the fine-tuning::
 
     python benchmarks/stego_finetune.py train --init runs/stego-init -- --config ... --arch djin
 
+``--model-seed N`` draws the fresh weights from another seed (same split, same batches), to
+measure the run-to-run spread that an init has to beat.
+
 Reads ../shared/data only when given those paths; says so when they are missing.
 """
 
@@ -54,13 +57,19 @@ def _covers(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, rest: list[str]) -> int:
+    import torch
+
     from noisetrace import cli, models
     from noisetrace.train.stego import load_init
 
     create = models.create
 
     def create_with_init(name: str, **config):
+        if args.model_seed is not None:  # other fresh weights, same data split and order
+            torch.manual_seed(args.model_seed)
         model = create(name, **config)
+        if args.init is None:
+            return model
         report = load_init(model, args.init, head=not args.fresh_head)
         print(
             f"init {args.init}: {len(report['matched'])} tensors loaded, "
@@ -90,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--val-fraction", type=float, default=0.2)
     c.add_argument("--out", required=True)
     t = sub.add_parser("train", help="noisetrace train with --init DIR (args after --)")
-    t.add_argument("--init", required=True, help="pretrain-stego output directory")
+    t.add_argument("--init", help="pretrain-stego output directory (none: from scratch)")
+    t.add_argument("--model-seed", type=int, help="seed of the fresh weights (run-to-run spread)")
     t.add_argument("--fresh-head", action="store_true", help="do not load the fc layer")
     args = p.parse_args(argv)
     return _covers(args) if args.cmd == "covers" else _train(args, rest)
