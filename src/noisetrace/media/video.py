@@ -240,10 +240,12 @@ def write_video(
     fps: int = 10,
     codec: str = "mpeg4",
     gop: int | None = None,
+    bit_rate: int | None = None,
 ) -> None:
     """Encode (H, W, 3) uint8 frames to a video file (used for demos and tests).
 
-    ``gop`` sets the keyframe interval (one I-frame every ``gop`` frames) when given.
+    ``gop`` sets the keyframe interval (one I-frame every ``gop`` frames) when given;
+    ``bit_rate`` (bits/s) the encoder's target, e.g. high to keep the camera noise.
     """
     h, w = frames[0].shape[:2]
     with av.open(str(path), mode="w") as container:
@@ -252,6 +254,8 @@ def write_video(
         stream.pix_fmt = "yuv420p"
         if gop is not None:
             stream.codec_context.gop_size = int(gop)
+        if bit_rate is not None:
+            stream.bit_rate = int(bit_rate)
         for img in frames:
             vf = av.VideoFrame.from_ndarray(
                 np.ascontiguousarray(img[: stream.height, : stream.width]), format="rgb24"
