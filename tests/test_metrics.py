@@ -116,3 +116,13 @@ def test_video_aggregation():
         aggregate_scores(f, "mode")
     keys, agg = aggregate_by_group(["a", "b", "a", "b"], [0.2, 0.5, 0.4, 0.9], "max")
     assert keys == ["a", "b"] and agg.tolist() == [0.4, 0.9]
+
+
+def test_platt_never_inverts_the_ranking():
+    from noisetrace.evaluate.metrics import fit_platt
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=200)
+    labels = (logits < 0).astype(int)  # an inverted model
+    a, b = fit_platt(logits, labels)
+    assert a > 0

@@ -109,3 +109,16 @@ def test_split_keeps_one_file_generators_in_validation_too():
     tr, va = split(samples, 0.2, seed=0)
     assert sum(s.dataset == "cams" for s in va) == 4
     assert sum(s.dataset == "fakes" for s in va) == 4
+
+
+def test_init_starts_training_from_a_model_directory(toy_dataset, tmp_path, tiny_model_dir):
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    main(["train", "--data", str(toy_dataset), "--out", str(out), "--epochs", "1", "--patch",
+          "48", "--set", f"init={tiny_model_dir}", "lr=0.0", "crops_per_image=1",
+          "val_max_side=64"])  # fmt: skip
+    start = load_file(str(tiny_model_dir / "model.safetensors"))
+    end = load_file(str(out / "best" / "model.safetensors"))
+    assert torch.equal(start["conv1.0.weight"], end["conv1.0.weight"])  # lr 0: the init itself

@@ -101,7 +101,19 @@ def fit_platt(logits, labels) -> tuple[float, float]:
     x = np.asarray(logits, dtype=float).reshape(-1, 1)
     y = np.asarray(labels, dtype=int)
     lr = LogisticRegression(C=1e4, max_iter=1000).fit(x, y)
-    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    if a <= 0:
+        # A negative slope would turn the model's ranking upside down; calibration must only
+        # rescale. Keep the slope at 1 and fit the offset alone (the base rate).
+        from scipy.optimize import minimize_scalar
+
+        z = x[:, 0]
+
+        def nll(b0: float) -> float:
+            return float(np.sum(np.logaddexp(0.0, -(2 * y - 1) * (z + b0))))
+
+        a, b = 1.0, float(minimize_scalar(nll, bounds=(-50, 50), method="bounded").x)
+    return a, b
 
 
 def expected_calibration_error(labels, probs, bins: int = 10) -> float:

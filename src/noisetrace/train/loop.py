@@ -115,6 +115,7 @@ class TrainConfig:
     workers: int = 0
     resume: bool = False
     max_images: int | None = None
+    init: str | None = None  # model directory to start from (e.g. `noisetrace pretrain-stego`)
     progress: bool = True
 
     @classmethod
@@ -486,6 +487,10 @@ def train(
         (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
     model = models.create(cfg.arch, **cfg.arch_config).to(device)
+    if cfg.init:  # safetensors only; a resumed run's last.pt overrides it below
+        from noisetrace.train.stego import load_init
+
+        load_init(model, cfg.init)
     task = resolve_task(cfg, model)
     if cfg.triplet_epochs and not hasattr(model, "embed"):
         raise SystemExit(
