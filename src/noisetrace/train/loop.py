@@ -642,7 +642,7 @@ def train(
             if improved:
                 det.save(out / "best")
             history.append(row)
-            _write_history(out / "metrics.csv", history)
+            write_history(out / "metrics.csv", history)
             log.info(
                 "epoch %d %s  loss %.4f  val AUC matched %.4f raw %.4f  lr %.3g  (%.0fs)",
                 epoch, row["phase"], row["train_loss"], row.get("val_auc_matched", math.nan),
@@ -679,7 +679,8 @@ def train(
     return result
 
 
-def _write_history(path: Path, history: list[dict]) -> None:
+def write_history(path: Path, history: list[dict]) -> None:
+    """Per-epoch metrics as CSV, written atomically."""
     tmp = path.with_name(f".{path.name}.tmp")
     keys = list(dict.fromkeys(k for row in history for k in row))
     with open(tmp, "w", newline="") as fh:

@@ -25,7 +25,6 @@ content. Those weights are not downloadable here, so this module reproduces the 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -618,7 +617,9 @@ def pretrain(cfg: StegoConfig) -> dict[str, Any]:
                 "history": json.dumps(history), "config": cfg_json,
                 "torch_rng": torch.get_rng_state(),
             }, state_path)  # fmt: skip
-            _write_history(out / "history.csv", history)
+            from noisetrace.train.loop import write_history  # the one CSV history writer
+
+            write_history(out / "history.csv", history)
         start_epoch = 0
 
     final = [r for r in history if r["stage"] == len(cfg.payloads) - 1]
@@ -645,13 +646,3 @@ def pretrain(cfg: StegoConfig) -> dict[str, Any]:
     (out / "pretrain.json").write_text(json.dumps(summary, indent=2) + "\n")
     log.info("initialisation written to %s (start a djin run from it with init: %s)", out, out)
     return summary
-
-
-def _write_history(path: Path, history: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(history)
-    tmp.replace(path)
