@@ -191,3 +191,24 @@ def test_ctrl_c_leaves_valid_output_that_resume_completes(tmp_path, tiny_model_d
                  "--quiet"]) == 0  # fmt: skip
     paths = [r["path"] for r in _records(jl)]
     assert len(paths) == len(set(paths)) == 60
+
+
+def test_table_shows_names_with_brackets_verbatim(
+    tmp_path, photo, tiny_model_dir, capsys, monkeypatch
+):
+    from PIL import Image
+
+    monkeypatch.setenv("COLUMNS", "400")  # no folding, so names stay on one line
+    Image.fromarray(photo[:64, :64]).save(tmp_path / "x[red].png")
+    (tmp_path / "y[bold].jpg").write_bytes(b"")
+    assert main(["scan", str(tmp_path), "--model", str(tiny_model_dir)]) == 0
+    out = capsys.readouterr().out.replace("\n", "").replace("│", "").replace(" ", "")
+    assert "x[red].png" in out and "y[bold].jpg" in out
+
+
+def test_frame_scores_reach_the_jsonl(media_dir, tiny_model_dir, tmp_path):
+    jl = tmp_path / "v.jsonl"
+    main(["scan", str(media_dir / "clip.mp4"), "--model", str(tiny_model_dir), "--jsonl",
+          str(jl), "--frame-scores", "--frames", "4", "--quiet"])  # fmt: skip
+    rec = _records(jl)[0]
+    assert len(rec["frame_scores"]) == 4

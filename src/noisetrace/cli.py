@@ -49,12 +49,26 @@ def _scan(args: argparse.Namespace) -> int:
         )
 
     records: list[dict] = []
-    writer = JsonlWriter(args.jsonl, append=args.resume) if args.jsonl else None
+    writer = (
+        JsonlWriter(args.jsonl, append=args.resume, frame_scores=args.frame_scores)
+        if args.jsonl
+        else None
+    )
+    pq = None
     if args.parquet:
         from noisetrace.engines import ParquetRecordWriter
 
         seed = args.jsonl if args.resume else None
         pq = ParquetRecordWriter(args.parquet, frame_scores=args.frame_scores, seed_jsonl=seed)
+
+    def emit(r) -> None:
+        # Every record goes to every output as soon as it exists (valid output on Ctrl-C).
+        if writer:
+            writer.write(r)
+        if pq:
+            pq.write(r)
+        records.append(r.to_record(frame_scores=args.frame_scores))
+
     interactive = err.is_terminal and not args.quiet
     progress = Progress(
         TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -66,18 +80,10 @@ def _scan(args: argparse.Namespace) -> int:
         with progress:
             task = progress.add_task("scan", total=len(files) + len(listing.errors))
             for r in listing.errors:
-                if writer:
-                    writer.write(r)
-                if args.parquet:
-                    pq.write(r)
-                records.append(r.to_record())
+                emit(r)
                 progress.advance(task)
             for r in scan_paths(det, files, video_frames=args.frames, workers=args.workers):
-                if writer:
-                    writer.write(r)
-                if args.parquet:
-                    pq.write(r)
-                records.append(r.to_record(frame_scores=args.frame_scores))
+                emit(r)
                 if args.explain and r.verdict == "fake":
                     _explain_flagged(det, r, args.explain, err)
                 progress.advance(task)
@@ -87,7 +93,7 @@ def _scan(args: argparse.Namespace) -> int:
     finally:
         if writer:
             writer.close()
-        if args.parquet:
+        if pq:
             pq.close()
         if args.csv:
             write_csv(args.csv, records)
@@ -114,8 +120,8 @@ def _explain_flagged(det, r, out_dir: Path, err: Console) -> None:
 
     try:
         explain_file(det, r.path, out_dir, result=r)
-    except NoisetraceError as exc:
-        err.print(f"[yellow]could not explain {r.path}: {exc}[/yellow]")
+    except Exception as exc:  # noqa: BLE001 - an explanation must never stop the scan
+        err.print(f"[yellow]could not explain {escape(r.path)}: {escape(str(exc))}[/yellow]")
 
 
 def _print_table(records: list[dict], model: str, threshold: float) -> None:
@@ -126,10 +132,10 @@ def _print_table(records: list[dict], model: str, threshold: float) -> None:
     for r in records:
         score = "" if r["score"] is None else f"{r['score']:.3f}"
         table.add_row(
-            r["path"], r["kind"] or "", score,
+            escape(r["path"]), r["kind"] or "", score,
             f"[{colour[r['verdict']]}]{r['verdict']}[/]",
             "" if r["frames"] is None else str(r["frames"]),
-            f"{r['seconds']:.2f}", r["error"] or "",
+            f"{r['seconds']:.2f}", escape(r["error"] or ""),
         )  # fmt: skip
     Console().print(table)
 
