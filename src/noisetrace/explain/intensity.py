@@ -27,6 +27,7 @@ import numpy as np
 
 from noisetrace.detector import Detector
 from noisetrace.errors import InputError
+from noisetrace.explain.figures import save_figure
 
 Unit = Literal["pixel", "channel"]
 CLASS_NAMES = ("real", "fake")
@@ -172,11 +173,7 @@ class IntensityAnalysis:
         if title:
             fig.suptitle(title, fontsize=10)
         fig.tight_layout()
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(p)
-        plt.close(fig)
-        return p
+        return save_figure(fig, path)
 
 
 def center_crop(img: np.ndarray, max_side: int | None) -> np.ndarray:

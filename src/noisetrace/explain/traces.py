@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from noisetrace.errors import InputError, ModelError
+from noisetrace.explain.figures import save_figure
 from noisetrace.residuals.srm import srm_residual
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels (x1, y1 exclusive), as media.crops
@@ -338,8 +339,4 @@ def plot_traces(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p)
-    plt.close(fig)
-    return p
+    return save_figure(fig, path)
