@@ -425,7 +425,11 @@ def scan_command(args: argparse.Namespace, det: Detector) -> int:
     keep = bool(args.csv or args.json) or not args.quiet
     records: list[dict] = []
     counts = {"all": 0, "fake": 0, "error": 0}
-    writer = JsonlWriter(args.jsonl, append=args.resume) if args.jsonl else None
+    writer = (
+        JsonlWriter(args.jsonl, append=args.resume, frame_scores=args.frame_scores)
+        if args.jsonl
+        else None
+    )
     parquet = (
         ParquetRecordWriter(
             args.parquet,
