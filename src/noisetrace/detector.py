@@ -6,7 +6,10 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from noisetrace import models
 from noisetrace.errors import InputError, ModelError
+from noisetrace.media.crops import Crop, crop_faces
 from noisetrace.media.formats import sniff
 from noisetrace.media.image import load_image
 from noisetrace.media.video import iter_frames
@@ -24,6 +28,8 @@ from noisetrace.runtime import OnnxRuntime, Preprocess, TorchRuntime, export_onn
 
 ONNX_FILES = ("features.onnx", "head.onnx", "forward.onnx")
 MIN_SIDE = 16  # smaller images are edge-padded to this before scoring
+FACE_THREADS = 2  # face detection threads per detector (the CPU this is built for has two)
+FACE_BATCH = 64  # face crops scored per forward pass
 
 
 def select_device(device: str | None = "auto") -> torch.device:
@@ -291,36 +297,61 @@ class Detector:
             raise InputError(f"expected uint8 pixels, got {img.dtype}")
         return float(self.calibrate(np.array([self.logit(img)]))[0])
 
-    def face_scores(self, frames: list[np.ndarray]) -> tuple[np.ndarray, int]:
-        """Per-frame probabilities for a face model, and the number of faces scored.
+    # -- faces -------------------------------------------------------------------------
+    def _face_pool(self) -> ThreadPoolExecutor:
+        """Threads that find faces while frames are still being decoded (OpenCV and ONNX
+        Runtime release the GIL, so detection and decoding overlap on two cores)."""
+        if getattr(self, "_pool", None) is None:
+            self._pool = ThreadPoolExecutor(FACE_THREADS, thread_name_prefix="faces")
+            self._local = threading.local()
+        return self._pool
 
-        Faces are found with the configured backend and cropped square with a margin (the
-        crops the model was trained on); a frame's score is its most suspicious face. A frame
-        without a face follows ``face["no_face"]``: ``whole`` scores a centred square of the
-        frame, ``error`` raises an InputError.
-        """
-        from noisetrace.media.crops import crop_faces
+    def _face_crops(self, img: np.ndarray) -> list[Crop]:
+        """Face crops of one frame as the model was trained on (runs in a pool thread)."""
         from noisetrace.media.faces import NoFaceError, get_face_detector
 
         fc = self.config.face
-        if getattr(self, "_faces", None) is None:
-            self._faces = get_face_detector(fc.get("backend", "auto"))
-        out, n_faces = [], 0
-        for img in frames:
-            try:
-                crops = crop_faces(
-                    img,
-                    self._faces.detect(img),
-                    scale=float(fc.get("scale", 1.3)),
-                    size=int(fc.get("size", 128)) or None,
-                    no_face=fc.get("no_face", "whole"),
-                    max_faces=fc.get("max_faces", 4),
-                )
-            except NoFaceError:
-                raise InputError("no face found (this model scores faces)") from None
-            n_faces += sum(c.kind == "face" for c in crops)
-            logits = self.logits_batch([c.image for c in crops])
-            out.append(float(self.calibrate(logits).max()))
+        det = getattr(self._local, "faces", None)
+        if det is None:  # detectors are not thread-safe: one per pool thread
+            det = self._local.faces = get_face_detector(
+                fc.get("backend", "auto"), **fc.get("detect", {})
+            )
+        try:
+            return crop_faces(
+                img,
+                det.detect(img),
+                scale=float(fc.get("scale", 1.3)),
+                size=int(fc.get("size", 128)) or None,
+                no_face=fc.get("no_face", "whole"),
+                max_faces=fc.get("max_faces", 4),
+            )
+        except NoFaceError:
+            raise InputError("no face found (this model scores faces)") from None
+
+    def face_scores(self, frames: Iterable[np.ndarray]) -> tuple[np.ndarray, int]:
+        """Per-frame probabilities for a face model, and the number of faces scored.
+
+        Faces are found with the configured backend (``face["detect"]`` holds its options,
+        e.g. ``max_side``) and cropped square with a margin, the crops the model was trained
+        on; a frame's score is its most suspicious face. Frames are handed to the face
+        threads as they arrive (a generator of decoded frames overlaps decoding with
+        detection), then all crops are scored in batches. A frame without a face follows
+        ``face["no_face"]``: ``whole`` scores a centred square of the frame, ``error`` raises
+        an InputError.
+        """
+        pool = self._face_pool()
+        futures = [pool.submit(self._face_crops, img) for img in frames]
+        per_frame = [f.result() for f in futures]
+        images = [c.image for crops in per_frame for c in crops]
+        logits = np.concatenate(
+            [self.logits_batch(images[i : i + FACE_BATCH])
+             for i in range(0, len(images), FACE_BATCH)]
+        ) if images else np.zeros(0)  # fmt: skip
+        probs, out, at = self.calibrate(logits), [], 0
+        for crops in per_frame:
+            out.append(float(probs[at : at + len(crops)].max()))
+            at += len(crops)
+        n_faces = sum(c.kind == "face" for crops in per_frame for c in crops)
         return np.array(out), n_faces
 
     def scan(self, path: str | Path, *, video_frames: int | None = None) -> ScanResult:
@@ -352,13 +383,19 @@ class Detector:
         return res
 
     def _scan_video(self, path: str | Path, res: ScanResult, n: int) -> None:
-        frames = list(iter_frames(path, mode="even", n=n))
-        res.height, res.width = frames[0].image.shape[:2]
+        shape: list[tuple[int, ...]] = []
+
+        def images() -> Iterator[np.ndarray]:
+            for f in iter_frames(path, mode="even", n=n):
+                shape.append(f.image.shape)
+                yield f.image
+
         if self.config.input == "face":
-            probs, res.faces = self.face_scores([f.image for f in frames])
+            probs, res.faces = self.face_scores(images())
         else:
-            probs = self.calibrate(self.logits_batch([f.image for f in frames]))
-        res.frames = len(frames)
+            probs = self.calibrate(self.logits_batch(list(images())))
+        res.height, res.width = shape[0][:2]
+        res.frames = len(shape)
         res.frame_scores = [round(float(p), 6) for p in probs]
         # Mean of frame probabilities: simple, and robust to one odd frame.
         res.score = float(np.mean(probs))

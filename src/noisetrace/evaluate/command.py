@@ -184,7 +184,11 @@ def run(args: argparse.Namespace) -> int:
         raise NoisetraceError("--threshold must be between 0 and 1")
     domains: dict[str, list] = {}
     for spec in args.data or []:
-        domains[Path(spec).name or spec] = discover(spec, images_only=not args.videos)
+        # Domain names are for tables; two manifests both named manifest.tsv stay apart.
+        key = Path(spec).name or spec
+        if key in domains or key in ("manifest.tsv", "manifest.csv"):
+            key = spec
+        domains[key] = discover(spec, images_only=not args.videos)
     samples = [s for ss in domains.values() for s in ss]
     if args.split != "all":
         from noisetrace.zoo import resolve

@@ -173,7 +173,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto, cpu, cuda (under torchrun: each rank its GPU)")
     p.add_argument("--max-images", dest="max_images", type=int)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override any config key")
+    p.add_argument(
+        "--set", nargs="+", action="extend", metavar="KEY=VALUE",
+        help="override any config key (repeatable)",
+    )
 
 
 # -- helpers -------------------------------------------------------------------------------
