@@ -356,3 +356,20 @@ def test_sequence_length_sweep(tmp_path):
     # 8 frames per video: 4 clips of 2, 2 clips of 4, for each test video.
     n2, n4 = t["data"]["heavy @ 2"]["n"], t["data"]["heavy @ 4"]["n"]
     assert n2 == 2 * n4 and n2 % 4 == 0 and n2 > 0
+
+
+def test_cli_evaluate_reads_every_manifest_even_with_the_same_name(model_dir, data_dir, tmp_path):
+    """Two prepared caches both hold `manifest.tsv`: neither may be dropped."""
+    files = sorted(p for p in data_dir.rglob("*") if p.suffix in (".png", ".jpg"))
+    manifests = []
+    for i, part in enumerate((files[0::2], files[1::2])):
+        d = tmp_path / f"cache{i}"
+        d.mkdir()
+        rows = ["path\tlabel"] + [f"{p}\t{'real' if 'real' in p.parts else 'fake'}" for p in part]
+        (d / "manifest.tsv").write_text("\n".join(rows) + "\n")
+        manifests.append(str(d / "manifest.tsv"))
+    out = tmp_path / "two"
+    assert main(["evaluate", "--model", str(model_dir), "--data", *manifests, "--out", str(out),
+                 "--bootstrap", "0", "--device", "cpu", "--threads", "1", "--quiet"]) == 0
+    j = json.loads((out / "report.json").read_text())
+    assert j["counts"]["samples"] == len(files), j["counts"]

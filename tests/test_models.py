@@ -356,13 +356,11 @@ def _keras_meso4_reference(w: dict, x: np.ndarray) -> np.ndarray:
     return (h @ w["dense_4"]["kernel"] + w["dense_4"]["bias"])[:, 0]
 
 
-def test_mesonet_loads_keras_h5_layout(tmp_path) -> None:
+def _write_keras_meso4(path, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """A Meso-4 .h5 in the authors' Keras layout with random weights; returns the arrays."""
     import h5py
 
-    from noisetrace.errors import ModelError
-    from noisetrace.models.mesonet import load_keras_weights
-
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     shapes = {"conv2d_5": (3, 3, 3, 8), "conv2d_6": (5, 5, 8, 8), "conv2d_7": (5, 5, 8, 16),
               "conv2d_8": (5, 5, 16, 16)}
     w: dict[str, dict[str, np.ndarray]] = {}
@@ -379,13 +377,22 @@ def test_mesonet_loads_keras_h5_layout(tmp_path) -> None:
                     "bias": rng.normal(0, 0.1, 16).astype(np.float32)}
     w["dense_4"] = {"kernel": rng.normal(0, 0.3, (16, 1)).astype(np.float32),
                     "bias": np.zeros(1, np.float32)}
-    path = tmp_path / "Meso4_test.h5"
     with h5py.File(path, "w") as f:
         f.attrs["layer_names"] = np.array([n.encode() for n in w] + [b"leaky_re_lu_1"])
         for n, arrs in w.items():
             g = f.create_group(n).create_group(n)
             for k, v in arrs.items():
                 g.create_dataset(f"{k}:0", data=v)
+    return w
+
+
+def test_mesonet_loads_keras_h5_layout(tmp_path) -> None:
+    from noisetrace.errors import ModelError
+    from noisetrace.models.mesonet import load_keras_weights
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / "Meso4_test.h5"
+    w = _write_keras_meso4(path)
     m = load_keras_weights(models.create("mesonet4"), path).eval()
     assert m.hidden_act == "leaky_relu"
     x = rng.uniform(0, 1, (2, 256, 256, 3)).astype(np.float32)
@@ -396,3 +403,24 @@ def test_mesonet_loads_keras_h5_layout(tmp_path) -> None:
     np.testing.assert_allclose(z.numpy(), ref, rtol=1e-4, atol=1e-4)
     with pytest.raises(ModelError, match="mesonet4"):
         load_keras_weights(models.create("mesoinception4"), path)
+
+
+def test_export_keras_makes_a_face_model_directory(tmp_path) -> None:
+    """`noisetrace export --keras` -> a loadable face model scoring like the ported weights."""
+    from noisetrace.cli import main
+    from noisetrace.detector import Detector
+    from noisetrace.models.mesonet import load_keras_weights
+
+    h5 = tmp_path / "Meso4_X.h5"
+    _write_keras_meso4(h5, seed=3)
+    out = tmp_path / "meso"
+    assert main(["export", "--keras", str(h5), "--out", str(out), "--name", "meso-x"]) == 0
+    det = Detector.load(out, device="cpu", backend="torch")
+    assert det.config.input == "face" and det.config.arch == "mesonet4" and det.name == "meso-x"
+    ref = load_keras_weights(models.create("mesonet4"), h5).eval()
+    x = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    with torch.no_grad():
+        want = float(ref(torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255)[0])
+    assert det.logit(x) == pytest.approx(want, abs=1e-4)
+    onnx = Detector.load(out, device="cpu", backend="onnx")
+    assert onnx.backend == "onnx" and onnx.logit(x) == pytest.approx(want, abs=1e-3)

@@ -122,3 +122,16 @@ def test_init_starts_training_from_a_model_directory(toy_dataset, tmp_path, tiny
     start = load_file(str(tiny_model_dir / "model.safetensors"))
     end = load_file(str(out / "best" / "model.safetensors"))
     assert torch.equal(start["conv1.0.weight"], end["conv1.0.weight"])  # lr 0: the init itself
+
+
+def test_set_is_repeatable_and_every_override_applies() -> None:
+    import argparse
+
+    from noisetrace.train.loop import TrainConfig, add_train_arguments
+
+    p = argparse.ArgumentParser()
+    add_train_arguments(p)
+    args = p.parse_args(["--data", "d", "--set", "holdout=[\"x\"]", "--set", "lr=0.5",
+                         "seed=3"])  # fmt: skip
+    cfg = TrainConfig.from_args(args)
+    assert cfg.holdout == ["x"] and cfg.lr == 0.5 and cfg.seed == 3
