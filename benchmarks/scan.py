@@ -4,8 +4,8 @@ For each detector and runtime it measures, on the same generated inputs:
 - images/s end to end (decode + score) on a folder of 256x256 JPEGs, through `scan_paths`;
 - model-only images/s at 256x256, batch 16;
 - seconds per megapixel at full resolution (a 12 MP image, tiled as scanning does);
-- video frames/s end to end on a 640x480 clip (decode + score; + face detection when a face
-  backend is installed and the model scores faces).
+- video frames/s end to end on a 640x480 clip of a face (decode + score; face models such as
+  the bundled `faces` and MesoNet also find and crop the face in every frame).
 Peers (Corvi ResNet-50, MesoNet) run with random weights (speed does not depend on them) and,
 being heavy, on fewer inputs: 8 files, a 0.25 MP full-resolution region, 16 video frames.
 Absolute numbers vary with machine load; compare the rows of one run.
@@ -62,7 +62,12 @@ def detectors(quick: bool) -> list[tuple[str, Detector, bool]]:
     peers = [p for p in ("corvi-resnet50", "mesonet4") if p in models.list_models()]
     if not quick:
         for p in peers:
-            det = Detector(models.create(p), DetectorConfig(name=p, arch=p), backend="torch")
+            model = models.create(p)
+            # MesoNet is a face model: it finds faces in video frames, as `faces` does.
+            cfg = DetectorConfig(name=p, arch=p, input=model.pretrained_cfg.get("input", "image"))
+            if cfg.input == "face":
+                cfg.face = {**cfg.face, "size": 256, "detect": {"max_side": 320}}
+            det = Detector(model, cfg, backend="torch")
             out.append((f"{p} [torch]", det, True))
             # ONNX Runtime's arena for a stride-1 ResNet-50 exceeds 24 GB at these sizes.
             if p != "corvi-resnet50":

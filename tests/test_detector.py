@@ -130,3 +130,47 @@ def test_face_model_scans_faces_and_falls_back_to_the_whole_frame(tmp_path, tiny
     det.config.face = {**det.config.face, "no_face": "error"}
     strict = det.scan(tmp_path / "coffee.png")
     assert strict.verdict == "error" and "no face" in strict.error
+
+
+def test_face_model_video_scores_each_frame_by_its_faces(tmp_path, tiny_model_dir):
+    """Faces are found in every sampled frame (two threads) and scored in one batch: the
+    video record matches scoring each frame's crops one by one."""
+    from PIL import Image
+    from skimage import data
+
+    from noisetrace.media.crops import crop_faces
+    from noisetrace.media.faces import get_face_detector
+    from noisetrace.media.video import read_frames, write_video
+
+    det = Detector.load(tiny_model_dir, device="cpu", backend="torch")
+    det.config.input = "face"
+    det.config.face = {**det.config.face, "detect": {"max_side": 320}}
+    a = np.asarray(Image.fromarray(data.astronaut()).resize((600, 600)))
+    frames = [np.ascontiguousarray(a[i * 8 : i * 8 + 480, :]) for i in range(6)]
+    write_video(tmp_path / "v.mp4", frames, fps=6)
+    rec = det.scan(tmp_path / "v.mp4", video_frames=6)
+    assert rec.error is None and rec.frames == 6 and rec.faces >= 5
+    fd = get_face_detector("auto", max_side=320)
+    want = []
+    for f in read_frames(tmp_path / "v.mp4", mode="even", n=6):
+        crops = crop_faces(f.image, fd.detect(f.image), scale=1.3, size=128, no_face="whole",
+                           max_faces=4)
+        want.append(max(det.score(c.image) for c in crops))
+    np.testing.assert_allclose(rec.frame_scores, want, atol=1e-5)
+    assert rec.score == pytest.approx(float(np.mean(want)), abs=1e-5)
+
+
+def test_bundled_faces_model_finds_and_scores_a_face(tmp_path):
+    from PIL import Image
+    from skimage import data
+
+    from noisetrace.zoo import list_bundled, load_detector
+
+    assert {"default", "faces"} <= set(list_bundled())
+    Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
+    torch_det = load_detector("faces", device="cpu", backend="torch")
+    onnx_det = load_detector("faces", device="cpu", backend="onnx")
+    assert torch_det.config.input == "face" and onnx_det.backend == "onnx"
+    a, b = torch_det.scan(tmp_path / "astronaut.png"), onnx_det.scan(tmp_path / "astronaut.png")
+    assert a.error is None and a.faces == 1 and 0 < a.score < 1
+    assert b.score == pytest.approx(a.score, abs=1e-4)
