@@ -116,6 +116,18 @@ def test_every_recipe_has_a_config_the_loop_accepts():
         assert raw["arch"] in models.list_models()
 
 
+def test_the_bundled_default_recipes_are_accepted():
+    """configs/default.yaml then configs/default_finetune.yaml (init from the first) made
+    the bundled `default`: both must stay valid, and stage 2 must continue stage 1's model."""
+    yaml = __import__("yaml")
+    one = yaml.safe_load((CONFIGS / "default.yaml").read_text())
+    two = yaml.safe_load((CONFIGS / "default_finetune.yaml").read_text())
+    for raw in (one, two):
+        TrainConfig(**raw).check()
+    assert two["init"] == "runs/default/best" and two["arch_config"] == one["arch_config"]
+    assert two["holdout"] == one["holdout"]
+
+
 # Xception (validated at its 224 px input), ResNet-50 without early down-sampling, CFFN and the
 # 20-layer DnCNN take well over 10 s each on a 2-core CPU: `-m "not slow"` skips them.
 _SLOW = {"corvi_resnet50", "cffn", "siamese_dncnn", "xception_rgb", "xception_srm",

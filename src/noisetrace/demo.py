@@ -42,8 +42,9 @@ def run() -> int:
                str(OUT / "scan.csv")])  # fmt: skip
     print(
         "\nAll sample inputs are real photographs, but small (at most 512 px), downscaled and\n"
-        "re-encoded long ago: camera noise is mostly gone, so scores near the threshold mean\n"
-        "'uncertain' (see src/noisetrace/zoo/default/MODEL_CARD.md). Records are in\n"
+        "re-encoded long ago: their camera noise is mostly gone, and the bundled model, trained\n"
+        "on full-size photos, calls some of them fake. Such inputs are outside what it was\n"
+        "validated on (see src/noisetrace/zoo/default/MODEL_CARD.md). Records are in\n"
         f"{OUT}/scan.jsonl and {OUT}/scan.csv; broken.jpg shows how a bad file is reported."
     )
     return rc
