@@ -30,6 +30,7 @@ ONNX_FILES = ("features.onnx", "head.onnx", "forward.onnx")
 MIN_SIDE = 16  # smaller images are edge-padded to this before scoring
 FACE_THREADS = 2  # face detection threads per detector (the CPU this is built for has two)
 FACE_BATCH = 64  # face crops scored per forward pass
+_POOL_LOCK = threading.Lock()
 
 
 def select_device(device: str | None = "auto") -> torch.device:
@@ -301,9 +302,10 @@ class Detector:
     def _face_pool(self) -> ThreadPoolExecutor:
         """Threads that find faces while frames are still being decoded (OpenCV and ONNX
         Runtime release the GIL, so detection and decoding overlap on two cores)."""
-        if getattr(self, "_pool", None) is None:
-            self._pool = ThreadPoolExecutor(FACE_THREADS, thread_name_prefix="faces")
-            self._local = threading.local()
+        with _POOL_LOCK:  # scan_paths may call from several threads at once: one pool
+            if getattr(self, "_pool", None) is None:
+                self._local = threading.local()
+                self._pool = ThreadPoolExecutor(FACE_THREADS, thread_name_prefix="faces")
         return self._pool
 
     def _face_crops(self, img: np.ndarray) -> list[Crop]:
