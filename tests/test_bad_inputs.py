@@ -98,8 +98,20 @@ def corpus(tmp_path, photo):
     return d, expected
 
 
-def test_every_bad_input_gets_its_documented_outcome(corpus, tiny_model_dir, capsys):
+@pytest.mark.parametrize("model_input", ["image", "face"])
+def test_every_bad_input_gets_its_documented_outcome(
+    corpus, tiny_model_dir, capsys, tmp_path, model_input
+):
+    """Whole-image models and face models (decoding overlapped with face detection in a
+    thread pool) report the same outcome for every bad input."""
     d, expected = corpus
+    if model_input == "face":
+        import shutil
+
+        tiny_model_dir = shutil.copytree(tiny_model_dir, tmp_path / "face_model")
+        cfg = json.loads((tiny_model_dir / "config.json").read_text())
+        cfg["input"] = "face"
+        (tiny_model_dir / "config.json").write_text(json.dumps(cfg))
     # random.bin is passed over inside the folder (reported), and scanned when named.
     rc = main(["scan", str(d), str(d / "random.bin"), "--model", str(tiny_model_dir), "--json"])
     assert rc == 0
@@ -116,6 +128,9 @@ def test_every_bad_input_gets_its_documented_outcome(corpus, tiny_model_dir, cap
             assert r["verdict"] == "error" and r["score"] is None, name
             assert outcome.lower() in r["error"].lower(), (name, r["error"])
     assert by_name["png_named.mp4"]["kind"] == "image"
+    face_counts = [by_name[n]["faces"] for n in ("good.mp4", "grey.png")]
+    if model_input == "face":  # the face path ran: faces were counted (0 when none is found)
+        assert all(isinstance(c, int) for c in face_counts), face_counts
     assert (
         by_name["exif_rotated.jpg"]["width"] == 96 and by_name["exif_rotated.jpg"]["height"] == 128
     )
