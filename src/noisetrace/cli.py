@@ -17,7 +17,16 @@ from noisetrace.errors import NoisetraceError
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from noisetrace.scan import JsonlWriter, iter_inputs, read_done, scan_paths, write_csv
+    from noisetrace.scan import (
+        JsonlWriter,
+        for_table,
+        iter_inputs,
+        path_key,
+        read_resume,
+        scan_paths,
+        to_record,
+        write_csv,
+    )
     from noisetrace.zoo import load_detector
 
     err = Console(stderr=True)
@@ -35,20 +44,29 @@ def _scan(args: argparse.Namespace) -> int:
 
         return scan_command(args, det)
 
-    listing = iter_inputs(args.paths)
-    files = listing.files
+    try:
+        listing = iter_inputs(args.paths)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted while listing the inputs: nothing was scanned[/yellow]")
+        return 130
+    files, errors = listing.files, listing.errors
+    old: list[dict] = []  # records of the scan being resumed: every output holds them too
     if args.resume:
-        done = read_done(args.jsonl)
-        before = len(files)
-        files = [f for f in files if f not in done]
-        err.print(f"resuming: {before - len(files)} already in {args.jsonl}, {len(files)} to go")
+        # Inputs are matched by real path, so "./d" continues a scan of "d"; listing errors
+        # (a missing input) already recorded are not appended again.
+        done, old = read_resume(args.jsonl)
+        before = len(files) + len(errors)
+        files = [f for f in files if path_key(f) not in done]
+        errors = [r for r in errors if path_key(r.path) not in done]
+        left = len(files) + len(errors)
+        err.print(f"resuming: {before - left} already in {args.jsonl}, {left} to go")
     if listing.skipped_non_media:
         err.print(
             f"[yellow]passed over {len(listing.skipped_non_media)} file(s) in folders that are "
             "not images or videos[/yellow] (name a file explicitly to scan it anyway)"
         )
 
-    records: list[dict] = []
+    records: list[dict] = list(old)
     writer = (
         JsonlWriter(args.jsonl, append=args.resume, frame_scores=args.frame_scores)
         if args.jsonl
@@ -58,8 +76,7 @@ def _scan(args: argparse.Namespace) -> int:
     if args.parquet:
         from noisetrace.engines import ParquetRecordWriter
 
-        seed = args.jsonl if args.resume else None
-        pq = ParquetRecordWriter(args.parquet, frame_scores=args.frame_scores, seed_jsonl=seed)
+        pq = ParquetRecordWriter(args.parquet, frame_scores=args.frame_scores, seed_records=old)
 
     def emit(r) -> None:
         # Every record goes to every output as soon as it exists (valid output on Ctrl-C).
@@ -67,7 +84,7 @@ def _scan(args: argparse.Namespace) -> int:
             writer.write(r)
         if pq:
             pq.write(r)
-        records.append(r.to_record(frame_scores=args.frame_scores))
+        records.append(to_record(r, frame_scores=args.frame_scores))
 
     interactive = err.is_terminal and not args.quiet
     progress = Progress(
@@ -78,8 +95,8 @@ def _scan(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         with progress:
-            task = progress.add_task("scan", total=len(files) + len(listing.errors))
-            for r in listing.errors:
+            task = progress.add_task("scan", total=len(files) + len(errors))
+            for r in errors:
                 emit(r)
                 progress.advance(task)
             for r in scan_paths(det, files, video_frames=args.frames, workers=args.workers):
@@ -102,11 +119,12 @@ def _scan(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(records, indent=2) + "\n")
     elif not args.quiet:
-        _print_table(records, det.name, det.threshold)
+        _print_table(for_table(records), det.name, det.threshold)  # names cannot drive the tty
     n_err = sum(r["verdict"] == "error" for r in records)
     n_fake = sum(r["verdict"] == "fake" for r in records)
+    earlier = f" ({len(old)} from the earlier run)" if old else ""
     err.print(
-        f"{len(records)} scanned in {elapsed:.1f}s: {n_fake} fake, "
+        f"{len(records)} scanned{earlier} in {elapsed:.1f}s: {n_fake} fake, "
         f"{len(records) - n_fake - n_err} real, {n_err} error(s)"
     )
     if interrupted:

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,9 @@ class ParquetRecordWriter:
     the file is written under a temporary name and renamed on :meth:`close`, so ``FILE`` is
     never a half-written Parquet file. Parquet cannot be appended to after a crash, so with
     ``seed_jsonl`` (``--resume``) the records already in that JSONL file are written first:
-    the finished file then holds the whole scan, old and new records alike.
+    the finished file then holds the whole scan, old and new records alike (or pass those
+    records as ``seed_records``). Paths are escaped as every writer does
+    (:func:`noisetrace.scan.escape_path`), so any file name fits Parquet's UTF-8 strings.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class ParquetRecordWriter:
         frame_scores: bool = False,
         rows_per_group: int = 10_000,
         seed_jsonl: str | Path | None = None,
+        seed_records: Iterable[dict[str, Any]] | None = None,
     ) -> None:
         try:
             import pyarrow as pa
@@ -97,11 +100,16 @@ class ParquetRecordWriter:
         self._rows: list[dict[str, Any]] = []
         self.count = 0
         if seed_jsonl is not None:
-            for rec in iter_jsonl_records(seed_jsonl):
-                self.write_record(rec)
+            from noisetrace.scan import read_resume
+
+            seed_records = read_resume(seed_jsonl)[1]  # one record per input
+        for rec in seed_records or ():
+            self.write_record(rec)
 
     def write(self, r: ScanResult) -> None:
-        self.write_record(r.to_record(self.frame_scores))
+        from noisetrace.scan import to_record  # scan imports this package
+
+        self.write_record(to_record(r, self.frame_scores))
 
     def write_record(self, rec: dict[str, Any]) -> None:
         self._rows.append({k: rec.get(k) for k in self.schema.names})
@@ -116,7 +124,12 @@ class ParquetRecordWriter:
             self._rows = []
 
     def close(self) -> None:
-        """Write what is buffered, finish the file and move it into place."""
-        self._flush()
-        self._writer.close()
-        os.replace(self.tmp, self.path)
+        """Write what is buffered, finish the file and move it into place (on failure the
+        temporary file is removed, never left behind)."""
+        try:
+            self._flush()
+            self._writer.close()
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise

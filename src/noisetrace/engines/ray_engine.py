@@ -401,7 +401,14 @@ def scan_command(args: argparse.Namespace, det: Detector) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from noisetrace.cli import _print_table
-    from noisetrace.scan import JsonlWriter, read_done, write_csv
+    from noisetrace.scan import (
+        JsonlWriter,
+        for_table,
+        path_key,
+        read_resume,
+        to_record,
+        write_csv,
+    )
     from noisetrace.zoo import list_bundled, resolve
 
     err = Console(stderr=True)
@@ -409,10 +416,17 @@ def scan_command(args: argparse.Namespace, det: Detector) -> int:
         err.print("[red]--explain runs with the local engine; leave out --engine ray[/red]")
         return 2
     connect(args.address)
-    listing, files = list_inputs(args.paths)
+    try:
+        listing, files = list_inputs(args.paths)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted while listing the inputs: nothing was scanned[/yellow]")
+        return 130
+    done: set[str] = set()
+    old: list[dict] = []  # records of the scan being resumed: every output holds them too
     if args.resume:
-        done = read_done(args.jsonl)
-        files = (f for f in files if f not in done)
+        # Inputs are matched by real path (URIs as written), as the local engine does.
+        done, old = read_resume(args.jsonl)
+        files = (f for f in files if path_key(f) not in done)
         err.print(f"resuming: {len(done)} already in {args.jsonl}")
     model = str(args.model)
     if model not in list_bundled():
@@ -423,8 +437,12 @@ def scan_command(args: argparse.Namespace, det: Detector) -> int:
     )  # fmt: skip
 
     keep = bool(args.csv or args.json) or not args.quiet
-    records: list[dict] = []
-    counts = {"all": 0, "fake": 0, "error": 0}
+    records: list[dict] = list(old) if keep else []
+    counts = {
+        "all": len(old),
+        "fake": sum(r.get("verdict") == "fake" for r in old),
+        "error": sum(r.get("verdict") == "error" for r in old),
+    }
     writer = (
         JsonlWriter(args.jsonl, append=args.resume, frame_scores=args.frame_scores)
         if args.jsonl
@@ -434,7 +452,7 @@ def scan_command(args: argparse.Namespace, det: Detector) -> int:
         ParquetRecordWriter(
             args.parquet,
             frame_scores=args.frame_scores,
-            seed_jsonl=args.jsonl if args.resume else None,
+            seed_records=old,
         )  # fmt: skip
         if args.parquet
         else None
@@ -454,7 +472,7 @@ def scan_command(args: argparse.Namespace, det: Detector) -> int:
         counts["fake"] += r.verdict == "fake"
         counts["error"] += r.verdict == "error"
         if keep and (args.csv or args.json or len(records) < TABLE_LIMIT):
-            records.append(r.to_record(frame_scores=args.frame_scores))
+            records.append(to_record(r, frame_scores=args.frame_scores))
         progress.advance(task)
 
     t0 = time.perf_counter()
@@ -467,7 +485,8 @@ def scan_command(args: argparse.Namespace, det: Detector) -> int:
             # Listing errors (missing paths, symlink loops, unlistable prefixes) are complete
             # only once the lazy listing is exhausted.
             for r in listing.errors:
-                emit(r)
+                if path_key(r.path) not in done:
+                    emit(r)
     except KeyboardInterrupt:
         interrupted = True
         err.print("[yellow]interrupted: the output holds every file finished so far[/yellow]")
@@ -489,7 +508,7 @@ def scan_command(args: argparse.Namespace, det: Detector) -> int:
 
         sys.stdout.write(json.dumps(records, indent=2) + "\n")
     elif not args.quiet:
-        _print_table(records, det.name, det.threshold)
+        _print_table(for_table(records), det.name, det.threshold)
         if counts["all"] > len(records):
             err.print(f"(table shows the first {len(records)}; the output files hold all)")
     n, n_fake, n_err = counts["all"], counts["fake"], counts["error"]

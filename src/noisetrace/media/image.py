@@ -26,6 +26,13 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         return Image.fromarray(a, "L").convert("RGB")
     if im.mode == "F":
         a = np.asarray(im, dtype=np.float64)
+        if not np.isfinite(a).all():
+            # A cast would turn NaN/inf into arbitrary grey levels and score made-up pixels.
+            bad = int(a.size - np.isfinite(a).sum())
+            raise InputError(
+                f"image has {bad:,} NaN or infinite pixel value(s) (floating-point TIFF); "
+                "they have no brightness to score: fix or mask them and save the image again"
+            )
         a = np.clip(a * (255.0 if a.max() <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(a, "L").convert("RGB")
     if im.mode == "P" and "transparency" in im.info:

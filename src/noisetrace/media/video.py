@@ -23,6 +23,19 @@ SampleMode = Literal["even", "all", "every", "first", "keyframes"]
 SAMPLE_MODES: tuple[str, ...] = ("even", "all", "every", "first", "keyframes")
 
 
+@dataclass
+class SampleReport:
+    """What sampling found, filled in by :func:`iter_frames` when passed as ``report``: how
+    many frames were asked for, what the header claims, how many the file really holds and
+    were decoded, and in ``note`` why fewer than asked were scored (None when all were)."""
+
+    requested: int = 0
+    claimed: int | None = None  # the container header's frame count: a claim, never trusted
+    available: int | None = None  # frames found in the file (packets, counted without decoding)
+    decoded: int = 0
+    note: str | None = None
+
+
 @dataclass(frozen=True)
 class Frame:
     """One decoded frame: its index in display order, time in seconds, (H, W, 3) uint8 RGB.
@@ -74,19 +87,30 @@ def _is_pil_sequence(path: str | Path) -> bool:
 
 
 def count_frames(path: str | Path) -> int:
-    """Number of video frames, from the header or else by counting packets (no decoding)."""
+    """Number of video frames the file really holds (see :func:`_probe`)."""
+    return _probe(path)[1]
+
+
+def _probe(path: str | Path) -> tuple[int | None, int]:
+    """(frames the header claims, frames in the file).
+
+    The header's count is only a claim: an 8-frame AVI can say 2**31 - 1, and sampling
+    evenly over that would score frame 0 alone. So frames are counted from the packets
+    themselves (demuxing reads the file once without decoding, far cheaper than the decoding
+    that follows). Animated GIF/WebP are counted by Pillow, which walks every frame.
+    """
     if _is_pil_sequence(path):
         try:
             with Image.open(path) as im:
-                return int(getattr(im, "n_frames", 1))
+                n = int(getattr(im, "n_frames", 1))
+                return n, n
         except (OSError, ValueError, SyntaxError) as exc:
             raise InputError(f"animated image is corrupt ({exc})") from None
     with _open(path) as container:
         if not container.streams.video:
             raise InputError("file has no video stream (audio only, or not a video)")
         stream = container.streams.video[0]
-        if stream.frames and stream.frames > 0:
-            return int(stream.frames)
+        claimed = int(stream.frames) if stream.frames and stream.frames > 0 else None
         n = 0
         try:
             for packet in container.demux(stream):
@@ -94,7 +118,19 @@ def count_frames(path: str | Path) -> int:
                     n += 1
         except av.error.FFmpegError:
             pass  # a truncated tail: count what is there
-        return n
+        return claimed, n
+
+
+def _fewer_note(report: SampleReport, wanted: int) -> str | None:
+    """Why fewer frames than asked were scored, for ``report.note``."""
+    parts = []
+    if report.available is not None and report.available < report.requested:
+        parts.append(f"the video holds only {report.available} frame(s)")
+    if report.decoded < wanted:
+        parts.append(f"{wanted - report.decoded} sampled frame(s) could not be decoded")
+    if parts and report.claimed is not None and report.claimed != report.available:
+        parts.append(f"its header claims {report.claimed} frames")
+    return "; ".join(parts) or None
 
 
 def _indices(mode: SampleMode, n: int, total: int) -> set[int] | None:
@@ -127,11 +163,14 @@ def _resize(img: np.ndarray, max_side: int | None) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
 
 
-def _iter_pil(path: str | Path, mode: SampleMode, n: int, max_side: int | None) -> Iterator[Frame]:
+def _iter_pil(
+    path: str | Path, mode: SampleMode, n: int, max_side: int | None, report: SampleReport
+) -> Iterator[Frame]:
     """Frames of an animated GIF/WebP; composited frames (what a viewer shows), RGB."""
     from noisetrace.media.image import _to_rgb
 
-    total = count_frames(path)
+    report.claimed, total = _probe(path)
+    report.available = total
     wanted = _indices(mode, n, total)
     yielded = 0
     t_ms = 0.0
@@ -168,7 +207,11 @@ def _frame_index(frame: av.VideoFrame, stream: av.video.stream.VideoStream, fall
 
 
 def iter_frames(
-    path: str | Path, mode: SampleMode = "even", n: int = 16, max_side: int | None = None
+    path: str | Path,
+    mode: SampleMode = "even",
+    n: int = 16,
+    max_side: int | None = None,
+    report: SampleReport | None = None,
 ) -> Iterator[Frame]:
     """Yield sampled frames of the video at ``path``.
 
@@ -177,14 +220,30 @@ def iter_frames(
     as the Siamese DnCNN paper extracts them). Animated GIF/WebP are decoded with Pillow.
     ``max_side`` downscales frames whose longer side exceeds it (None keeps full size).
     Each frame keeps its display index and time. Raises :class:`InputError` when the file is
-    not a decodable video or has no frames.
+    not a decodable video or has no frames. ``even`` samples from the frames the file really
+    holds, whatever its header claims; ``report`` (a :class:`SampleReport`) receives how many
+    frames were asked for, found and decoded, and why fewer were scored.
     """
     if mode not in SAMPLE_MODES:
         raise ValueError(f"unknown sampling mode {mode!r}: use one of {', '.join(SAMPLE_MODES)}")
-    if _is_pil_sequence(path):
-        yield from _iter_pil(path, mode, n, max_side)
-        return
-    total = count_frames(path) if mode == "even" else 0
+    report = report if report is not None else SampleReport()
+    report.requested, report.decoded = n, 0
+    inner = (_iter_pil if _is_pil_sequence(path) else _iter_av)(path, mode, n, max_side, report)
+    for frame in inner:
+        report.decoded += 1
+        yield frame
+    if mode == "even" and report.available is not None:
+        report.note = _fewer_note(report, min(n, report.available))
+
+
+def _iter_av(
+    path: str | Path, mode: SampleMode, n: int, max_side: int | None, report: SampleReport
+) -> Iterator[Frame]:
+    """Frames of a container (mp4, mkv, avi, webm, mov) decoded with PyAV."""
+    total = 0
+    if mode == "even":
+        report.claimed, total = _probe(path)
+        report.available = total
     wanted = _indices(mode, n, total)
     last = max(wanted) if wanted else (n - 1 if mode == "first" else None)
     yielded = 0
@@ -228,10 +287,14 @@ def iter_frames(
 
 
 def read_frames(
-    path: str | Path, mode: SampleMode = "even", n: int = 16, max_side: int | None = None
+    path: str | Path,
+    mode: SampleMode = "even",
+    n: int = 16,
+    max_side: int | None = None,
+    report: SampleReport | None = None,
 ) -> list[Frame]:
     """List form of :func:`iter_frames`."""
-    return list(iter_frames(path, mode=mode, n=n, max_side=max_side))
+    return list(iter_frames(path, mode=mode, n=n, max_side=max_side, report=report))
 
 
 def write_video(
