@@ -21,6 +21,9 @@ from noisetrace.detector import Detector, DetectorConfig  # noqa: E402
 from noisetrace.media.video import write_video  # noqa: E402
 from noisetrace.serve.app import create_app, display_name  # noqa: E402
 
+#: TestClient's default host name ("testserver") is not one the server answers to.
+LOCAL = "http://127.0.0.1"
+
 RECORD_FIELDS = {
     "path", "kind", "score", "verdict", "threshold", "model", "frames", "seconds", "error",
     "width", "height", "frame_scores",
@@ -39,7 +42,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def client(model_dir: Path):
     app = create_app(str(model_dir), max_upload_mb=1, workers=2, timeout_s=60, device="cpu")
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         yield c
 
 
@@ -219,7 +222,7 @@ def _slow_detector(model_dir: Path, delay: float, gate: threading.Event | None =
 def test_timeout_is_504_and_upload_removed_when_work_ends(model_dir: Path) -> None:
     det = _slow_detector(model_dir, delay=1.0)
     app = create_app(det, max_upload_mb=1, workers=1, timeout_s=0.3)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         r = c.post("/v1/scan", files={"file": ("a.jpg", _jpeg(), "image/jpeg")})
         assert r.status_code == 504 and "--timeout" in r.json()["detail"]
         svc = app.state.service
@@ -236,7 +239,7 @@ def test_full_queue_is_503_not_unbounded(model_dir: Path) -> None:
     gate = threading.Event()
     det = _slow_detector(model_dir, delay=0, gate=gate)
     app = create_app(det, max_upload_mb=1, workers=1, queue=1, timeout_s=30)
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         codes: list[int] = []
 
         def post() -> None:
@@ -258,3 +261,64 @@ def test_full_queue_is_503_not_unbounded(model_dir: Path) -> None:
             t.join(20)
         assert sorted(codes) == [200, 200]
         assert json.loads(c.get("/healthz").text)["in_progress"] == 0
+
+
+# -- issue 18: Host allow-list, no CDN docs, stale uploads of killed servers -----------------
+def test_host_header_must_be_an_allowed_name(client: TestClient, model_dir: Path) -> None:
+    for host in ("127.0.0.1:8000", "localhost", "LOCALHOST.:8000", "[::1]:8000"):
+        assert client.get("/healthz", headers={"host": host}).status_code == 200, host
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", ""):
+        r = client.get("/healthz", headers={"host": host})
+        assert r.status_code == 400 and "--allowed-host" in r.json()["detail"], host
+        assert r.headers["x-frame-options"] == "DENY"
+    r = client.post("/v1/scan", headers={"host": "evil.example"},
+                    files={"file": ("a.jpg", _jpeg(), "image/jpeg")})  # fmt: skip
+    assert r.status_code == 400 and _upload_dir_empty(client)
+    det = Detector.load(model_dir, device="cpu")
+    app = create_app(det, allowed_hosts=["scan.example"])
+    with TestClient(app, base_url="http://scan.example") as c:
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/healthz", headers={"host": "other.example"}).status_code == 400
+    with TestClient(create_app(det, allowed_hosts=["*"])) as c:
+        assert c.get("/healthz").status_code == 200
+
+
+def test_serve_command_allows_its_bound_address() -> None:
+    from noisetrace.serve.command import allowed_hosts
+
+    assert allowed_hosts("10.0.0.5", []) == ["10.0.0.5"]
+    assert allowed_hosts("0.0.0.0", []) == ["*"]  # every address: names unknown
+    assert allowed_hosts("0.0.0.0", ["scan.lan"]) == ["0.0.0.0", "scan.lan"]
+
+
+def test_docs_page_that_needs_a_cdn_is_not_served(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 404
+    assert client.get("/redoc").status_code == 404
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_uploads_left_by_a_killed_server_are_removed_at_start(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = tmp_path / f"noisetrace-serve-{dead.pid}-abc123"
+    running = tmp_path / f"noisetrace-serve-{os.getpid()}-def456"
+    old = tmp_path / "noisetrace-serve-xyz789"  # an older version's root, days old
+    other = tmp_path / "unrelated"
+    for d in (killed, running, old, other):
+        (d / "tmp1").mkdir(parents=True)
+        (d / "tmp1" / "upload.part").write_bytes(b"half an upload")
+    os.utime(old, (0, 0))
+    app = create_app(Detector.load(model_dir, device="cpu"))
+    with TestClient(app, base_url=LOCAL):
+        assert not killed.exists() and not old.exists()
+        assert running.exists() and other.exists()
+        assert app.state.service.upload_root.parent == tmp_path
+    assert not app.state.service.upload_root.exists()  # its own root goes at shutdown

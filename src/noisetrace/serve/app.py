@@ -15,7 +15,11 @@ is only echoed back as a label, never used as a path), refused with 413 as soon 
 ``max_upload_mb``, identified by its content bytes (415 when it is neither image nor video),
 scored in a bounded thread pool behind a bounded queue (503 when both are full, so load waits
 on disk instead of exhausting memory), given ``timeout_s`` seconds in all (408 while uploading,
-504 while scoring) and deleted when its work ends.
+504 while scoring) and deleted when its work ends. Upload folders that a killed server left
+behind are removed when the next one starts. Requests must name the server by an allowed host
+(``allowed_hosts``; by default the bound address and localhost), so a web page that rebinds its
+DNS name to 127.0.0.1 cannot reach it. There is no ``/docs`` page: Swagger UI would load its
+scripts from a CDN, which the page's Content-Security-Policy blocks.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
+import re
 import shutil
 import tempfile
 import threading
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -50,8 +56,16 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: Suffix given to a stored upload, from the format its bytes were sniffed as.
 _SUFFIX = {
     "jpeg": ".jpg", "png": ".png", "gif": ".gif", "webp": ".webp", "tiff": ".tif",
-    "bmp": ".bmp", "mp4": ".mp4", "avi": ".avi", "matroska": ".mkv",
+    "bmp": ".bmp", "mp4": ".mp4", "avi": ".avi", "matroska": ".mkv", "avif": ".avif",
 }  # fmt: skip
+#: Host names a server answers to by default, besides the address it is bound to.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Upload roots are named after the server's process id, so a later start can tell the roots
+#: of servers that were killed (-9 leaves them behind) from those of servers still running.
+_ROOT_PREFIX = "noisetrace-serve-"
+_ROOT_NAME = re.compile(rf"^{_ROOT_PREFIX}(\d+)-")
+#: Roots without a process id (older versions) are removed once this old.
+_STALE_UNKNOWN_S = 24 * 3600
 #: Room in a request body for the multipart framing and small fields around the file.
 _BODY_SLACK = 64 * 1024
 #: Longest side of the PNG /v1/explain returns; the map itself is computed at full resolution.
@@ -215,8 +229,9 @@ class ScanService:
         self.workers, self.queue, self.timeout_s = workers, queue, timeout_s
         self.capacity = workers + queue
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="noisetrace-scan")
+        self.stale_removed = remove_stale_upload_roots()
         # mkdtemp makes the directory mode 0700: other local users cannot read uploads.
-        self.upload_root = Path(tempfile.mkdtemp(prefix="noisetrace-serve-"))
+        self.upload_root = Path(tempfile.mkdtemp(prefix=f"{_ROOT_PREFIX}{os.getpid()}-"))
         self._lock = threading.Lock()
         self.inflight = 0
         self.running = 0
@@ -336,6 +351,63 @@ class ScanService:
         shutil.rmtree(self.upload_root, ignore_errors=True)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_upload_roots(parent: str | Path | None = None) -> list[Path]:
+    """Delete upload folders (``upload.part`` files and all) that servers killed without
+    clean-up left in ``parent`` (the temporary directory): those of this user whose server
+    process no longer runs. Returns what was removed."""
+    parent = Path(parent or tempfile.gettempdir())
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    now = time.time()
+    for e in entries:
+        if not e.name.startswith(_ROOT_PREFIX):
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+            if not e.is_dir(follow_symlinks=False) or st.st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        m = _ROOT_NAME.match(e.name)
+        stale = not _alive(int(m.group(1))) if m else now - st.st_mtime > _STALE_UNKNOWN_S
+        if stale:
+            shutil.rmtree(e.path, ignore_errors=True)
+            removed.append(Path(e.path))
+    return removed
+
+
+def _host_name(header: str) -> str:
+    """The host part of a Host header: ``[::1]:8000`` -> ``::1``, ``Example.org.:80`` ->
+    ``example.org``."""
+    h = header.strip().lower()
+    if h.startswith("["):
+        h = h[1 : h.find("]")] if "]" in h else h[1:]
+    elif h.count(":") == 1:
+        h = h.split(":", 1)[0]
+    return h.rstrip(".")
+
+
+def allowed_host_set(hosts: Iterable[str] | None) -> frozenset[str] | None:
+    """Normalised allow-list for the Host header; None (no check) when it holds ``*``."""
+    names = {_host_name(h) for h in (hosts or ())} | set(LOCAL_HOSTS)
+    return None if "*" in names else frozenset(names)
+
+
 class _Late(Exception):
     """The work did not finish in time; ``future`` is still running in the pool."""
 
@@ -387,14 +459,20 @@ def create_app(
     *,
     queue: int = 8,
     device: str | None = "auto",
+    allowed_hosts: Iterable[str] | None = None,
 ) -> FastAPI:
     """Build the service for ``model`` (a bundled name, a model directory or a Detector).
 
     ``max_upload_mb``: largest accepted file; ``workers``: files scored at once; ``queue``:
     requests allowed to wait beyond those; ``timeout_s``: limit per request, upload included.
+    ``allowed_hosts``: names the Host header may carry besides 127.0.0.1, localhost and ::1
+    (``serve`` adds the address it listens on and ``--allowed-host``); any other is refused
+    with 400, so a web page that rebinds its DNS name to this machine cannot use the service.
+    ``"*"`` turns the check off.
     Raises :class:`~noisetrace.errors.ModelError` when the model cannot be loaded, so a bad
     ``--model`` fails at start-up rather than on the first request.
     """
+    hosts = allowed_host_set(allowed_hosts)
     if isinstance(model, Detector):
         det = model
     else:
@@ -420,12 +498,28 @@ def create_app(
             "residuals. Upload a file as multipart field `file`."
         ),
         lifespan=lifespan,
+        # Swagger UI and ReDoc load their scripts from a CDN, which the page's CSP (rightly)
+        # blocks: the spec stays at /openapi.json for any OpenAPI viewer.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = svc
+    app.state.allowed_hosts = hosts
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
-        response = await call_next(request)
+        host = request.headers.get("host", "")
+        if hosts is not None and _host_name(host) not in hosts:
+            response: Response = JSONResponse(
+                {
+                    "detail": f"this server does not answer to the host name {host!r} (a "
+                    "guard against DNS rebinding); use one of "
+                    f"{', '.join(sorted(hosts))}, or restart it with --allowed-host NAME"
+                },
+                status_code=400,
+            )
+        else:
+            response = await call_next(request)
         _security_headers(response)
         return response
 

@@ -25,6 +25,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=120, help="seconds per request (504 after)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--log-level", default="info", help="uvicorn log level")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a host name clients may use to reach the server (repeatable; '*' "
+                   "for any). Default: the --host address, 127.0.0.1 and localhost; other "
+                   "Host headers get 400 (DNS rebinding)")  # fmt: skip
     p.set_defaults(func=_serve)
 
 
@@ -60,6 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(
         args.model, max_upload_mb=args.max_upload_mb, workers=args.workers,
         timeout_s=args.timeout, queue=args.queue, device=args.device,
+        allowed_hosts=allowed_hosts(args.host, args.allowed_host),
     )  # fmt: skip
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         err.print(
@@ -69,3 +74,12 @@ def _serve(args: argparse.Namespace) -> int:
     err.print(f"noisetrace serve: http://{args.host}:{args.port}/ (Ctrl+C to stop)")
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def allowed_hosts(host: str, extra: list[str]) -> list[str]:
+    """Host header names the server answers to: the address it listens on and ``extra``.
+    Bound to every address (0.0.0.0, ::) the server cannot know its names, so any is
+    accepted unless ``--allowed-host`` lists them."""
+    if host in ("0.0.0.0", "::", "") and not extra:
+        return ["*"]
+    return [host, *extra]
