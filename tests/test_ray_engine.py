@@ -87,8 +87,9 @@ def test_killed_worker_and_resume_lose_and_duplicate_nothing(
 ):
     """A scan that crashed after four records is resumed with --engine ray; during the resume
     the worker handed sub/p3.jpg dies (os._exit, like a lost process or node). The batch is
-    retried: every file ends up in the JSONL and the Parquet file exactly once, and the
-    records equal a clean local scan."""
+    retried: every file ends up in the JSONL, the Parquet and the CSV file exactly once, and
+    the records equal a clean local scan. The resume spells the folder differently
+    (``..././media``): inputs are matched by their real path."""
     from noisetrace.engines import ray_engine
 
     model = ["--model", str(tiny_model_dir)]
@@ -113,16 +114,28 @@ def test_killed_worker_and_resume_lose_and_duplicate_nothing(
             return super().__call__(batch)
 
     monkeypatch.setattr(ray_engine, "ScanWorker", Worker)
-    pq_path = tmp_path / "part.parquet"
-    argv = ["scan", str(corpus), *model, "--engine", "ray", "--resume", "--parquet", str(pq_path)]
+    pq_path, csv_path = tmp_path / "part.parquet", tmp_path / "part.csv"
+    spelled = f"{corpus.parent}/./{corpus.name}"
+    argv = ["scan", spelled, *model, "--engine", "ray", "--resume", "--parquet", str(pq_path),
+            "--csv", str(csv_path)]  # fmt: skip
     assert main([*argv, "--jsonl", str(part), "--quiet"]) == 0
     assert os.path.exists(marker), "the fault was never injected: the test would prove nothing"
+
+    def real(recs: list[dict]) -> list[dict]:
+        return _key([{**r, "path": os.path.realpath(r["path"])} for r in recs])
+
     resumed = [json.loads(line) for line in part.read_text().splitlines()]
-    assert sorted(r["path"] for r in resumed) == sorted(r["path"] for r in full)  # once each
-    assert _key(resumed) == _key(full)
+    assert sorted(os.path.realpath(r["path"]) for r in resumed) == sorted(
+        os.path.realpath(r["path"]) for r in full
+    )  # once each
+    assert real(resumed) == real(full)
+    import csv
+
     import pyarrow.parquet as pq
 
-    assert _key(pq.read_table(pq_path).to_pylist()) == _key(full)  # old and new records
+    assert real(pq.read_table(pq_path).to_pylist()) == real(full)  # old and new records
+    with open(csv_path, newline="") as fh:
+        assert sorted(r["path"] for r in csv.DictReader(fh)) == sorted(r["path"] for r in resumed)
 
 
 def test_listing_is_lazy_and_dedup_bitmap():
