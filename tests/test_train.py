@@ -127,7 +127,8 @@ def test_init_starts_training_from_a_model_directory(toy_dataset, tmp_path, tiny
 def test_set_is_repeatable_and_every_override_applies() -> None:
     import argparse
 
-    from noisetrace.train.loop import TrainConfig, add_train_arguments
+    from noisetrace.cli import add_train_arguments
+    from noisetrace.train.loop import TrainConfig
 
     p = argparse.ArgumentParser()
     add_train_arguments(p)

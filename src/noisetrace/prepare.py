@@ -248,6 +248,20 @@ class PrepareResult:
     crops: int = 0
     interrupted: bool = False
     error_examples: list[tuple[str, str]] = field(default_factory=list)
+    # split -> {"real": crops, "fake": crops} of the manifest (empty with --split none)
+    split_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def split_problems(self) -> list[str]:
+        """Why `noisetrace train` on this cache would fail or mislead, in words."""
+        if not self.split_counts:
+            return []
+        out = []
+        for name in ("train", "val"):
+            c = self.split_counts.get(name, {"real": 0, "fake": 0})
+            lacking = [k for k in ("real", "fake") if not c[k]]
+            if lacking:
+                out.append(f"the {name} split has no {' and no '.join(lacking)} crops")
+        return out
 
 
 def _assign_splits(samples: list[Sample], cfg: PrepareConfig) -> dict[str, str]:
@@ -348,6 +362,11 @@ def prepare(
         except KeyboardInterrupt:
             res.interrupted = True
     write_manifest(cache, done, splits)
+    if cfg.split != "none":
+        for src, rec in done.items():
+            name = splits.get(src) or rec["sample"].get("split") or "none"
+            c = res.split_counts.setdefault(name, {"real": 0, "fake": 0})
+            c["fake" if rec["sample"]["label"] else "real"] += len(rec["crops"])
     return res
 
 
@@ -359,13 +378,32 @@ def _ratios(text: str) -> tuple[float, float, float]:
     return parts[0], parts[1], parts[2]
 
 
-def add_parser(subparsers) -> None:
-    """Register ``noisetrace prepare``."""
-    p = subparsers.add_parser(
-        "prepare", help="crop faces (or frames) of a dataset into a cache with a manifest",
-        description="Read a dataset in its official layout, sample video frames, detect and "
-        "crop faces, and write a cache of crops plus manifest.tsv keyed by the settings.",
-    )  # fmt: skip
+# Face backends -> (module, what to install); `auto` picks one that is installed.
+_FACE_BACKENDS = {
+    "opencv": ("cv2", "noisetrace[faces]"),
+    "mediapipe": ("mediapipe", "noisetrace[mediapipe]"),
+    "skimage": ("skimage", "scikit-image"),
+    "dlib": ("dlib", "dlib-bin"),
+    "mtcnn": ("facenet_pytorch", "facenet-pytorch"),
+}
+
+
+def needs(args: argparse.Namespace) -> dict[str, str]:
+    """The module of an explicitly chosen face backend (checked before any work)."""
+    module, requirement = _FACE_BACKENDS.get(args.faces, (None, None))
+    return {module: requirement} if module and requirement else {}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``noisetrace prepare`` (registered in ``noisetrace.cli.COMMANDS``)."""
+    p.description = ("Read a dataset in its official layout, sample video frames, detect and "
+                     "crop faces, and write a cache of crops plus manifest.tsv keyed by the "
+                     "settings; train on it with `noisetrace train --data CACHE/manifest.tsv`.")
+    p.epilog = """examples:
+  noisetrace prepare ../FaceForensics++ --out cache/prepare
+  noisetrace prepare DATASET --margin 20% --size 224 --frames first --n 120   # tracks
+  noisetrace prepare DATASET --background --size 64                          # pairs
+  noisetrace prepare my_images/ --faces none --size 0                        # whole images"""
     p.add_argument("root", type=Path, help="dataset folder (or manifest file)")
     p.add_argument("--out", type=Path, default=Path("cache/prepare"), help="cache folder")
     p.add_argument(
@@ -373,7 +411,8 @@ def add_parser(subparsers) -> None:
         default="auto",
         help="auto, ffpp, celebdf, dfdc, deeperforensics, synthbuster, folder, manifest",
     )
-    p.add_argument("--compression", default=None, help="FF++ compression: c0, c23, c40, raw")
+    p.add_argument("--compression", default=None,
+                   help="FF++ compression: c0, c23, c40, raw (default: c23)")
     p.add_argument("--methods", default=None, help="FF++ methods, comma-separated (default all)")
     p.add_argument(
         "--frames",
@@ -411,12 +450,14 @@ def add_parser(subparsers) -> None:
         choices=["auto", "official", "ratios", "none"],
         help="auto: the official split when every file has one, else ratios",
     )
-    p.add_argument("--ratios", type=_ratios, default=(0.75, 0.10, 0.15), help="train,val,test")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ratios", type=_ratios, default=(0.75, 0.10, 0.15),
+                   help="train,val,test shares (default: 75,10,15)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the ratio split")
     p.add_argument("--workers", type=int, default=2, help="files processed at once")
-    p.add_argument("--limit", type=int, default=None, help="process at most N new files")
+    p.add_argument("--limit", type=int, default=None,
+                   help="process at most N new files (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run)  # fmt: skip
+    p.set_defaults(func=_run, needs=needs)  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -468,6 +509,14 @@ def _run(args: argparse.Namespace) -> int:
         f"{res.processed} file(s) in {dt:.1f}s ({res.skipped_done} already done), "
         f"{res.crops} crop(s), {res.no_face} without a face, {res.errors} error(s)"
     )
+    if res.split_counts:
+        err.print("crops per split: " + ", ".join(
+            f"{name} {c['real']} real / {c['fake']} fake"
+            for name, c in sorted(res.split_counts.items())))  # fmt: skip
+    for problem in res.split_problems():
+        err.print(f"[yellow]warning: {problem}:[/yellow] `noisetrace train` needs real and "
+                  "fake crops in train and val; add source files (crops of one video never "
+                  "split) or prepare again with --ratios 60,20,20")  # fmt: skip
     print(res.manifest)
     if res.interrupted:
         err.print("[yellow]interrupted: run the same command again to continue[/yellow]")

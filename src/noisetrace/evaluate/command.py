@@ -23,13 +23,18 @@ def _sizes(text: str) -> tuple[int | None, ...]:
     return tuple(out)
 
 
-def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "evaluate", help="evaluate a detector with the seed papers' protocols; write a report",
-        description="Score labelled data under test conditions (JPEG quality, resolution, "
-        "matched formats, per generator; or leave-one-out / cross-dataset / sequence-length "
-        "with training) and write report.json, report.md, report.html and scores.csv.",
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``noisetrace evaluate`` (registered in ``noisetrace.cli.COMMANDS``)."""
+    p.description = (
+        "Score labelled data under test conditions (JPEG quality, resolution, matched formats, "
+        "per generator; or leave-one-out / cross-dataset / sequence-length with training) and "
+        "write report.json, report.md, report.html and scores.csv."
     )
+    p.epilog = """examples:
+  noisetrace evaluate --model default --data my_data/ --out reports/default
+  noisetrace evaluate --model runs/mine/best --split val --protocol jpeg,confound --out reports/val
+  noisetrace evaluate --data a/ --data b/ --protocol crossdataset \\
+      --train-config configs/default.yaml --out reports/cross"""
     p.add_argument("--model", default="default", help="bundled model name or model directory")
     p.add_argument("--data", nargs="+", action="extend",
                    help="folders (real/, fake/<gen>/), manifests, or a folder of those; "
@@ -39,11 +44,12 @@ def add_parser(subparsers: Any) -> None:
                         "generators, rebuilt from its training recipe (card.json or "
                         "train_config.json); --data then defaults to the recipe's data")
     p.add_argument("--protocol", default="standard",
-                   help=f"comma-separated: {','.join(_ALL)} (default: standard)")
+                   help=f"comma-separated, from: {','.join(_ALL)} (default: standard)")
     p.add_argument("--out", type=Path, required=True, help="report directory")
-    p.add_argument("--qualities", type=_ints, default=(90, 65, 40), help="JPEG QFs (90,65,40)")
+    p.add_argument("--qualities", type=_ints, default=(90, 65, 40),
+                   help="JPEG qualities (default: 90,65,40)")
     p.add_argument("--sizes", type=_sizes, default=(224, 512, None),
-                   help="test resolutions (224,512,original)")
+                   help="test resolutions (default: 224,512,original)")
     p.add_argument("--resize-mode", choices=("crop", "resize"), default="crop",
                    help="resolution views: centre crop (keeps noise) or resize to a square")
     p.add_argument("--max-side", type=int, default=1024,
@@ -57,19 +63,26 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="resamples for the AUC CI")
     p.add_argument("--threshold", type=float, default=None, help="fake if score >= T")
     p.add_argument("--max-images", type=int, default=None, help="random subset (quick runs)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of subsets and bootstrap")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch (1 is fastest on a machine busy with other work)")
+                   help="CPU threads for torch (1 is fastest on a machine busy with other "
+                        "work; default: torch's)")
     tr = p.add_argument_group("training protocols (loo, crossdataset, seqlen)")
     tr.add_argument("--train-config", help="YAML recipe for `noisetrace train` (configs/*.yaml)")
-    tr.add_argument("--train-epochs", type=int, default=None, help="override its epochs")
+    tr.add_argument("--train-epochs", type=int, default=None,
+                    help="override its epochs (default: the recipe's)")
     tr.add_argument("--loo-key", choices=("generator", "dataset"), default="generator",
                     help="what counts as one manipulation")
     tr.add_argument("--lengths", type=_ints, default=(5, 10, 20, 40, 60),
-                    help="clip lengths of the sequence-length sweep")
+                    help="clip lengths of the sequence-length sweep (default: 5,10,20,40,60)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, needs=needs)
+
+
+def needs(args: argparse.Namespace) -> dict[str, str]:
+    """Optional modules this command line needs (checked before any scoring)."""
+    return {"matplotlib": "noisetrace[explain]"}  # the report's ROC figures
 
 
 def make_train_fn(args: argparse.Namespace, workdir: Path):

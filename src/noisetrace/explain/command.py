@@ -25,26 +25,28 @@ def _face_box(text: str) -> tuple[int, int, int, int]:
     return (x, y, x + w, y + h)  # media.crops boxes are x0, y0, x1, y1
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``explain`` on the main parser's subcommands."""
-    p = subparsers.add_parser(
-        "explain",
-        help="show why files were flagged: heatmap or Integrated Gradients overlays, noise traces",
-        description=(
-            "Writes <file>.overlay.png and <file>.explain.json (score, verdict, top regions) "
-            "for each input. With --intensity, treats the inputs as labelled data (folders "
-            "with MANIFEST.tsv or real/ fake/ folders, or manifests) and writes DJIN's "
-            "pixel-intensity analysis (intensity.png, intensity.json)."
-        ),
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``noisetrace explain`` (registered in ``noisetrace.cli.COMMANDS``)."""
+    p.description = (
+        "Writes <file>.overlay.png and <file>.explain.json (score, verdict, top regions) for "
+        "each input. With --intensity, treats the inputs as labelled data (folders with "
+        "MANIFEST.tsv or real/ fake/ folders, or manifests) and writes DJIN's pixel-intensity "
+        "analysis (intensity.png, intensity.json)."
     )
+    p.epilog = """examples:
+  noisetrace explain photo.jpg clip.mp4 --out evidence/
+  noisetrace explain photo.jpg --method ig --baseline blurred --steps 32 --out evidence/
+  noisetrace explain face.png --traces --face 40,30,96,96 --out evidence/
+  noisetrace explain my_data/ --intensity --max-images 60 --out analysis/"""
     p.add_argument("paths", nargs="+",
                    help="images, videos or folders (labelled data with --intensity)")
     p.add_argument("--model", default="default", help="bundled model name or model directory")
     p.add_argument("--method", choices=("heatmap", "ig"), default="heatmap",
                    help="heatmap: local fake probability (fast); ig: Integrated Gradients")
-    p.add_argument("--out", default="explanations", help="output folder (default: explanations)")
+    p.add_argument("--out", default="explanations", help="output folder")
     p.add_argument("--window", type=int, default=64, help="region size in pixels (default 64)")
-    p.add_argument("--regions", type=int, default=5, help="top regions listed in the JSON")
+    p.add_argument("--regions", type=int, default=5, help="top regions listed in the JSON "
+                   "(default 5)")
     p.add_argument("--baseline", choices=("black", "blurred", "noise"), default="black",
                    help="IG starting image (default black)")
     p.add_argument("--steps", type=int, default=32, help="IG integration steps (default 32)")
@@ -69,12 +71,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-side", type=int, default=512,
                    help="--intensity: centre-crop images to this side (default 512)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.set_defaults(func=run)  # fmt: skip
+    p.set_defaults(func=run, needs=needs)  # fmt: skip
+
+
+def needs(args: argparse.Namespace) -> dict[str, str]:
+    """Optional modules this command line needs (checked before any work)."""
+    out = {}
+    if args.method == "ig" or args.intensity:  # the intensity analysis runs IG too
+        out["captum"] = "noisetrace[explain]"
+    if args.traces or args.intensity:  # their figures
+        out["matplotlib"] = "noisetrace[explain]"
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``noisetrace explain``; returns the exit code."""
     from rich.console import Console
+    from rich.markup import escape  # paths and messages may hold [brackets]
 
     from noisetrace.errors import NoisetraceError
     from noisetrace.zoo import load_detector
@@ -106,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     backend = None if args.face_backend == "none" else args.face_backend
     listing = iter_inputs(args.paths)
     for r in listing.errors:
-        err.print(f"[yellow]{r.path}: {r.error}[/yellow]")
+        err.print(f"[yellow]{escape(r.path)}: {escape(r.error or '')}[/yellow]")
     n_ok, n_bad = 0, len(listing.errors)
     for f in listing.files:
         try:
@@ -116,16 +129,16 @@ def run(args: argparse.Namespace) -> int:
                 baseline=args.baseline, steps=args.steps, internal_batch_size=args.batch,
             )  # fmt: skip
         except NoisetraceError as exc:
-            err.print(f"[yellow]{f}: {exc}[/yellow]")
+            err.print(f"[yellow]{escape(f)}: {escape(str(exc))}[/yellow]")
             n_bad += 1
             continue
         n_ok += 1
         colour = "red" if s["verdict"] == "fake" else "green"
         err.print(
-            f"{f}: [{colour}]{s['verdict']}[/] {s['score']:.3f} -> "
-            f"{args.out}/{s['files']['overlay']}"
+            f"{escape(f)}: [{colour}]{s['verdict']}[/] {s['score']:.3f} -> "
+            f"{escape(str(args.out))}/{escape(s['files']['overlay'])}"
         )
-    err.print(f"{n_ok} explained into {args.out}, {n_bad} could not be read")
+    err.print(f"{n_ok} explained into {escape(str(args.out))}, {n_bad} could not be read")
     return 0 if n_ok or not n_bad else 1
 
 

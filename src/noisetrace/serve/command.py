@@ -5,21 +5,21 @@ from __future__ import annotations
 import argparse
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``serve`` on the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "serve",
-        help="web page and REST API for scanning",
-        description=(
-            "Serve a web page at / and a REST API (/v1/scan, /v1/explain, /v1/models, "
-            "/healthz; OpenAPI at /openapi.json). Listens on 127.0.0.1 unless --host says "
-            "otherwise; put a TLS proxy in front before exposing it."
-        ),
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``noisetrace serve`` (registered in ``noisetrace.cli.COMMANDS``)."""
+    p.description = (
+        "Serve a web page at / and a REST API (/v1/scan, /v1/explain, /v1/models, /healthz; "
+        "OpenAPI at /openapi.json). Listens on 127.0.0.1 unless --host says otherwise; put a "
+        "TLS proxy in front before exposing it."
     )
+    p.epilog = """examples:
+  noisetrace serve                       # http://127.0.0.1:8000/ with the bundled model
+  noisetrace serve --model runs/mine/best --port 8080 --max-upload-mb 50"""
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     p.add_argument("--model", default="default", help="bundled model name or model directory")
-    p.add_argument("--max-upload-mb", type=float, default=200, help="largest upload (413 above)")
+    p.add_argument("--max-upload-mb", type=float, default=200,
+                   help="largest upload in MB (413 above)")
     p.add_argument("--workers", type=int, default=2, help="files scored at once")
     p.add_argument("--queue", type=int, default=8, help="requests that may wait (503 beyond)")
     p.add_argument("--timeout", type=float, default=120, help="seconds per request (504 after)")
@@ -29,15 +29,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="a host name clients may use to reach the server (repeatable; '*' "
                    "for any). Default: the --host address, 127.0.0.1 and localhost; other "
                    "Host headers get 400 (DNS rebinding)")  # fmt: skip
-    p.set_defaults(func=_serve)
+    p.set_defaults(func=_serve, needs=needs)
+
+
+def needs(args: argparse.Namespace) -> dict[str, str]:
+    """Optional modules the service needs (checked before the model is loaded)."""
+    return {m: "noisetrace[serve]" for m in ("fastapi", "uvicorn")}
 
 
 def _serve(args: argparse.Namespace) -> int:
     import os
 
     from rich.console import Console
+    from rich.markup import escape
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     for name, value, low in (
         ("--workers", args.workers, 1), ("--queue", args.queue, 0), ("--port", args.port, 0),
     ):  # fmt: skip
@@ -52,9 +58,10 @@ def _serve(args: argparse.Namespace) -> int:
 
         from noisetrace.serve.app import create_app
     except ImportError as exc:
+        # escape: rich would read [serve] as markup and print "pip install 'noisetrace'"
         err.print(
             f"[red]the web service needs the serve extra ({exc.name} is missing):[/red] "
-            "pip install 'noisetrace[serve]'"
+            + escape("pip install 'noisetrace[serve]'")
         )
         return 2
     import torch

@@ -159,26 +159,6 @@ class TrainConfig:
             )
 
 
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML recipe (configs/*.yaml); flags below override it")
-    p.add_argument("--data", nargs="+", help="folders (real/, fake/<gen>/) or manifests")
-    p.add_argument("--out", help="output directory for the trained model")
-    p.add_argument("--name", help="model name recorded in its config and card")
-    p.add_argument("--arch", help="architecture from `noisetrace models`")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", dest="batch_size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--patch", type=int, help="training crop size in pixels")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto, cpu, cuda (under torchrun: each rank its GPU)")
-    p.add_argument("--max-images", dest="max_images", type=int)
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument(
-        "--set", nargs="+", action="extend", metavar="KEY=VALUE",
-        help="override any config key (repeatable)",
-    )
-
-
 # -- helpers -------------------------------------------------------------------------------
 def _dist_info() -> tuple[int, int, int]:
     return (
