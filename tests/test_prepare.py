@@ -117,3 +117,23 @@ def test_cli_prepare(dataset, tmp_path, capsys):
     assert {r["kind"] for r in rs} == {"whole"}
     still = next(r for r in rs if r["source_path"].endswith("still.png"))
     assert still["box"] == "0,0,512,512"  # size 0 keeps the whole image at native size
+
+
+def test_prepare_then_train_on_too_few_files_explains_itself(dataset, tmp_path, capsys,
+                                                             monkeypatch):
+    """Issue 20: prepare on a couple of videos, then train on its manifest: both say what is
+    missing, and train stops before any work instead of failing in scikit-learn."""
+    import noisetrace.train.loop as loop
+    from noisetrace.cli import main
+
+    rc = main(["prepare", str(dataset), "--out", str(tmp_path), "--faces", "none", "--size",
+               "32", "--frames", "first", "--n", "2", "--workers", "1", "--quiet"])  # fmt: skip
+    out = capsys.readouterr()
+    err = " ".join(out.err.split())
+    assert rc == 0 and "crops per split: " in err
+    assert "warning: the val split has no real and no fake crops" in err
+    monkeypatch.setattr(loop, "train", lambda cfg: pytest.fail("training started"))
+    manifest = out.out.strip().splitlines()[-1]
+    assert main(["train", "--data", manifest, "--out", str(tmp_path / "run")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the validation split has" in err and "--ratios" in err

@@ -136,3 +136,65 @@ def test_set_is_repeatable_and_every_override_applies() -> None:
                          "seed=3"])  # fmt: skip
     cfg = TrainConfig.from_args(args)
     assert cfg.holdout == ["x"] and cfg.lr == 0.5 and cfg.seed == 3
+
+
+# -- clear messages before any work (issue 20, item 2) --------------------------------------
+def _two_video_manifest(root) -> str:
+    """What `noisetrace prepare` gives for one real and one fake video: crops of two groups."""
+    rows = ["path\tlabel\tgenerator\tgroup"]
+    for label, video in (("real", "a.mp4"), ("fake", "b.mp4")):
+        for i in range(4):
+            name = f"{video}_{i}.png"
+            Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(root / name)
+            rows.append(f"{name}\t{label}\tgen\t{video}")
+    (root / "manifest.tsv").write_text("\n".join(rows) + "\n")
+    return str(root / "manifest.tsv")
+
+
+def test_train_stops_before_any_work_when_validation_is_empty(tmp_path, monkeypatch, capsys):
+    import noisetrace.train.loop as loop
+
+    monkeypatch.setattr(loop, "train", lambda cfg: pytest.fail("training started"))
+    rc = main(["train", "--data", _two_video_manifest(tmp_path), "--out", str(tmp_path / "o")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert rc == 2 and "the validation split has 0 real and 0 fake images" in err
+    assert "val_fraction" in err and not (tmp_path / "o").exists()
+
+
+def test_train_without_out_says_where_it_writes(toy_dataset, tmp_path, monkeypatch, capsys):
+    import noisetrace.train.loop as loop
+
+    seen = []
+    monkeypatch.setattr(loop, "train", lambda cfg: seen.append(cfg.out))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", str(toy_dataset)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert seen == ["runs/model"]
+    assert "training into runs/model/ (no --out given" in err
+    assert "model: runs/model/best" in err
+
+
+def test_small_validation_set_warns_in_the_log(toy_dataset, caplog):
+    from noisetrace.cli import _check_training_data
+    from noisetrace.train.loop import TrainConfig
+
+    with caplog.at_level("WARNING", logger="noisetrace.train"):
+        _check_training_data(TrainConfig(data=[str(toy_dataset)]))
+    assert "only 8 validation images (4 real and 4 fake)" in caplog.text
+
+
+def test_model_card_warns_about_a_tiny_validation_set(tmp_path, caplog):
+    from noisetrace.train.card import write_model_card
+
+    m = {"n": 6, "n_fake": 3, "auc": 1.0, "accuracy": 1.0}
+    card = {"name": "tiny", "arch": "srm-cnn", "task": "image",
+            "metrics": {"validation": {"matched formats": m, "raw formats": m}},
+            "calibration": {"a": 99.8, "b": 0.1, "threshold": 0.5}}  # fmt: skip
+    with caplog.at_level("WARNING", logger="noisetrace.train"):
+        write_model_card(tmp_path, card)
+    md = (tmp_path / "MODEL_CARD.md").read_text()
+    assert "## Warnings" in md and "Validated on only 6 images" in md
+    assert md.index("## Warnings") < md.index("## validation")
+    assert "calibration slope is 99.8" in md
+    assert len(json.loads((tmp_path / "card.json").read_text())["warnings"]) == 2
+    assert "Validated on only 6 images" in caplog.text
