@@ -204,3 +204,14 @@ def test_failed_export_leaves_no_folder_and_success_replaces_stale_graphs(
     from noisetrace.detector import Detector
 
     Detector.load(out, device="cpu", backend="onnx")  # graphs verified against config.json
+
+
+def test_package_is_typed_and_classified():
+    import importlib.resources
+    import tomllib
+
+    assert (importlib.resources.files("noisetrace") / "py.typed").is_file()
+    root = Path(__file__).resolve().parents[1]
+    meta = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "Typing :: Typed" in meta["project"]["classifiers"]
+    assert "py.typed" in meta["tool"]["setuptools"]["package-data"]["noisetrace"]
