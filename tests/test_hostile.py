@@ -339,3 +339,97 @@ def test_avif_is_an_image_and_heic_is_clearly_unsupported(tmp_path, photo, tiny_
     assert sniff(avif) == ("image", "avif")  # never a video
     r = tiny_detector.scan(avif)
     assert r.error is None and r.kind == "image" and (r.width, r.height) == (80, 64)
+
+
+# -- item 1: a decoding budget checked before decoding ---------------------------------------
+def _jpeg_declaring(w: int, h: int) -> bytes:
+    """A tiny JPEG whose frame header (SOF0) declares ``w`` x ``h`` pixels."""
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", h, w)
+    return bytes(data)
+
+
+def _gif_screen(w: int, h: int) -> bytes:
+    """35 bytes: a GIF whose logical screen is ``w`` x ``h`` around a 1-pixel frame."""
+    head = b"GIF89a" + struct.pack("<HH", w, h) + b"\x80\x00\x00" + b"\x00\x00\x00\xff\xff\xff"
+    frame = b"\x2c" + struct.pack("<HHHH", 0, 0, 1, 1) + b"\x00\x02\x02\x44\x01\x00"
+    return head + frame + b"\x3b"
+
+
+@pytest.fixture()
+def budget():
+    from noisetrace.media.image import set_max_pixels
+
+    yield set_max_pixels
+    set_max_pixels(None)
+
+
+@pytest.mark.parametrize(
+    "data, declared",
+    [(_jpeg_declaring(15000, 15000), "15000x15000"), (_gif_screen(16000, 16000), "16000x16000")],
+)
+def test_image_over_the_budget_is_refused_before_decoding(data, declared):
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(InputError) as e:
+        decode_image(data)
+    assert time.perf_counter() - t0 < 2  # nothing was decoded
+    msg = str(e.value)
+    assert f"declares {declared} pixels, over the limit of 100,000,000" in msg
+    assert "--max-pixels" in msg
+
+
+def test_max_pixels_sets_the_budget_of_images_and_video_frames(budget, tmp_path, photo,
+                                                              tiny_detector):  # fmt: skip
+    img, vid = tmp_path / "a.png", tmp_path / "v.mp4"
+    _png(img, photo, size=64)
+    write_video(vid, [photo[:64, :64]] * 4, fps=4)
+    assert tiny_detector.scan(img).error is None and tiny_detector.scan(vid).error is None
+    budget(1000)
+    r = tiny_detector.scan(img)
+    assert "declares 64x64 pixels, over the limit of 1,000" in r.error
+    r = tiny_detector.scan(vid)
+    assert r.verdict == "error" and "video frame is too large: it declares 64x64" in r.error
+    budget(None)
+    assert tiny_detector.scan(img).error is None
+
+
+def test_scan_command_applies_max_pixels(budget, tmp_path, photo, tiny_model_dir, capsys):
+    from noisetrace.cli import _scan, build_parser
+
+    _png(tmp_path / "a.png", photo, size=64)
+    args = build_parser().parse_args(["scan", str(tmp_path), "--model", str(tiny_model_dir),
+                                      "--json"])  # fmt: skip
+    args.max_pixels = 1000  # the option itself is registered with the scan parser
+    assert _scan(args) == 0
+    rec = json.loads(capsys.readouterr().out)[0]
+    assert "over the limit of 1,000; scan it with a higher --max-pixels" in rec["error"]
+
+
+def test_progressive_jpeg_with_too_many_scans_is_refused(monkeypatch):
+    import noisetrace.media.image as image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(buf, format="JPEG", progressive=True)
+    data = buf.getvalue()
+    assert decode_image(data).shape == (64, 64, 3)
+    monkeypatch.setattr(image, "MAX_JPEG_SCANS", 3)  # a real progressive JPEG has about 10
+    with pytest.raises(InputError, match="progressive JPEG has .* scans, over the limit of 3"):
+        decode_image(data)
+
+
+def test_sixteen_bit_and_float_conversion_is_exact_without_a_float64_copy(monkeypatch):
+    import noisetrace.media.image as image
+
+    monkeypatch.setattr(image, "_ROWS_PIXELS", 64)  # many row blocks
+    a = np.linspace(0, 65535, 48 * 32).astype(np.uint16).reshape(32, 48)
+    out = image._to_rgb(Image.frombytes("I;16", (48, 32), a.astype("<u2").tobytes()))
+    want = np.clip(a / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    assert np.abs(np.asarray(out)[..., 0].astype(int) - want).max() <= 1
+    f = np.linspace(0, 1, 48 * 32, dtype=np.float32).reshape(32, 48)
+    out = image._to_rgb(Image.fromarray(f, "F"))
+    assert np.abs(np.asarray(out)[..., 0].astype(int) - np.round(f * 255)).max() <= 1

@@ -322,3 +322,18 @@ def test_uploads_left_by_a_killed_server_are_removed_at_start(
         assert running.exists() and other.exists()
         assert app.state.service.upload_root.parent == tmp_path
     assert not app.state.service.upload_root.exists()  # its own root goes at shutdown
+
+
+def test_image_over_the_decoding_budget_is_refused_before_a_worker(client: TestClient) -> None:
+    import struct
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 15000, 15000)  # 632 bytes, 225 Mpixels
+    served = client.get("/healthz").json()["served"]
+    r = client.post("/v1/scan", files={"file": ("bomb.jpg", bytes(data), "image/jpeg")})
+    assert r.status_code == 413 and "declares 15000x15000 pixels" in r.json()["detail"]
+    assert _upload_dir_empty(client)
+    assert client.app.state.service.status()["served"] == served + 1  # released at once

@@ -169,6 +169,11 @@ def _iter_pil(
     """Frames of an animated GIF/WebP; composited frames (what a viewer shows), RGB."""
     from noisetrace.media.image import _to_rgb
 
+    try:
+        with Image.open(path) as im:  # the canvas every frame is composited on, before any
+            _check_frame_size(*im.size)  # frame is walked (counting them decodes them)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"animated image is corrupt ({exc})") from None
     report.claimed, total = _probe(path)
     report.available = total
     wanted = _indices(mode, n, total)
@@ -193,6 +198,15 @@ def _iter_pil(
             raise InputError(f"animated image is corrupt and no frame decoded ({exc})") from None
     if yielded == 0:
         raise InputError("animated image has no decodable frames")
+
+
+def _check_frame_size(w: int, h: int) -> None:
+    """Refuse, before decoding, frames whose declared size is over the budget."""
+    from noisetrace.media.image import over_budget, pixel_budget
+
+    limit = pixel_budget("frame")
+    if w * h > limit:
+        raise over_budget(w, h, limit, what="video frame")
 
 
 def _frame_index(frame: av.VideoFrame, stream: av.video.stream.VideoStream, fallback: int) -> int:
@@ -251,6 +265,8 @@ def _iter_av(
         if not container.streams.video:
             raise InputError("file has no video stream (audio only, or not a video)")
         stream = container.streams.video[0]
+        ctx = stream.codec_context  # None when no decoder fits: decoding reports that
+        _check_frame_size(getattr(ctx, "width", 0) or 0, getattr(ctx, "height", 0) or 0)
         stream.thread_type = "AUTO"
         if mode == "keyframes":
             stream.codec_context.skip_frame = "NONKEY"
@@ -263,6 +279,7 @@ def _iter_av(
                     if last is not None and idx > last:
                         break
                     continue
+                _check_frame_size(frame.width, frame.height)  # the size may change mid-stream
                 img = frame.to_ndarray(format="rgb24")
                 if max_side and max(img.shape[:2]) > max_side:
                     scale = max_side / max(img.shape[:2])

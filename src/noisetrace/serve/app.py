@@ -299,6 +299,13 @@ class ScanService:
                 kind, fmt = sniff(part_path)
             except InputError as exc:
                 raise UploadError(415, str(exc)) from None
+            if kind == "image":  # over the decoding budget: refused before it takes a worker
+                from noisetrace.media.image import check_budget
+
+                try:
+                    await asyncio.to_thread(check_budget, part_path)
+                except InputError as exc:
+                    raise UploadError(413, str(exc)) from None
             path = directory / ("upload" + _SUFFIX.get(fmt, ".bin"))
             part_path.rename(path)
             return Upload(
@@ -567,7 +574,8 @@ def create_app(
         responses={
             200: {"description": "the scan record (verdict real or fake)"},
             400: {"description": "malformed multipart body"},
-            413: {"description": "upload larger than --max-upload-mb"},
+            413: {"description": "upload larger than --max-upload-mb, or an image declaring "
+                  "more pixels than the decoding budget"},
             415: {"description": "not multipart, or the content is not an image or video"},
             422: {"description": "the file could not be decoded; the record says why"},
             503: {"description": "server busy; retry after the Retry-After header"},
