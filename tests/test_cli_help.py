@@ -215,3 +215,10 @@ def test_package_is_typed_and_classified():
     meta = tomllib.loads((root / "pyproject.toml").read_text())
     assert "Typing :: Typed" in meta["project"]["classifiers"]
     assert "py.typed" in meta["tool"]["setuptools"]["package-data"]["noisetrace"]
+
+
+def test_explain_shows_bracketed_names_verbatim(tiny_model_dir, tmp_path, capsys):
+    missing_file = tmp_path / "photo[serve].jpg"
+    cli.main(["explain", str(missing_file), "--model", str(tiny_model_dir),
+              "--out", str(tmp_path / "ev")])  # fmt: skip
+    assert "photo[serve].jpg" in capsys.readouterr().err

@@ -368,7 +368,10 @@ def _train(args: argparse.Namespace) -> int:
     # train() configures logging the same way; done first so the checks below are logged too.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = TrainConfig.from_args(args)
-    err = Console(stderr=True, soft_wrap=True)
+    import os
+
+    # Under torchrun every rank runs this; one of them speaks.
+    err = Console(stderr=True, soft_wrap=True, quiet=os.environ.get("RANK", "0") != "0")
     out = Path(cfg.out)
     chosen = "" if args.out or cfg.out != TrainConfig.out else " (no --out given: the default)"
     err.print(f"training into {escape(str(out))}/{chosen}", highlight=False)

@@ -462,6 +462,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape  # paths and messages may hold [brackets]
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -481,7 +482,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         margin = parse_margin(args.margin)
     except ValueError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{escape(str(exc))}[/red]")
         return 2
     cfg = PrepareConfig(
         dataset=args.dataset, frames=args.frames, n=args.n, faces=args.faces, margin=margin,
@@ -504,7 +505,7 @@ def _run(args: argparse.Namespace) -> int:
                       on_progress=tick)  # fmt: skip
     dt = time.perf_counter() - t0
     for path, msg in res.error_examples:
-        err.print(f"[yellow]error[/yellow] {path}: {msg}")
+        err.print(f"[yellow]error[/yellow] {escape(path)}: {escape(msg)}")
     err.print(
         f"{res.processed} file(s) in {dt:.1f}s ({res.skipped_done} already done), "
         f"{res.crops} crop(s), {res.no_face} without a face, {res.errors} error(s)"

@@ -175,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     from rich.console import Console
+    from rich.markup import escape  # paths may hold [brackets]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from noisetrace.data.manifest import discover
@@ -213,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             samples = part
             args.data = [f"{args.model} {args.split} split"]
-        err.print(f"{args.split} split of {args.model}: {len(samples)} samples")
+        err.print(f"{args.split} split of {escape(str(args.model))}: {len(samples)} samples")
     elif not args.data:
         raise NoisetraceError("give --data (folders or manifests), or --split val to use the "
                               "model's own validation split")
@@ -274,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
                 report["sections"].append(sec)
                 report["summary"].append(f"{sec['title']}: see its table.")
     paths = write_report(report, args.out)
-    err.print(f"report written to {args.out}: " + ", ".join(sorted(paths)))
+    err.print(f"report written to {escape(str(args.out))}: " + ", ".join(sorted(paths)))
     for line in report["summary"]:
         err.print("  " + line)
     return 0

@@ -188,5 +188,5 @@ def _intensity(args: argparse.Namespace, det, err) -> int:
                 f"bright {c['p_top_bright']}, mean value top {c['mean_value_top']:.1f} "
                 f"vs all {c['mean_value_all']:.1f}"
             )
-    err.print("wrote " + ", ".join(str(p) for p in paths))
+    err.print("wrote " + ", ".join(str(p) for p in paths), markup=False)
     return 0
