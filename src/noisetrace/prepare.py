@@ -31,12 +31,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from PIL import Image
-
-from noisetrace.data.manifest import Sample
 from noisetrace.errors import InputError, NoisetraceError
+
+if TYPE_CHECKING:  # imported where used, so `noisetrace prepare --help` starts at once
+    import numpy as np
+
+    from noisetrace.data.manifest import Sample
 
 CACHE_VERSION = 1
 MANIFEST_FIELDS = (
@@ -178,6 +180,8 @@ def _read_records(path: Path) -> dict[str, dict]:
 def _process(sample: Sample, cfg: PrepareConfig, crops_dir: Path, get_det: Callable) -> dict:
     """Crop one source file into its own folder (written under a temporary name, then
     renamed, so a crash never leaves a half-written folder that looks finished)."""
+    from PIL import Image
+
     from noisetrace.media.faces import NoFaceError
 
     fid = _file_id(sample.path)
