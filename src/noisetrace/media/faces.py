@@ -21,6 +21,8 @@ Backends (nothing is downloaded at run time; a missing one says how to get it):
 from __future__ import annotations
 
 import importlib.util
+import sys
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +185,7 @@ class OpenCVHaarDetector(FaceDetector):
         **kw,
     ) -> None:
         super().__init__(**kw)
-        import cv2
+        cv2 = _import_cv2()
 
         path = (
             Path(cascade)
@@ -225,7 +227,7 @@ class OpenCVYuNetDetector(FaceDetector):
 
     def __init__(self, model: str | Path, confidence: float = 0.6, **kw) -> None:
         super().__init__(**kw)
-        import cv2
+        cv2 = _import_cv2()
 
         if not Path(model).is_file():
             raise FaceBackendError(
@@ -321,10 +323,30 @@ class SkimageLBPDetector(FaceDetector):
         return out
 
 
+#: cv2's bootstrap swaps its own module in sys.modules while importing, which defeats the
+#: per-module import lock: a second scan thread could see a half-imported cv2 (no cv2.data).
+_IMPORT_LOCK = threading.Lock()
+
+
+def _import_cv2():  # noqa: ANN202 - the cv2 module
+    with _IMPORT_LOCK:
+        import cv2
+
+        return cv2
+
+
 def backend_available(backend: str) -> bool:
     """True when the Python package behind ``backend`` is installed (without importing it)."""
     mod = _MODULE.get(backend)
-    return mod is not None and importlib.util.find_spec(mod) is not None
+    if mod is None:
+        return False
+    with _IMPORT_LOCK:  # not while cv2 is half imported (its __spec__ is None then)
+        if sys.modules.get(mod) is not None:
+            return True
+        try:
+            return importlib.util.find_spec(mod) is not None
+        except ValueError:  # in sys.modules without a spec: imported by other means
+            return True
 
 
 def available_backends() -> list[str]:
