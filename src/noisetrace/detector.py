@@ -59,6 +59,16 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def state_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's parameters and buffers (names, shapes, values)."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 @dataclass
 class ScanResult:
     """One record per scanned input; the same fields in the CLI, the API and the service."""
@@ -110,6 +120,27 @@ class DetectorConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def read_config(d: Path) -> DetectorConfig:
+    """``d/config.json`` as a :class:`DetectorConfig`; a missing, unreadable or malformed file
+    is a :class:`ModelError` that says which file and what is wrong."""
+    cfg_path = d / "config.json"
+    if not cfg_path.is_file():
+        raise ModelError(
+            f"{d} is not a noisetrace model directory (no config.json); train one with "
+            "`noisetrace train`, or pick a bundled model (`noisetrace models`)"
+        )
+    try:
+        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise TypeError("expected a JSON object")
+        return DetectorConfig(**raw)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+        raise ModelError(
+            f"{cfg_path} is not a valid model config ({type(exc).__name__}: {exc}); restore it "
+            "from the model's source or retrain"
+        ) from None
+
+
 class Detector:
     """Scores images (arrays or files) and videos with one model.
 
@@ -142,7 +173,8 @@ class Detector:
             return
         try:
             if onnx_dir is None:
-                key = self.config.weights_sha256 or "unsaved"
+                # Keyed on the weights' content: two unsaved models never share a graph.
+                key = self.config.weights_sha256 or state_sha256(self.model)
                 onnx_dir = _cache_dir() / "onnx" / f"{self.config.arch}-{key[:16]}"
                 if not _onnx_complete(Path(onnx_dir)):
                     export_onnx(self.model, onnx_dir)
@@ -167,14 +199,17 @@ class Detector:
         several times faster there, same outputs; PyTorch on CUDA).
         """
         d = Path(directory)
-        cfg_path, w_path = d / "config.json", d / "model.safetensors"
-        if not cfg_path.is_file() or not w_path.is_file():
+        config = read_config(d)
+        from noisetrace.heads.detector import HEAD_ARCHS, load_head_model
+
+        if config.arch in HEAD_ARCHS:  # heads on frozen features, late fusion of branches
+            return load_head_model(d, config, device=device, backend=backend)
+        w_path = d / "model.safetensors"
+        if not w_path.is_file():
             raise ModelError(
                 f"{d} is not a noisetrace model directory (needs config.json and "
                 "model.safetensors); train one with `noisetrace train` or pick a bundled model"
             )
-        raw = json.loads(cfg_path.read_text())
-        config = DetectorConfig(**raw)
         if config.weights_sha256 and sha256_file(w_path) != config.weights_sha256:
             raise ModelError(
                 f"weights in {w_path} do not match the hash recorded in config.json; "

@@ -1,0 +1,157 @@
+"""Detectors built from heads: a linear head on frozen features, and a late fusion of
+branches. Both are :class:`~noisetrace.detector.Detector` s, so scanning, evaluation, the
+service and the benchmarks score them through the same path as any other model.
+
+Model directories (``config.json`` ``arch``):
+
+* ``feature-head``: ``head.safetensors`` (a :class:`LinearHead`) on the features of the
+  extractor in ``extra["extractor"]`` (e.g. CLIP ViT-B/16 views: the semantic branch).
+* ``fusion``: one sub-directory per branch (any model directory: a noise-residual CNN, a
+  feature head), their raw logits combined by ``extra["fusion"]``: a logistic regression
+  stacked on data the branches did not train on, so its output is already a calibrated
+  probability (``calibration`` stays the identity unless refitted).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noisetrace.detector import Detector, DetectorConfig, sha256_file
+from noisetrace.errors import InputError, ModelError
+from noisetrace.heads.extractors import from_spec
+from noisetrace.heads.linear import LinearHead
+
+HEAD_ARCHS = ("feature-head", "fusion")
+_IMAGE_CFG = {"input_size": None, "normalize": "unit", "sequence_length": None, "input": "image"}
+
+
+class _NoTorchModel:
+    """What ``Detector`` users see as ``.model`` when there is no network to explain."""
+
+    pretrained_cfg = _IMAGE_CFG
+
+    def __getattr__(self, name: str) -> Any:
+        raise ModelError("this model has no noise-residual network to explain (it is a head on "
+                         "frozen features); explain a noise model such as `fast` instead")
+
+
+class FeatureDetector(Detector):
+    """A :class:`LinearHead` on an extractor's features; logit = head(extractor(image))."""
+
+    def __init__(self, extractor: Any, head: LinearHead, feature: str,
+                 config: DetectorConfig) -> None:  # fmt: skip
+        import torch
+
+        self.device = torch.device("cpu")
+        self.config, self.extractor, self.head, self.feature = config, extractor, head, feature
+        self.model = _NoTorchModel()
+        self.cfg = dict(_IMAGE_CFG)
+        self.runtime = None  # type: ignore[assignment]
+
+    @property
+    def backend(self) -> str:
+        return "onnx" if self.extractor.kind == "clip" else "numpy"
+
+    def logit(self, img: np.ndarray) -> float:
+        return float(self.logits_batch([img])[0])
+
+    def logits_batch(self, imgs: list[np.ndarray]) -> np.ndarray:
+        imgs = [self._fit_size(i) for i in imgs]
+        feats = self.extractor.batch(imgs)
+        return np.array([self.head.decision_function(f[self.feature][None])[0] for f in feats])
+
+    @classmethod
+    def load_dir(cls, d: Path, config: DetectorConfig, **_: Any) -> FeatureDetector:
+        f = d / "head.safetensors"
+        rec = config.extra.get("head_sha256")
+        if not f.is_file() or (rec and sha256_file(f) != rec):
+            raise ModelError(f"{f} is missing or does not match the hash in config.json; "
+                             "refit the head (`noisetrace fit`) or reinstall noisetrace")
+        ext = from_spec(config.extra["extractor"])
+        return cls(ext, LinearHead.load(f), config.extra.get("feature", "embeds"), config)
+
+    def save(self, directory: str | Path, onnx: bool = False) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.head.save(d / "head.safetensors")
+        self.config.arch = "feature-head"
+        self.config.extra.update(extractor=self.extractor.spec(), feature=self.feature,
+                                 head_sha256=sha256_file(d / "head.safetensors"))
+        _write_config(d, self.config)
+        return d
+
+
+class FusedDetector(Detector):
+    """Late fusion: logit = sum_i w_i * logit_i(image) + b over the branch detectors.
+
+    ``model`` (what explanations look at) is the first branch that has a network, so
+    `noisetrace explain` shows the noise-residual evidence of a fused model.
+    """
+
+    def __init__(self, branches: dict[str, Detector], coef: dict[str, float],
+                 intercept: float, config: DetectorConfig) -> None:  # fmt: skip
+        self.branches, self.coef, self.intercept, self.config = branches, coef, intercept, config
+        first = next((b for b in branches.values() if not isinstance(b.model, _NoTorchModel)),
+                     next(iter(branches.values())))  # fmt: skip
+        self.device, self.model, self.cfg = first.device, first.model, dict(_IMAGE_CFG)
+        self.runtime = first.runtime
+        self._pre = getattr(first, "_pre", None)
+
+    @property
+    def backend(self) -> str:
+        return "+".join(sorted({b.backend for b in self.branches.values()}))
+
+    def branch_logits(self, imgs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Raw logits of every branch, (N,) each."""
+        return {n: np.asarray(b.logits_batch(imgs), np.float64) for n, b in self.branches.items()}
+
+    def combine(self, logits: dict[str, np.ndarray]) -> np.ndarray:
+        return sum(self.coef[n] * logits[n] for n in self.coef) + self.intercept
+
+    def logit(self, img: np.ndarray) -> float:
+        return float(self.logits_batch([img])[0])
+
+    def logits_batch(self, imgs: list[np.ndarray]) -> np.ndarray:
+        if not imgs:
+            raise InputError("nothing to score")
+        return self.combine(self.branch_logits(imgs))
+
+    @classmethod
+    def load_dir(cls, d: Path, config: DetectorConfig, device: str | None = "auto",
+                 backend: str = "auto") -> FusedDetector:  # fmt: skip
+        fu = config.extra.get("fusion") or {}
+        names = list(fu.get("coef", {}))
+        if not names:
+            raise ModelError(f"{d}/config.json: a fusion model needs extra.fusion.coef")
+        branches = {n: Detector.load(d / n, device=device, backend=backend) for n in names}
+        return cls(branches, {n: float(v) for n, v in fu["coef"].items()},
+                   float(fu.get("intercept", 0.0)), config)  # fmt: skip
+
+    def save(self, directory: str | Path, onnx: bool = False) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        for n, b in self.branches.items():
+            b.save(d / n, onnx=onnx)
+        self.config.arch = "fusion"
+        self.config.extra["fusion"] = {"coef": self.coef, "intercept": self.intercept}
+        _write_config(d, self.config)
+        return d
+
+
+def _write_config(d: Path, config: DetectorConfig) -> None:
+    tmp = d / ".config.json.tmp"
+    tmp.write_text(json.dumps(asdict(config), indent=2) + "\n")
+    tmp.replace(d / "config.json")
+
+
+def load_head_model(d: Path, config: DetectorConfig, device: str | None = "auto",
+                    backend: str = "auto") -> Detector:  # fmt: skip
+    """Entry used by :meth:`Detector.load` for the architectures in ``HEAD_ARCHS``."""
+    if config.arch == "fusion":
+        return FusedDetector.load_dir(d, config, device=device, backend=backend)
+    return FeatureDetector.load_dir(d, config)

