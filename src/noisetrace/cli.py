@@ -529,6 +529,8 @@ COMMANDS: tuple[Command, ...] = (
             "noisetrace.prepare:add_arguments"),
     Command("pretrain-stego", "pre-train SRNet (djin) as a cover/stego steganalysis detector "
             "(JIN-style init)", "noisetrace.train.stego_command:add_arguments"),
+    Command("fit", "fit heads on frozen features (CLIP, SPAM) and their fusion; "
+            "leave-one-family-out validation", "noisetrace.heads.command:add_arguments"),
     Command("export", "write ONNX graphs of a model (for ONNX Runtime)",
             "noisetrace.export:add_arguments"),
     Command("serve", "web page and REST API for scanning",
