@@ -4,10 +4,13 @@ For each detector and runtime it measures, on the same generated inputs:
 - images/s end to end (decode + score) on a folder of 256x256 JPEGs, through `scan_paths`;
 - model-only images/s at 256x256, batch 16;
 - seconds per megapixel at full resolution (a 12 MP image, tiled as scanning does);
+- images/s end to end on typical photos: 3 MP (2000x1500) camera-like JPEGs, 2 workers;
 - video frames/s end to end on a 640x480 clip of a face (decode + score; face models such as
   the bundled `faces` and MesoNet also find and crop the face in every frame).
-Peers (Corvi ResNet-50, MesoNet) run with random weights (speed does not depend on them) and,
-being heavy, on fewer inputs: 8 files, a 0.25 MP full-resolution region, 16 video frames.
+Peers (a plain timm ResNet-50 at 224 px, Corvi's full-resolution ResNet-50, MesoNet) run with
+random weights (speed does not depend on them) and, being heavy, on fewer inputs: 8 files, a
+0.25 MP full-resolution region, 16 video frames. The last column is each row's typical-photo
+rate over the timm ResNet-50's, measured in the same run.
 Absolute numbers vary with machine load; compare the rows of one run.
 """
 
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from noisetrace import models
@@ -43,6 +47,12 @@ def make_inputs(root: Path, n_images: int) -> dict[str, Path | list[str]]:
         f = root / f"img{i:03d}.jpg"
         Image.fromarray(p[y : y + 256, x : x + 256]).save(f, quality=90)
         files.append(str(f))
+    typical = []
+    for i in range(8):  # 3 MP photos, the size most phones share at
+        p = np.asarray(Image.fromarray(photos[i % len(photos)]).resize((2000, 1500)))
+        f = root / f"photo{i:02d}.jpg"
+        Image.fromarray(p).save(f, quality=90)
+        typical.append(str(f))
     big = np.tile(photos[0], (8, 6, 1))[:3000, :4000]  # 12 MP
     big_path = root / "big.jpg"
     Image.fromarray(big).save(big_path, quality=92)
@@ -50,7 +60,7 @@ def make_inputs(root: Path, n_images: int) -> dict[str, Path | list[str]]:
     frames = [np.ascontiguousarray(a[i * 4 : i * 4 + 480, i * 4 : i * 4 + 640]) for i in range(60)]
     video = root / "clip640x480.mp4"
     write_video(video, frames, fps=30)
-    return {"files": files, "big": big_path, "video": video}
+    return {"files": files, "typical": typical, "big": big_path, "video": video}
 
 
 def detectors(quick: bool) -> list[tuple[str, Detector, bool]]:
@@ -60,6 +70,7 @@ def detectors(quick: bool) -> list[tuple[str, Detector, bool]]:
         for backend in ("torch", "onnx"):
             out.append((f"{name} [{backend}]", load_detector(name, backend=backend), False))
     peers = [p for p in ("corvi-resnet50", "mesonet4") if p in models.list_models()]
+    out.append(("timm resnet50 @224 [torch]", _timm_resnet50(), True))
     if not quick:
         for p in peers:
             model = models.create(p)
@@ -73,6 +84,26 @@ def detectors(quick: bool) -> list[tuple[str, Detector, bool]]:
             if p != "corvi-resnet50":
                 out.append((f"{p} [onnx]", Detector(det.model, det.config, backend="onnx"), True))
     return out
+
+
+class _ResNet50At224(torch.nn.Module):
+    """A plain timm ResNet-50 classifier fed 224 px (the usual CNN detector baseline)."""
+
+    pretrained_cfg = {"input_size": (224, 224), "normalize": "imagenet", "input": "image"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        import timm
+
+        self.net = timm.create_model("resnet50", pretrained=False, num_classes=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[:, 0]
+
+
+def _timm_resnet50() -> Detector:
+    return Detector(_ResNet50At224(), DetectorConfig(name="resnet50", arch="resnet50"),
+                    backend="torch")  # fmt: skip
 
 
 def timeit(fn, repeat: int) -> float:
@@ -102,11 +133,17 @@ def bench(det: Detector, inputs: dict, quick: bool, peer: bool) -> dict[str, flo
         big = np.ascontiguousarray(big[:512, :512])
     mp = big.shape[0] * big.shape[1] / 1e6
     s_per_mp = timeit(lambda: det.logit(big), 0 if peer else 1) / mp
+    typical = inputs["typical"][:4] if peer else inputs["typical"]
+    t0 = time.perf_counter()
+    recs = list(scan_paths(det, typical, workers=2))
+    photos = len(typical) / (time.perf_counter() - t0)
+    assert all(r.error is None for r in recs), [r.error for r in recs if r.error]
     t0 = time.perf_counter()
     r = det.scan(inputs["video"], video_frames=16 if peer else 60)
     vfps = r.frames / (time.perf_counter() - t0)
     return {"images/s e2e @256": e2e, "images/s model @256": model_only,
-            "s/MP full-res": s_per_mp, "video frames/s @640x480": vfps}  # fmt: skip
+            "s/MP full-res": s_per_mp, "photos/s e2e @3MP": photos,
+            "video frames/s @640x480": vfps}  # fmt: skip
 
 
 def main() -> int:
@@ -121,6 +158,9 @@ def main() -> int:
         for label, det, peer in detectors(args.quick):
             rows.append({"detector": label, **bench(det, inputs, args.quick, peer)})
             print(f"measured {label}: {rows[-1]}", file=sys.stderr, flush=True)
+    ref = next((r["photos/s e2e @3MP"] for r in rows if r["detector"].startswith("timm")), None)
+    for r in rows:
+        r["x resnet50 (photos)"] = r["photos/s e2e @3MP"] / ref if ref else float("nan")
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table

@@ -437,6 +437,9 @@ def add_scan_arguments(s: argparse.ArgumentParser) -> None:
                    help="frames sampled per video (default: the model's, 16)")
     s.add_argument("--frame-scores", action="store_true", help="add per-frame scores (JSON)")
     s.add_argument("--workers", type=int, default=2, help="files in flight at once")
+    s.add_argument("--max-pixels", dest="max_pixels", type=int, default=None, metavar="N",
+                   help="largest image or video frame to decode, in pixels (default: 100 "
+                        "million for images, 4096x4096 for video frames)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     s.add_argument("--quiet", action="store_true", help="no table, no progress bar")
     s.add_argument("--explain", type=Path, metavar="DIR",

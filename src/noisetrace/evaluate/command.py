@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 _ALL = ("standard", "jpeg", "resolution", "generators", "confound", "loo", "crossdataset",
-        "seqlen")
+        "seqlen", "lofo")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -33,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = """examples:
   noisetrace evaluate --model default --data my_data/ --out reports/default
   noisetrace evaluate --model runs/mine/best --split val --protocol jpeg,confound --out reports/val
+  noisetrace evaluate --model default --protocol lofo --out reports/lofo
   noisetrace evaluate --data a/ --data b/ --protocol crossdataset \\
       --train-config configs/default.yaml --out reports/cross"""
     p.add_argument("--model", default="default", help="bundled model name or model directory")
@@ -194,6 +195,11 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         raise NoisetraceError(f"unknown protocol(s) {', '.join(bad)}; choose from "
                               f"{', '.join(_ALL)}")
+    if "lofo" in wanted:
+        if len(wanted) > 1:
+            raise NoisetraceError("lofo refits the model's recipe per held-out family: run it "
+                                  "alone (--protocol lofo)")
+        return _run_lofo(args, err)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise NoisetraceError("--threshold must be between 0 and 1")
     domains: dict[str, list] = {}
@@ -274,6 +280,46 @@ def run(args: argparse.Namespace) -> int:
                                                   opts=opts)
                 report["sections"].append(sec)
                 report["summary"].append(f"{sec['title']}: see its table.")
+    paths = write_report(report, args.out)
+    err.print(f"report written to {escape(str(args.out))}: " + ", ".join(sorted(paths)))
+    for line in report["summary"]:
+        err.print("  " + line)
+    return 0
+
+
+def _run_lofo(args: argparse.Namespace, err: Any) -> int:
+    """Leave one fake family out with the recipe a feature-head model was fitted with
+    (its card.json), or the head recipe given as --train-config; --data replaces its data."""
+    import json
+
+    from rich.markup import escape
+
+    from noisetrace.data.families import load_corpus
+    from noisetrace.errors import NoisetraceError
+    from noisetrace.evaluate.report import write_report
+    from noisetrace.heads.fit import Features, HeadRecipe, leave_one_family_out, lofo_section
+    from noisetrace.zoo import resolve
+
+    if args.train_config:
+        recipe = HeadRecipe.from_yaml(args.train_config, data=args.data)
+    else:
+        card = resolve(args.model) / "card.json"
+        raw = json.loads(card.read_text()).get("recipe") if card.is_file() else None
+        if not raw or "branches" not in raw:
+            raise NoisetraceError(f"{args.model} records no head recipe; lofo refits heads on "
+                                  "frozen features: give --train-config configs/*.yaml")
+        recipe = HeadRecipe(**{**raw, **({"data": args.data} if args.data else {})})
+    recipe.seed = args.seed
+    feats = Features(recipe, load_corpus(recipe.data), verbose=not args.quiet)
+    rep = leave_one_family_out(recipe, feats, bootstrap=args.bootstrap, verbose=not args.quiet)
+    sec = lofo_section(rep)
+    report = {"model": {"name": f"{recipe.name} (refitted per held-out family)", "arch": "fusion",
+                        "threshold": None, "calibration": {}},
+              "options": {"recipe": rep["recipe"]}, "counts": {"samples": rep["n_samples"]},
+              "unreadable": [], "conditions": {}, "metrics": {"sample": {}}, "roc": {},
+              "sections": [sec], "data": [str(d) for d in recipe.data],
+              "summary": [f"{t}: mean AUC {v['mean_auc']:.3f}, min {v['min_auc']:.3f} "
+                          f"({v['worst_family']})" for t, v in rep["summary"].items()]}
     paths = write_report(report, args.out)
     err.print(f"report written to {escape(str(args.out))}: " + ", ".join(sorted(paths)))
     for line in report["summary"]:
