@@ -159,7 +159,7 @@ def box_mask(shape: tuple[int, ...], box: tuple[float, float, float, float]) -> 
     """(H, W) float32 {0, 1} mask: an ellipse inside the face box ``(x0, y0, x1, y1)``.
 
     A detector's face box (Haar, HOG) spans about brows to chin and ear to ear; the ellipse
-    keeps to the skin: 80% of the box width, 95% of its height, centred a little low.
+    keeps to the skin: 80% of the box width, 94% of its height, centred a little low.
     """
     cv2 = _cv2()
     x0, y0, x1, y1 = (float(v) for v in box)
@@ -167,8 +167,8 @@ def box_mask(shape: tuple[int, ...], box: tuple[float, float, float, float]) -> 
         raise ValueError(f"face box {box} is empty")
     w, h = x1 - x0, y1 - y0
     mask = np.zeros((int(shape[0]), int(shape[1])), np.float32)
-    centre = (round((x0 + x1) / 2), round(y0 + 0.525 * h))
-    axes = (max(1, round(0.40 * w)), max(1, round(0.475 * h)))
+    centre = (round((x0 + x1) / 2), round(y0 + 0.52 * h))
+    axes = (max(1, round(0.40 * w)), max(1, round(0.47 * h)))
     cv2.ellipse(mask, centre, axes, 0.0, 0.0, 360.0, 1.0, thickness=-1)
     return mask
 
