@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,38 +23,12 @@ from noisetrace import __version__
 from noisetrace.errors import NoisetraceError
 
 
-def _lazy_rich(module: str, name: str) -> Callable[..., Any]:
-    """A stand-in for a rich class that imports its module on first use: rich.progress and
-    rich.table cost ~100 ms at start-up, which `--help` and `models` should not pay."""
-
-    def make(*args: Any, **kwargs: Any) -> Any:
-        import importlib
-
-        return getattr(importlib.import_module(module), name)(*args, **kwargs)
-
-    make.__name__ = make.__qualname__ = name
-    return make
-
-
-Progress = _lazy_rich("rich.progress", "Progress")
-BarColumn = _lazy_rich("rich.progress", "BarColumn")
-MofNCompleteColumn = _lazy_rich("rich.progress", "MofNCompleteColumn")
-TextColumn = _lazy_rich("rich.progress", "TextColumn")
-TimeRemainingColumn = _lazy_rich("rich.progress", "TimeRemainingColumn")
-Table = _lazy_rich("rich.table", "Table")
-
-
 def _scan(args: argparse.Namespace) -> int:
-    from noisetrace.scan import (
-        JsonlWriter,
-        for_table,
-        iter_inputs,
-        path_key,
-        read_resume,
-        scan_paths,
-        to_record,
-        write_csv,
-    )
+    """``noisetrace scan``: check the options, load the detector, and hand the engine and the
+    outputs to the one scan driver (:func:`noisetrace.scan.run_scan`)."""
+    from noisetrace.engines import EngineOptions, open_engine
+    from noisetrace.outputs import OutputOptions, option_values
+    from noisetrace.scan import run_scan
     from noisetrace.zoo import load_detector
 
     err = Console(stderr=True)
@@ -75,97 +48,29 @@ def _scan(args: argparse.Namespace) -> int:
     if args.resume and not args.jsonl:
         err.print("[red]--resume needs --jsonl FILE (the scan to continue)[/red]")
         return 2
-    if args.engine == "ray":  # Ray is imported only on this path
-        from noisetrace.engines.ray_engine import scan_command
+    if args.explain and args.engine != "local":
+        err.print("[red]--explain runs with the local engine; leave out --engine ray[/red]")
+        return 2
 
-        return scan_command(args, det)
-
-    try:
-        listing = iter_inputs(args.paths)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted while listing the inputs: nothing was scanned[/yellow]")
-        return 130
-    files, errors = listing.files, listing.errors
-    old: list[dict] = []  # records of the scan being resumed: every output holds them too
-    if args.resume:
-        # Inputs are matched by real path, so "./d" continues a scan of "d"; listing errors
-        # (a missing input) already recorded are not appended again.
-        done, old = read_resume(args.jsonl)
-        before = len(files) + len(errors)
-        files = [f for f in files if path_key(f) not in done]
-        errors = [r for r in errors if path_key(r.path) not in done]
-        left = len(files) + len(errors)
-        err.print(f"resuming: {before - left} already in {args.jsonl}, {left} to go")
-    if listing.skipped_non_media:
-        err.print(
-            f"[yellow]passed over {len(listing.skipped_non_media)} file(s) in folders that are "
-            "not images or videos[/yellow] (name a file explicitly to scan it anyway)"
-        )
-
-    records: list[dict] = list(old)
-    writer = (
-        JsonlWriter(args.jsonl, append=args.resume, frame_scores=args.frame_scores)
-        if args.jsonl
-        else None
-    )
-    pq = None
-    if args.parquet:
-        from noisetrace.engines import ParquetRecordWriter
-
-        pq = ParquetRecordWriter(args.parquet, frame_scores=args.frame_scores, seed_records=old)
-
-    def emit(r) -> None:
-        # Every record goes to every output as soon as it exists (valid output on Ctrl-C).
-        if writer:
-            writer.write(r)
-        if pq:
-            pq.write(r)
-        records.append(to_record(r, frame_scores=args.frame_scores))
-
-    interactive = err.is_terminal and not args.quiet
-    progress = Progress(
-        TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, transient=True, disable=not interactive or len(files) < 2,
+    options = EngineOptions(
+        model=str(args.model), device=args.device, video_frames=args.frames,
+        frame_scores=args.frame_scores, workers=args.workers, address=args.address,
     )  # fmt: skip
-    t0 = time.perf_counter()
-    interrupted = False
-    try:
-        with progress:
-            task = progress.add_task("scan", total=len(files) + len(errors))
-            for r in errors:
-                emit(r)
-                progress.advance(task)
-            for r in scan_paths(det, files, video_frames=args.frames, workers=args.workers):
-                emit(r)
-                if args.explain and r.verdict == "fake":
-                    _explain_flagged(det, r, args.explain, err)
-                progress.advance(task)
-    except KeyboardInterrupt:
-        interrupted = True
-        err.print("[yellow]interrupted: the output holds every file finished so far[/yellow]")
-    finally:
-        if writer:
-            writer.close()
-        if pq:
-            pq.close()
-        if args.csv:
-            write_csv(args.csv, records)
-    elapsed = time.perf_counter() - t0
+    engine = open_engine(args.engine, det, options)  # Ray is imported only for --engine ray
+    outputs = OutputOptions(
+        values=option_values(args), frame_scores=args.frame_scores, quiet=args.quiet,
+        model=det.name, threshold=det.threshold,
+    )  # fmt: skip
 
-    if args.json:
-        sys.stdout.write(json.dumps(records, indent=2) + "\n")
-    elif not args.quiet:
-        _print_table(for_table(records), det.name, det.threshold)  # names cannot drive the tty
-    n_err = sum(r["verdict"] == "error" for r in records)
-    n_fake = sum(r["verdict"] == "fake" for r in records)
-    earlier = f" ({len(old)} from the earlier run)" if old else ""
-    err.print(
-        f"{len(records)} scanned{earlier} in {elapsed:.1f}s: {n_fake} fake, "
-        f"{len(records) - n_fake - n_err} real, {n_err} error(s)"
-    )
-    if interrupted:
-        return 130
-    return 1 if (args.strict and n_err) else 0
+    def explain(r: Any) -> None:
+        if r.verdict == "fake":
+            _explain_flagged(det, r, args.explain, err)
+
+    return run_scan(
+        engine, args.paths, outputs, resume=args.jsonl if args.resume else None,
+        strict=args.strict, progress=not args.quiet, after=explain if args.explain else None,
+        err=err,
+    )  # fmt: skip
 
 
 def _explain_flagged(det, r, out_dir: Path, err: Console) -> None:
@@ -176,22 +81,6 @@ def _explain_flagged(det, r, out_dir: Path, err: Console) -> None:
         explain_file(det, r.path, out_dir, result=r)
     except Exception as exc:  # noqa: BLE001 - an explanation must never stop the scan
         err.print(f"[yellow]could not explain {escape(r.path)}: {escape(str(exc))}[/yellow]")
-
-
-def _print_table(records: list[dict], model: str, threshold: float) -> None:
-    table = Table(title=f"noisetrace · model {model} · threshold {threshold:.2f}")
-    for col in ("file", "kind", "score", "verdict", "frames", "seconds", "error"):
-        table.add_column(col, overflow="fold")
-    colour = {"fake": "red", "real": "green", "error": "yellow"}
-    for r in records:
-        score = "" if r["score"] is None else f"{r['score']:.3f}"
-        table.add_row(
-            escape(r["path"]), r["kind"] or "", score,
-            f"[{colour[r['verdict']]}]{r['verdict']}[/]",
-            "" if r["frames"] is None else str(r["frames"]),
-            f"{r['seconds']:.2f}", escape(r["error"] or ""),
-        )  # fmt: skip
-    Console().print(table)
 
 
 # -- models ------------------------------------------------------------------------------------
@@ -415,6 +304,8 @@ def examples(*lines: str) -> str:
 
 
 def add_scan_arguments(s: argparse.ArgumentParser) -> None:
+    from noisetrace.outputs import add_arguments as add_output_arguments
+
     s.description = ("Score images, videos and folders with a detector; one record per input "
                      "(a table on the terminal, or JSONL, CSV, JSON, Parquet).")
     s.epilog = examples(
@@ -427,15 +318,14 @@ def add_scan_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--model", default="default", help="bundled model name or model directory")
     s.add_argument("--threshold", type=float, default=None,
                    help="fake if score >= T (default: the model's)")
-    s.add_argument("--jsonl", type=Path, metavar="FILE",
-                   help="write one JSON record per line to FILE")
-    s.add_argument("--csv", type=Path, metavar="FILE", help="write records as CSV to FILE")
-    s.add_argument("--json", action="store_true", help="print records as a JSON list on stdout")
+    add_output_arguments(s)  # --jsonl, --csv, --json, --parquet: one per noisetrace.outputs
     s.add_argument("--resume", action="store_true", help="continue the scan in --jsonl FILE")
     s.add_argument("--strict", action="store_true", help="exit 1 if any input failed")
     s.add_argument("--frames", type=int, default=None,
                    help="frames sampled per video (default: the model's, 16)")
-    s.add_argument("--frame-scores", action="store_true", help="add per-frame scores (JSON)")
+    s.add_argument("--frame-scores", action="store_true",
+                   help="add per-frame scores to --jsonl, --json and --parquet records (the "
+                        "table does not show them)")
     s.add_argument("--workers", type=int, default=2, help="files in flight at once")
     s.add_argument("--max-pixels", dest="max_pixels", type=int, default=None, metavar="N",
                    help="largest image or video frame to decode, in pixels (default: 100 "
@@ -448,18 +338,16 @@ def add_scan_arguments(s: argparse.ArgumentParser) -> None:
                    help="local: this process; ray: a Ray cluster (pip install 'noisetrace[ray]')")
     s.add_argument("--address", default=None, metavar="ADDR",
                    help="--engine ray: 'auto' or ray://HOST:10001 (default: a local Ray)")
-    s.add_argument("--parquet", type=Path, metavar="FILE",
-                   help="also write records as Parquet (large runs; needs pyarrow)")
     s.set_defaults(func=_scan, needs=_scan_needs)
 
 
 def _scan_needs(args: argparse.Namespace) -> dict[str, str]:
-    needs = {}
+    from noisetrace.outputs import needs, option_values
+
+    wanted = needs(option_values(args))  # e.g. pyarrow for --parquet
     if args.engine == "ray":
-        needs["ray"] = "noisetrace[ray]"
-    if args.parquet:
-        needs["pyarrow"] = "noisetrace[ray]"
-    return needs
+        wanted["ray"] = "noisetrace[ray]"
+    return wanted
 
 
 def add_models_arguments(m: argparse.ArgumentParser) -> None:

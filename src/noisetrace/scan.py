@@ -1,26 +1,51 @@
-"""The one scanning path: expand inputs, scan each with a detector, write records.
+"""The one scanning path: expand inputs, scan each with a detector, write the records.
 
-The CLI, the web service and the benchmarks all call :func:`iter_inputs` and
-:func:`scan_paths`, so every entry point treats bad files the same way.
+- :func:`iter_inputs` lists files and folders (the rules every entry point shares);
+- :func:`scan_paths` scans files in this process (the local engine, the API, the service);
+- :func:`run_scan` is the one driver of ``noisetrace scan``: it takes any engine
+  (:mod:`noisetrace.engines`), applies ``--resume``, writes every result to every output
+  (:mod:`noisetrace.outputs`), shows progress, and returns the exit status.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import os
-import re
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from noisetrace.detector import Detector, ScanResult
-from noisetrace.engines import is_uri, iter_jsonl_records
 from noisetrace.errors import InputError
 from noisetrace.media.formats import MEDIA_EXTENSIONS, not_regular_reason, read_head, sniff_bytes
+from noisetrace.outputs import OutputOptions, close_all, open_sinks
+from noisetrace.outputs.csvfile import write_csv
+from noisetrace.outputs.jsonl import JsonlSink, read_done, read_resume, repair_jsonl
+from noisetrace.outputs.records import (
+    escape_path,
+    for_table,
+    for_terminal,
+    is_uri,
+    path_key,
+    to_record,
+    unescape_path,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from noisetrace.engines import Engine
+
+JsonlWriter = JsonlSink  # the name earlier callers (benchmarks) import
+
+__all__ = [
+    "InputListing", "JsonlWriter", "escape_path", "for_table", "for_terminal", "is_uri",
+    "iter_inputs", "path_key", "read_done", "read_resume", "repair_jsonl", "run_scan",
+    "scan_paths", "to_record", "unescape_path", "write_csv",
+]  # fmt: skip
 
 
 @dataclass
@@ -30,103 +55,6 @@ class InputListing:
     files: list[str] = field(default_factory=list)
     errors: list[ScanResult] = field(default_factory=list)
     skipped_non_media: list[str] = field(default_factory=list)
-
-
-# -- identity and record text of a path -------------------------------------------------------
-def path_key(path: str | Path) -> str:
-    """Canonical identity of an input: its real path (``./a.jpg``, ``a.jpg`` and a link to it
-    are one input), so a resumed or repeated scan never records a file twice. URIs are their
-    own key."""
-    p = os.fspath(path)
-    if isinstance(p, bytes):
-        p = os.fsdecode(p)
-    return p if is_uri(p) else os.path.realpath(p)
-
-
-# Escapes are only produced on POSIX, where names are bytes; Windows names are text already
-# and use the backslash as separator.
-_ESCAPES = os.sep == "/"
-_UNESCAPE = re.compile(rb"\\(\\|x[0-9a-fA-F]{2})")
-
-
-def escape_path(path: str) -> str:
-    """A file name as record text: valid UTF-8 and reversible (:func:`unescape_path`).
-
-    Bytes of a name that are not UTF-8 (Python holds them as surrogate escapes, which CSV and
-    Parquet cannot store) are written as ``\\xNN`` and a backslash as ``\\\\``; every other
-    name is unchanged.
-    """
-    if not _ESCAPES or ("\\" not in path and _is_utf8(path)):
-        return path
-    try:
-        raw = os.fsencode(path)
-    except UnicodeEncodeError:  # a lone surrogate that no file system name produces
-        raw = path.encode("utf-8", "surrogatepass")
-    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
-
-
-def unescape_path(text: str) -> str:
-    """The file name a record's ``path`` stands for (inverse of :func:`escape_path`)."""
-    if not _ESCAPES or "\\" not in text:
-        return text
-    raw = _UNESCAPE.sub(
-        lambda m: b"\\" if m.group(1) == b"\\" else bytes([int(m.group(1)[1:], 16)]),
-        text.encode("utf-8", "surrogateescape"),
-    )
-    return os.fsdecode(raw)
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _text(value: str) -> str:
-    """Any message as valid UTF-8 (a path quoted in an error may carry surrogate escapes)."""
-    if _is_utf8(value):
-        return value
-    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def to_record(r: ScanResult, frame_scores: bool = False) -> dict[str, Any]:
-    """``r.to_record()`` with text every output format can hold: the path escaped by
-    :func:`escape_path`. Every writer (JSONL, CSV, JSON, Parquet) takes records from here."""
-    rec = r.to_record(frame_scores)
-    rec["path"] = escape_path(rec["path"])
-    if rec.get("error"):
-        rec["error"] = _text(rec["error"])
-    return rec
-
-
-def for_terminal(text: str) -> str:
-    """``text`` with control and format characters (terminal escape codes, bidi overrides,
-    newlines) shown as ``\\xNN`` / ``\\uNNNN``, so a file name cannot act on the terminal."""
-    if text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        if ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x100:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
-    return "".join(out)
-
-
-def for_table(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Copies of records whose path and error are safe to print (see :func:`for_terminal`)."""
-    out = []
-    for r in records:
-        r = dict(r)
-        r["path"] = for_terminal(r["path"])
-        if r.get("error"):
-            r["error"] = for_terminal(r["error"])
-        out.append(r)
-    return out
 
 
 # -- listing ----------------------------------------------------------------------------------
@@ -242,7 +170,6 @@ def scan_paths(
     *,
     video_frames: int | None = None,
     workers: int = 1,
-    on_result: Callable[[ScanResult], None] | None = None,
 ) -> Iterator[ScanResult]:
     """Scan ``files`` in order, yielding one :class:`ScanResult` each.
 
@@ -255,86 +182,129 @@ def scan_paths(
         return detector.scan(f, video_frames=video_frames)
 
     if workers <= 1:
-        results: Iterable[ScanResult] = map(one, files)
-        for r in results:
-            if on_result:
-                on_result(r)
-            yield r
+        yield from map(one, files)
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for r in pool.map(one, files):
-            if on_result:
-                on_result(r)
-            yield r
+        yield from pool.map(one, files)
 
 
-# -- writers ---------------------------------------------------------------------------------
-def read_resume(jsonl: str | Path) -> tuple[set[str], list[dict[str, Any]]]:
-    """Inputs already recorded in a JSONL file (as :func:`path_key` keys) and their records,
-    the first one per input, for ``--resume``; torn or foreign lines are ignored."""
-    done: set[str] = set()
-    records: list[dict[str, Any]] = []
-    for rec in iter_jsonl_records(jsonl):
-        if not isinstance(rec["path"], str):
-            continue
-        key = path_key(unescape_path(rec["path"]))
-        if key not in done:
-            done.add(key)
-            records.append(rec)
-    return done, records
+# -- the driver ------------------------------------------------------------------------------
+def run_scan(
+    engine: Engine,
+    paths: Iterable[str | Path],
+    outputs: OutputOptions,
+    *,
+    resume: str | Path | None = None,
+    strict: bool = False,
+    progress: bool = True,
+    after: Callable[[ScanResult], None] | None = None,
+    err: Console | None = None,
+) -> int:
+    """One scan, whatever the engine: list ``paths``, scan the files, write every result to
+    every output as soon as it exists, and return the exit status: 0, 1 with ``strict`` when
+    any record is an error, 130 when interrupted (every output then holds every file finished
+    so far and is valid).
 
+    ``resume`` is the JSONL file of a scan to continue: inputs it records (matched by real
+    path) are not scanned again, and its records go to the outputs that are written whole
+    (CSV, JSON, Parquet, the table), so after a resume every output holds the whole scan.
+    Errors met while listing are records like any other: those known before the scan first,
+    those a lazy listing meets later (object storage) at the end. ``after`` is called with each
+    scanned result (``--explain``).
+    """
+    from rich.console import Console
+    from rich.markup import escape
 
-def read_done(jsonl: str | Path) -> set[str]:
-    """:func:`path_key` of every input already recorded in a JSONL file (for ``--resume``)."""
-    return read_resume(jsonl)[0]
-
-
-def repair_jsonl(jsonl: str | Path) -> None:
-    """Drop a partial last line left by a crash, so appending keeps the file valid."""
-    p = Path(jsonl)
-    if not p.exists() or p.stat().st_size == 0:
-        return
-    data = p.read_bytes()
-    if data.endswith(b"\n"):
-        return
-    cut = data.rfind(b"\n") + 1
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_bytes(data[:cut])
-    tmp.replace(p)
-
-
-class JsonlWriter:
-    """Appends one complete JSON line per record and flushes it, so an interrupted scan
-    leaves a valid file that ``--resume`` continues."""
-
-    def __init__(self, path: str | Path, append: bool = False, frame_scores: bool = False):
-        if append:
-            repair_jsonl(path)
-        self.fh = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
-        self.frame_scores = frame_scores
-
-    def write(self, r: ScanResult) -> None:
-        self.fh.write(json.dumps(to_record(r, self.frame_scores)) + "\n")
-        self.fh.flush()
-
-    def close(self) -> None:
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
-
-
-def write_csv(path: str | Path, records: list[dict]) -> None:
-    """Write records as CSV atomically (temporary file, then rename; no temporary file is
-    left behind when writing fails)."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp")
+    err = err or Console(stderr=True)
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(ScanResult.FIELDS), extrasaction="ignore")
-            w.writeheader()
-            for rec in records:
-                w.writerow({k: ("" if v is None else v) for k, v in rec.items()})
-        tmp.replace(p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        listing, files = engine.list_inputs([os.fsdecode(os.fspath(p)) for p in paths])
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted while listing the inputs: nothing was scanned[/yellow]")
+        return 130
+    done: set[str] = set()
+    if resume is not None:
+        done, outputs.earlier = read_resume(resume)
+        outputs.resume = True
+        if isinstance(files, list):
+            files = [f for f in files if path_key(f) not in done]
+        else:  # a lazy listing stays lazy
+            files = (f for f in files if path_key(f) not in done)
+    listed = len(listing.errors)
+    errors = [r for r in listing.errors if path_key(r.path) not in done]
+    total = len(files) + len(errors) if isinstance(files, list) else None
+    if resume is not None:
+        to_go = "" if total is None else f", {total} to go"
+        err.print(f"resuming: {len(outputs.earlier)} already in {escape(str(resume))}{to_go}",
+                  highlight=False)  # fmt: skip
+
+    tally = {"all": len(outputs.earlier), "fake": 0, "error": 0}
+    for rec in outputs.earlier:
+        if rec.get("verdict") in tally:
+            tally[rec["verdict"]] += 1
+    sinks = open_sinks(outputs)
+    bar = _progress(err, engine.name, total, enabled=progress)
+
+    def emit(r: ScanResult) -> None:
+        for s in sinks:  # every output, as soon as the result exists (valid output on Ctrl-C)
+            s.write(r)
+        tally["all"] += 1
+        if r.verdict in tally:
+            tally[r.verdict] += 1
+        bar.advance(task)
+
+    t0 = time.perf_counter()
+    interrupted = complete = False
+    try:
+        with bar:
+            task = bar.add_task("scan", total=total)
+            for r in errors:
+                emit(r)
+            for r in engine.results(files):
+                emit(r)
+                if after is not None:
+                    after(r)
+            for r in listing.errors[listed:]:  # met while a lazy listing was consumed
+                if path_key(r.path) not in done:
+                    emit(r)
+        complete = True
+    except KeyboardInterrupt:
+        interrupted = True
+        how = ("run the same command with --resume to continue" if outputs.values.get("jsonl")
+               else "to be able to continue with --resume, write --jsonl FILE")  # fmt: skip
+        err.print(f"[yellow]interrupted: the output holds every file finished so far; {how}"
+                  "[/yellow]")  # fmt: skip
+    finally:
+        close_all(sinks, complete)
+    elapsed = time.perf_counter() - t0
+
+    if listing.skipped_non_media:
+        err.print(
+            f"[yellow]passed over {len(listing.skipped_non_media)} file(s) in folders that are "
+            "not images or videos[/yellow] (name a file explicitly to scan it anyway)"
+        )
+    n, n_fake, n_err = tally["all"], tally["fake"], tally["error"]
+    earlier = f" ({len(outputs.earlier)} from the earlier run)" if outputs.earlier else ""
+    err.print(f"{n} scanned{earlier} in {elapsed:.1f}s: {n_fake} fake, {n - n_fake - n_err} "
+              f"real, {n_err} error(s)", highlight=False)  # fmt: skip
+    if interrupted:
+        return 130
+    return 1 if (strict and n_err) else 0
+
+
+def _progress(err: Console, engine: str, total: int | None, enabled: bool) -> Any:
+    """A transient progress bar on ``err``, only on a terminal and for more than one input
+    (its length is unknown while a lazy listing is being consumed)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    label = "scanning" if engine == "local" else f"scanning ({engine})"
+    columns: list[Any] = [TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn()]
+    if total is not None:
+        columns.append(TimeRemainingColumn())
+    show = enabled and err.is_terminal and (total is None or total >= 2)
+    return Progress(*columns, console=err, transient=True, disable=not show)

@@ -26,12 +26,10 @@ Pipeline (Ray Data, streaming, one window of the listing at a time)::
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from itertools import islice
@@ -39,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from noisetrace.detector import Detector, ScanResult
-from noisetrace.engines import ParquetRecordWriter, is_uri, result_from_record
+from noisetrace.engines import EngineOptions
 from noisetrace.errors import NoisetraceError
 from noisetrace.media.formats import MEDIA_EXTENSIONS, sniff_bytes
+from noisetrace.outputs.records import is_uri, result_from_record
 from noisetrace.scan import InputListing, iter_inputs
 
 NOT_FOUND = "file not found (it may have been moved or deleted)"  # Detector.scan's wording
@@ -387,134 +386,33 @@ def scan_ray(
                 yield result_from_record(json.loads(row["record"]))
 
 
-# -- the command -----------------------------------------------------------------------------
-TABLE_LIMIT = 10_000  # records shown in the terminal table; files hold them all
+# -- the engine ------------------------------------------------------------------------------
+class RayEngine:
+    """``noisetrace scan --engine ray``: the listing of :func:`list_inputs` and the results of
+    :func:`scan_ray`; the scan driver (:func:`noisetrace.scan.run_scan`) does the rest, as for
+    the local engine.
 
-
-def scan_command(args: argparse.Namespace, det: Detector) -> int:
-    """``noisetrace scan --engine ray``: same outputs and exit codes as the local engine.
-
-    ``det`` is the detector the driver loaded (it validated the model and carries the
-    threshold); actors load their own copy of the same model.
+    ``detector`` is the one the driver loaded (it validated the model and carries the
+    threshold); actors load their own copy of the same model. Joins the cluster at
+    ``options.address`` (or starts a local Ray) when built.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from noisetrace.cli import _print_table
-    from noisetrace.scan import (
-        JsonlWriter,
-        for_table,
-        path_key,
-        read_resume,
-        to_record,
-        write_csv,
-    )
-    from noisetrace.zoo import list_bundled, resolve
+    name = "ray"
 
-    err = Console(stderr=True)
-    if args.explain:
-        err.print("[red]--explain runs with the local engine; leave out --engine ray[/red]")
-        return 2
-    connect(args.address)
-    try:
-        listing, files = list_inputs(args.paths)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted while listing the inputs: nothing was scanned[/yellow]")
-        return 130
-    done: set[str] = set()
-    old: list[dict] = []  # records of the scan being resumed: every output holds them too
-    if args.resume:
-        # Inputs are matched by real path (URIs as written), as the local engine does.
-        done, old = read_resume(args.jsonl)
-        files = (f for f in files if path_key(f) not in done)
-        err.print(f"resuming: {len(done)} already in {args.jsonl}")
-    model = str(args.model)
-    if model not in list_bundled():
-        model = str(resolve(model).resolve())  # a directory: the same absolute path on nodes
-    config = WorkerConfig(
-        model=model, device=args.device, threshold=det.threshold,
-        video_frames=args.frames, frame_scores=args.frame_scores,
-    )  # fmt: skip
+    def __init__(self, detector: Detector, options: EngineOptions) -> None:
+        from noisetrace.zoo import list_bundled, resolve
 
-    keep = bool(args.csv or args.json) or not args.quiet
-    records: list[dict] = list(old) if keep else []
-    counts = {
-        "all": len(old),
-        "fake": sum(r.get("verdict") == "fake" for r in old),
-        "error": sum(r.get("verdict") == "error" for r in old),
-    }
-    writer = (
-        JsonlWriter(args.jsonl, append=args.resume, frame_scores=args.frame_scores)
-        if args.jsonl
-        else None
-    )
-    parquet = (
-        ParquetRecordWriter(
-            args.parquet,
-            frame_scores=args.frame_scores,
-            seed_records=old,
+        model = str(options.model)
+        if model not in list_bundled():
+            model = str(resolve(model).resolve())  # a directory: the same absolute path on nodes
+        self.config = WorkerConfig(
+            model=model, device=options.device, threshold=detector.threshold,
+            video_frames=options.video_frames, frame_scores=options.frame_scores,
         )  # fmt: skip
-        if args.parquet
-        else None
-    )
-    interactive = err.is_terminal and not args.quiet
-    progress = Progress(
-        TextColumn("[bold]scanning (ray)"), BarColumn(), MofNCompleteColumn(),
-        console=err, transient=True, disable=not interactive,
-    )  # fmt: skip
+        connect(options.address)
 
-    def emit(r: ScanResult) -> None:
-        if writer:
-            writer.write(r)
-        if parquet:
-            parquet.write(r)
-        counts["all"] += 1
-        counts["fake"] += r.verdict == "fake"
-        counts["error"] += r.verdict == "error"
-        if keep and (args.csv or args.json or len(records) < TABLE_LIMIT):
-            records.append(to_record(r, frame_scores=args.frame_scores))
-        progress.advance(task)
+    def list_inputs(self, paths: Iterable[str]) -> tuple[InputListing, Iterator[str]]:
+        return list_inputs(paths)
 
-    t0 = time.perf_counter()
-    interrupted = False
-    try:
-        with progress:
-            task = progress.add_task("scan", total=None)
-            for r in scan_ray(files, config):
-                emit(r)
-            # Listing errors (missing paths, symlink loops, unlistable prefixes) are complete
-            # only once the lazy listing is exhausted.
-            for r in listing.errors:
-                if path_key(r.path) not in done:
-                    emit(r)
-    except KeyboardInterrupt:
-        interrupted = True
-        err.print("[yellow]interrupted: the output holds every file finished so far[/yellow]")
-    finally:
-        if writer:
-            writer.close()
-        if parquet:
-            parquet.close()
-        if args.csv:
-            write_csv(args.csv, records)
-    elapsed = time.perf_counter() - t0
-    if listing.skipped_non_media:
-        err.print(
-            f"[yellow]passed over {len(listing.skipped_non_media)} file(s) in folders that are "
-            "not images or videos[/yellow] (name a file explicitly to scan it anyway)"
-        )
-    if args.json:
-        import sys
-
-        sys.stdout.write(json.dumps(records, indent=2) + "\n")
-    elif not args.quiet:
-        _print_table(for_table(records), det.name, det.threshold)
-        if counts["all"] > len(records):
-            err.print(f"(table shows the first {len(records)}; the output files hold all)")
-    n, n_fake, n_err = counts["all"], counts["fake"], counts["error"]
-    err.print(
-        f"{n} scanned in {elapsed:.1f}s: {n_fake} fake, {n - n_fake - n_err} real, {n_err} error(s)"
-    )
-    if interrupted:
-        return 130
-    return 1 if (args.strict and n_err) else 0
+    def results(self, files: Iterable[str]) -> Iterator[ScanResult]:
+        return scan_ray(files, self.config)

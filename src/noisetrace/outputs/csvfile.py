@@ -1,0 +1,45 @@
+"""``--csv FILE``: every record as a CSV row (the fields of a record, per-frame scores left
+out), written atomically when the scan ends, interrupted or not. After ``--resume`` it holds
+the whole scan, earlier records first."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from noisetrace.io import atomic_path
+from noisetrace.outputs.base import OutputFormat, OutputOptions, RecordSink
+from noisetrace.outputs.records import Record, record_fields
+
+
+class CsvSink(RecordSink):
+    """Keeps the records (CSV has no appending after a crash) and writes them on close."""
+
+    def __init__(self, path: str | Path, earlier: Iterable[Record] = ()) -> None:
+        self.path = Path(path)
+        self.records: list[Record] = list(earlier)
+
+    def write_record(self, record: Record) -> None:
+        self.records.append(record)
+
+    def close(self, complete: bool = True) -> None:
+        write_csv(self.path, self.records)
+
+
+def write_csv(path: str | Path, records: Iterable[Record]) -> None:
+    """Write records as CSV atomically (temporary file, then rename; no temporary file is
+    left behind when writing fails)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(record_fields()), extrasaction="ignore")
+        w.writeheader()
+        for rec in records:
+            w.writerow({k: ("" if v is None else v) for k, v in rec.items()})
+
+
+def _open(value: Any, o: OutputOptions) -> CsvSink:
+    return CsvSink(value, earlier=o.earlier)
+
+
+FORMAT = OutputFormat(name="csv", flag="--csv", open=_open, help="write records as CSV to FILE")
