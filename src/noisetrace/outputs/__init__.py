@@ -24,14 +24,17 @@ __all__ = [
     "close_all", "formats", "needs", "open_sinks", "option_values",
 ]  # fmt: skip
 
-# Modules of noisetrace.outputs, one per format, in the order sinks are opened and closed
-# (files first, then what is printed on the terminal).
+# One module per format, in the order sinks are opened and closed (files first, then what is
+# printed on the terminal): a module of this package by its name, any other by its full name.
 FORMATS: tuple[str, ...] = ("jsonl", "csvfile", "jsonlist", "parquet", "table")
 
 
 def formats() -> list[OutputFormat]:
     """The registered formats, in :data:`FORMATS` order."""
-    return [importlib.import_module(f"noisetrace.outputs.{m}").FORMAT for m in FORMATS]
+    return [
+        importlib.import_module(m if "." in m else f"noisetrace.outputs.{m}").FORMAT
+        for m in FORMATS
+    ]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
