@@ -21,7 +21,7 @@ from noisetrace.outputs.records import Record
 
 __all__ = [
     "FORMATS", "OutputFormat", "OutputOptions", "Record", "RecordSink", "Sink", "add_arguments",
-    "close_all", "formats", "needs", "open_sinks", "option_values",
+    "chosen", "close_all", "formats", "needs", "open_sinks", "option_values",
 ]  # fmt: skip
 
 # One module per format, in the order sinks are opened and closed (files first, then what is
