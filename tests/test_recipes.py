@@ -116,15 +116,15 @@ def test_every_recipe_has_a_config_the_loop_accepts():
         assert raw["arch"] in models.list_models()
 
 
-def test_the_bundled_default_recipes_are_accepted():
-    """configs/default.yaml then configs/default_finetune.yaml (init from the first) made
-    the bundled `default`: both must stay valid, and stage 2 must continue stage 1's model."""
+def test_the_bundled_fast_recipes_are_accepted():
+    """configs/fast.yaml then configs/fast_finetune.yaml (init from the first) made the
+    bundled `fast`: both must stay valid, and stage 2 must continue stage 1's model."""
     yaml = __import__("yaml")
-    one = yaml.safe_load((CONFIGS / "default.yaml").read_text())
-    two = yaml.safe_load((CONFIGS / "default_finetune.yaml").read_text())
+    one = yaml.safe_load((CONFIGS / "fast.yaml").read_text())
+    two = yaml.safe_load((CONFIGS / "fast_finetune.yaml").read_text())
     for raw in (one, two):
         TrainConfig(**raw).check()
-    assert two["init"] == "runs/default/best" and two["arch_config"] == one["arch_config"]
+    assert two["init"] == "runs/fast/best" and two["arch_config"] == one["arch_config"]
     assert two["holdout"] == one["holdout"]
 
 

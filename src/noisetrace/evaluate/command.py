@@ -313,8 +313,9 @@ def _run_lofo(args: argparse.Namespace, err: Any) -> int:
     feats = Features(recipe, load_corpus(recipe.data), verbose=not args.quiet)
     rep = leave_one_family_out(recipe, feats, bootstrap=args.bootstrap, verbose=not args.quiet)
     sec = lofo_section(rep)
+    thr = float(sum(r["threshold"] for r in rep["families"]) / max(len(rep["families"]), 1))
     report = {"model": {"name": f"{recipe.name} (refitted per held-out family)", "arch": "fusion",
-                        "threshold": None, "calibration": {}},
+                        "threshold": round(thr, 4), "calibration": {}},
               "options": {"recipe": rep["recipe"]}, "counts": {"samples": rep["n_samples"]},
               "unreadable": [], "conditions": {}, "metrics": {"sample": {}}, "roc": {},
               "sections": [sec], "data": [str(d) for d in recipe.data],
