@@ -352,3 +352,19 @@ def test_fit_command_validates_fits_and_the_model_scans(tiny_encoder, photo, tmp
                  "--bootstrap", "50", "--quiet"]) == 0  # fmt: skip
     body = json.loads((rep / "report.json").read_text())
     assert body["sections"][0]["protocol"] == "lofo"
+
+
+def test_clip_views_are_encoded_one_per_call(tiny_encoder, photo):
+    """The INT8 encoder quantises activations per call: views batched together would change
+    each other's embeddings, so a file's score would depend on what it was scored with."""
+    from noisetrace.heads.extractors import ClipExtractor
+
+    sha = backbones.file_sha256(tiny_encoder)
+    ext = ClipExtractor("onnx", views="resize+grid3", file=str(tiny_encoder), sha256=sha)
+    sizes: list[int] = []
+    real_embed = ext.encoder.embed
+    ext.encoder.embed = lambda v: (sizes.append(len(v)), real_embed(v))[1]  # type: ignore[method-assign]
+    out = ext.batch([photo, photo[::2, ::2]])
+    assert sizes == [1] * 8 and out[0]["embeds"].shape == (4, 16)
+    alone = ext(photo)["embeds"]
+    assert np.array_equal(alone, out[0]["embeds"])

@@ -18,7 +18,11 @@ from typing import Any
 
 import numpy as np
 
-CLIP_BATCH = 16  # views per encoder call: most throughput per core on 2-core CPUs
+# One view per encoder call: the INT8 export quantises activations with one scale per call,
+# so a view's embedding would depend on the other views in its batch (up to 1.5 in a
+# coordinate measured). Alone, the same view always gets the same embedding: a file scores
+# the same in a video batch, a folder scan or the API.
+CLIP_BATCH = 1
 
 
 def _centre_at_most(img: np.ndarray, side: int) -> np.ndarray:
@@ -43,7 +47,7 @@ class ClipExtractor:
 
     @property
     def id(self) -> str:
-        return f"clip:{self.backbone}:{self.encoder.check()}:{self.policy}"
+        return f"clip:{self.backbone}:{self.encoder.check()}:{self.policy}:b{CLIP_BATCH}"
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "clip", "backbone": self.backbone, "views": self.policy,
@@ -51,7 +55,7 @@ class ClipExtractor:
                 **({"file": str(self.encoder.path)} if self.backbone == "onnx" else {})}
 
     def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """Views of several images, encoded in batches of ``CLIP_BATCH`` views."""
+        """Views of several images, encoded ``CLIP_BATCH`` views per call."""
         from noisetrace.semantic.views import views
 
         vs = [views(i, self.policy) for i in imgs]
