@@ -99,10 +99,13 @@ def test_models_lists_purpose_input_threshold_validation_and_card_without_torch(
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout  # fmt: skip
     default = out.split("\n  faces")[0]
-    assert "whole image" in default and "threshold: 0.500" in default
-    assert "matched formats AUC 0.901 (n 93)" in default
+    thr = json.loads((Path(cli._ZOO_DIR) / "default" / "config.json").read_text())["threshold"]
+    assert "whole image" in default and f"threshold: {thr:.3f}" in default
+    assert "leave-one-family-out, JPEG 90: mean over families AUC" in default
     assert str(Path(cli._ZOO_DIR) / "default" / "MODEL_CARD.md") in default
     assert "AI-generated" in default  # its purpose, from card.json
+    fast = out.split("\n  fast")[1].split("\narchitectures")[0]
+    assert "threshold: 0.500" in fast and "matched formats AUC 0.901 (n 93)" in fast
     assert "faces (found, cropped" in out
     for name in cli.architecture_catalog():
         assert f"\n  {name} " in out

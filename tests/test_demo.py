@@ -7,10 +7,19 @@ from noisetrace import demo
 
 
 def test_bundled_default_model_loads_with_verified_hashes():
-    assert "default" in noisetrace.list_bundled()
+    from noisetrace.semantic.backbones import SAHU_SHA256
+
+    assert {"default", "fast"} <= set(noisetrace.list_bundled())
     det = noisetrace.load_detector("default", device="cpu")
-    assert det.config.weights_sha256 and det.backend in ("onnx", "torch")
-    assert set(det.config.calibration) == {"a", "b"}
+    # The fused default: a CLIP head and a SPAM head, each checked against its recorded hash,
+    # the encoder against the shipped file's.
+    assert det.config.arch == "fusion" and set(det.branches) == {"semantic", "noise"}
+    assert all(b.config.extra["head_sha256"] for b in det.branches.values())
+    assert det.branches["semantic"].extractor.encoder.sha256 == SAHU_SHA256
+    assert 0.5 <= det.threshold < 1
+    fast = noisetrace.load_detector("fast", device="cpu")
+    assert fast.config.weights_sha256 and fast.backend in ("onnx", "torch")
+    assert set(fast.config.calibration) == {"a", "b"}
 
 
 def test_demo_scans_every_sample(tmp_path, monkeypatch, capsys):

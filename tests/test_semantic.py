@@ -368,3 +368,24 @@ def test_clip_views_are_encoded_one_per_call(tiny_encoder, photo):
     assert sizes == [1] * 8 and out[0]["embeds"].shape == (4, 16)
     alone = ext(photo)["embeds"]
     assert np.array_equal(alone, out[0]["embeds"])
+
+
+def test_feature_heads_score_the_canonical_jpeg_state(tiny_encoder, photo):
+    """With canonical_jpeg set, an uncompressed input is scored as its JPEG version: the
+    state every training image was in; the fusion prepares it once for both branches."""
+    from noisetrace.heads.detector import FusedDetector
+    from noisetrace.media.image import encode_jpeg
+
+    sem = _feature_detector(tiny_encoder, photo)
+    raw = sem.logit(photo)
+    sem.config.extra["canonical_jpeg"] = 90
+    assert abs(sem.logit(photo) - sem.head.decision_function(
+        sem.extractor(encode_jpeg(photo, 90))["embeds"][None])[0]) < 1e-9  # fmt: skip
+    assert sem.logit(photo) != raw
+    calls: list[int] = []
+    real_prepare = sem.prepare
+    sem.prepare = lambda i: (calls.append(1), real_prepare(i))[1]  # type: ignore[method-assign]
+    fused = FusedDetector({"a": sem, "b": sem}, {"a": 1.0, "b": 1.0}, 0.0,
+                          DetectorConfig(name="f", arch="fusion"))  # fmt: skip
+    fused.logits_batch([photo, photo])
+    assert len(calls) == 2  # once per image, not once per branch

@@ -60,8 +60,26 @@ class FeatureDetector(Detector):
     def logit(self, img: np.ndarray) -> float:
         return float(self.logits_batch([img])[0])
 
+    def canonical(self, img: np.ndarray) -> np.ndarray:
+        """The compression state the head was fitted on: with ``extra["canonical_jpeg"] = Q``
+        every input is JPEG-encoded at Q first, so an uncompressed PNG (real or fake) is not
+        judged by an absence of JPEG traces no training image had (training images all
+        carried a JPEG history, to keep format out of the decision)."""
+        q = self.config.extra.get("canonical_jpeg")
+        if not q:
+            return img
+        from noisetrace.media.image import encode_jpeg
+
+        return encode_jpeg(img, int(q))
+
+    def prepare(self, img: np.ndarray) -> np.ndarray:
+        return self.canonical(self._fit_size(img))
+
     def logits_batch(self, imgs: list[np.ndarray]) -> np.ndarray:
-        imgs = [self._fit_size(i) for i in imgs]
+        return self.logits_prepared([self.prepare(i) for i in imgs])
+
+    def logits_prepared(self, imgs: list[np.ndarray]) -> np.ndarray:
+        """Logits of images already through :meth:`prepare` (shared by fused branches)."""
         feats = self.extractor.batch(imgs)
         return np.array([self.head.decision_function(f[self.feature][None])[0] for f in feats])
 
@@ -107,8 +125,19 @@ class FusedDetector(Detector):
         return "+".join(sorted({b.backend for b in self.branches.values()}))
 
     def branch_logits(self, imgs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """Raw logits of every branch, (N,) each."""
-        return {n: np.asarray(b.logits_batch(imgs), np.float64) for n, b in self.branches.items()}
+        """Raw logits of every branch, (N,) each. Feature heads that share a canonical
+        compression state get the images prepared once."""
+        out: dict[str, np.ndarray] = {}
+        prepared: dict[Any, list[np.ndarray]] = {}
+        for n, b in self.branches.items():
+            if isinstance(b, FeatureDetector):
+                key = b.config.extra.get("canonical_jpeg")
+                if key not in prepared:
+                    prepared[key] = [b.prepare(i) for i in imgs]
+                out[n] = np.asarray(b.logits_prepared(prepared[key]), np.float64)
+            else:
+                out[n] = np.asarray(b.logits_batch(imgs), np.float64)
+        return out
 
     def combine(self, logits: dict[str, np.ndarray]) -> np.ndarray:
         return sum(self.coef[n] * logits[n] for n in self.coef) + self.intercept

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,6 +61,9 @@ class HeadRecipe:
     name: str = "fusion"
     cache: str | None = None
     exclude: list[str] = field(default_factory=list)  # families left out of everything
+    # Scoring JPEG-encodes every input at this quality first (None: as decoded), the
+    # compression state the heads were fitted on (FeatureDetector.canonical).
+    canonical_jpeg: int | None = 90
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> HeadRecipe:
@@ -112,7 +116,10 @@ class Features:
         for f, n in fam_counts.items():  # tiny families are only meaningful pooled
             if n < SMALL_FAMILY:
                 self.family[(self.family == f) & (self.y == FAKE)] = "small-families"
-        self.groups = np.array([s.group or s.path for s in self.samples])
+        # Groups that are paths (an aligned fake names its real twin) are compared by real
+        # path, however the manifests spelled them.
+        self.groups = np.array([os.path.realpath(g) if os.path.exists(g) else g
+                                for g in (s.group or s.path for s in self.samples)])
 
 
 # -- fitting -------------------------------------------------------------------------------
@@ -245,7 +252,7 @@ def leave_one_family_out(recipe: HeadRecipe, feats: Features, bootstrap: int = 1
                       "min_auc": round(float(np.min([x["auc"] for x in r])), 4),
                       "worst_family": min(r, key=lambda x: x["auc"])["family"],
                       "mean_detected": round(float(np.mean([x["detected"] for x in r])), 4)}
-    return {"protocol": "lofo", "recipe": asdict(recipe), "families": rows,
+    return {"protocol": "lofo", "recipe": {**asdict(recipe), "cache": None}, "families": rows,
             "real_fpr": fpr_rows, "summary": summary, "n_samples": int(len(feats.y))}
 
 
@@ -261,7 +268,8 @@ def build_detector(recipe: HeadRecipe, feats: Features, model: StackedModel) -> 
         if "model" in b:
             branches[name] = load_detector(b["model"])
         else:
-            cfg = DetectorConfig(name=f"{recipe.name}-{name}", arch="feature-head")
+            cfg = DetectorConfig(name=f"{recipe.name}-{name}", arch="feature-head",
+                                 extra={"canonical_jpeg": recipe.canonical_jpeg})  # fmt: skip
             branches[name] = FeatureDetector(from_spec(b["extractor"]), model.heads[name],
                                              b.get("feature", "embeds"), cfg)  # fmt: skip
     config = DetectorConfig(name=recipe.name, arch="fusion", threshold=model.threshold,
@@ -290,11 +298,20 @@ def fit_recipe(recipe: HeadRecipe, out: str | Path, lofo: bool = True,
     for f, y in zip(feats.family[idx], feats.y[idx], strict=True):
         key = f"{'fake' if y == FAKE else 'real'}:{f}"
         counts[key] = counts.get(key, 0) + 1
-    card = {"name": recipe.name, "recipe": asdict(recipe), "lofo": report,
+    # The cache folder is this machine's business, not the model's.
+    card = {"name": recipe.name, "recipe": {**asdict(recipe), "cache": None}, "lofo": report,
             "fusion": {"coef": model.coef, "intercept": model.intercept,
                        "threshold": model.threshold},
             "training_counts": dict(sorted(counts.items())),
             "oof_real_fpr": round(float(np.mean(model.oof_real >= model.threshold)), 4)}
+    if report:  # the figures `noisetrace models` shows
+        n = report["n_samples"]
+        card["metrics"] = {}
+        for t, v in report["summary"].items():
+            q = t.removeprefix("matched")
+            card["metrics"][f"leave-one-family-out, JPEG {q}"] = {
+                "mean over families": {"auc": v["mean_auc"], "n": n},
+                f"worst ({v['worst_family']})": {"auc": v["min_auc"]}}
     (tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     (tmp / "MODEL_CARD.md").write_text(model_card(card))
     if out.exists():

@@ -93,6 +93,7 @@ class LinearHead:
         p = Path(path)
         tmp = p.with_name(f".{p.name}.tmp")
         save_file(self.state(), str(tmp))
+        tmp.chmod(0o644)  # a model file others read (the writer makes it private)
         tmp.replace(p)
 
     @classmethod

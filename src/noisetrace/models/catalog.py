@@ -10,7 +10,7 @@ from __future__ import annotations
 
 # name -> (input it scores, one line: what it is and where it comes from)
 ARCHITECTURES: dict[str, tuple[str, str]] = {
-    "srm-cnn": ("image", "SRM high-pass filters + light CNN; any size, tiled (bundled default)"),
+    "srm-cnn": ("image", "SRM high-pass filters + light CNN; any size, tiled (bundled fast)"),
     "djin": ("image", "SRNet on noise residuals (DJIN); any size, tiled"),
     "corvi-resnet50": ("image", "ResNet-50 without early down-sampling (Corvi et al. 2023)"),
     "cffn": ("image", "Common Fake Feature Network, triplet then classifier phase; 224 px"),
