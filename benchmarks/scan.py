@@ -67,6 +67,10 @@ def detectors(quick: bool) -> list[tuple[str, Detector, bool]]:
     """(label, detector, is_peer). Peers are heavy: they get fewer inputs (rates stay rates)."""
     out = []
     for name in list_bundled():
+        first = load_detector(name, backend="torch")
+        if first.config.arch in ("fusion", "feature-head"):  # ONNX Runtime + NumPy heads only
+            out.append((f"{name} [{first.backend}]", first, False))
+            continue
         for backend in ("torch", "onnx"):
             out.append((f"{name} [{backend}]", load_detector(name, backend=backend), False))
     peers = [p for p in ("corvi-resnet50", "mesonet4") if p in models.list_models()]
