@@ -86,11 +86,16 @@ class ScanResult:
     height: int | None = None
     faces: int | None = None  # faces scored, face models only
     frame_scores: list[float] | None = field(default=None, repr=False)
+    # What the file's metadata claims (C2PA, generator text, EXIF, XMP), images only; see
+    # noisetrace.media.provenance. A separate line of evidence: never read by the score.
+    provenance: dict[str, Any] | None = field(default=None, repr=False)
 
     FIELDS = (
         "path", "kind", "score", "verdict", "threshold", "model", "frames", "seconds", "error",
-        "width", "height", "faces",
+        "width", "height", "faces", "provenance",
     )  # fmt: skip
+    #: Fields that are nested objects, not columns (CSV writes a one-line summary).
+    NESTED = ("provenance",)
 
     def to_record(self, frame_scores: bool = False) -> dict[str, Any]:
         rec = {k: getattr(self, k) for k in self.FIELDS}
@@ -416,6 +421,13 @@ class Detector:
         except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch
             res.error = f"internal error while scanning this file ({type(exc).__name__}: {exc})"
             res.score, res.verdict = None, "error"
+        if res.kind == "image":  # metadata only, after the score: it never changes it
+            try:
+                from noisetrace.media.provenance import read_provenance
+
+                res.provenance = read_provenance(path)
+            except Exception as exc:  # noqa: BLE001 - never turns a good scan into an error
+                res.provenance = {"claims": [], "ai_claimed": None, "error": str(exc)[:200]}
         res.seconds = round(time.perf_counter() - t0, 4)
         return res
 

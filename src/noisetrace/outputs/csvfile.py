@@ -1,6 +1,7 @@
 """``--csv FILE``: every record as a CSV row (the fields of a record, per-frame scores left
-out), written atomically when the scan ends, interrupted or not. After ``--resume`` it holds
-the whole scan, earlier records first."""
+out, provenance as a one-line summary in the last column, ``provenance``), written atomically
+when the scan ends, interrupted or not. After ``--resume`` it holds the whole scan, earlier
+records first."""
 
 from __future__ import annotations
 
@@ -32,10 +33,22 @@ def write_csv(path: str | Path, records: Iterable[Record]) -> None:
     """Write records as CSV atomically (temporary file, then rename; no temporary file is
     left behind when writing fails)."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(record_fields()), extrasaction="ignore")
+        w = csv.DictWriter(fh, fieldnames=[*record_fields(), "provenance"], extrasaction="ignore")
         w.writeheader()
         for rec in records:
-            w.writerow({k: ("" if v is None else v) for k, v in rec.items()})
+            row = {k: ("" if v is None else v) for k, v in rec.items()}
+            row["provenance"] = _provenance_cell(rec.get("provenance"))
+            w.writerow(row)
+
+
+def _provenance_cell(prov: Any) -> str:
+    """The provenance object as one line (``ai-claimed: png-text (ComfyUI)``), empty when
+    none was read."""
+    if not isinstance(prov, dict):
+        return ""
+    from noisetrace.media.provenance import summary
+
+    return summary(prov)
 
 
 def _open(value: Any, o: OutputOptions) -> CsvSink:

@@ -105,10 +105,11 @@ def result_from_record(rec: Record) -> ScanResult:
 
 
 def record_fields() -> tuple[str, ...]:
-    """The fields of a record, in order (``ScanResult.FIELDS``)."""
+    """The flat fields of a record, in order: ``ScanResult.FIELDS`` less the nested objects
+    (``provenance``), which table-like outputs (CSV, Parquet) do not take as a plain column."""
     from noisetrace.detector import ScanResult
 
-    return tuple(ScanResult.FIELDS)
+    return tuple(k for k in ScanResult.FIELDS if k not in ScanResult.NESTED)
 
 
 def for_terminal(text: str) -> str:
