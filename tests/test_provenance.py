@@ -112,14 +112,18 @@ def test_jpeg_exif_software_make_model(tmp_path):
     assert "Canon EOS R5" in summary(prov)
 
 
-def test_exif_software_naming_a_generator(tmp_path):
+@pytest.mark.parametrize(
+    "software, ai",
+    [("Midjourney v6", True), ("DALL-E 3", True), ("GIMP 2.10", None), ("Imagenomic 3", None)],
+)
+def test_exif_software_naming_a_generator(tmp_path, software, ai):
     exif = Image.Exif()
-    exif[0x0131] = "Midjourney v6"
-    p = tmp_path / "mj.webp"
+    exif[0x0131] = software
+    p = tmp_path / "s.webp"
     _image().save(p, exif=exif)
     prov = read_provenance(p)
-    assert prov["claims"] == [{"source": "exif", "software": "Midjourney v6"}]
-    assert prov["ai_claimed"] is True
+    assert prov["claims"] == [{"source": "exif", "software": software}]
+    assert prov["ai_claimed"] is ai
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "webp"])

@@ -47,12 +47,12 @@ CAPTURE_SOURCE_TYPES = {
 }  # fmt: skip
 
 #: Software names (EXIF Software, XMP CreatorTool, C2PA claim generator) that claim an image
-#: generator; matched case-insensitively as substrings.
-AI_SOFTWARE = (
-    "stable diffusion", "stablediffusion", "comfyui", "invokeai", "novelai", "midjourney",
-    "dall-e", "dall·e", "dalle", "firefly", "imagen", "flux", "automatic1111", "fooocus",
-    "leonardo.ai", "ideogram", "chatgpt", "openai",
-)  # fmt: skip
+#: generator; whole words, any case ("Imagenomic" is not "Imagen").
+AI_SOFTWARE = re.compile(
+    r"\b(stable[ -]?diffusion|sdxl|comfyui|invokeai|novelai|midjourney|dall[-·]?e|firefly|"
+    r"imagen|flux|automatic1111|fooocus|ideogram|chatgpt|openai)\b",
+    re.I,
+)
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _XMP_RE = re.compile(rb"<x:xmpmeta[\s>].*?</x:xmpmeta>", re.S)
@@ -366,8 +366,8 @@ def _ai_claimed(claims: list[dict[str, Any]]) -> bool | None:
         if types & CAPTURE_SOURCE_TYPES or c.get("make") or c.get("model"):
             capture = True
         tools = " ".join(str(c.get(k) or "") for k in ("software", "creator_tool",
-                                                       "claim_generator")).lower()  # fmt: skip
-        if tools and any(name in tools for name in AI_SOFTWARE):
+                                                       "claim_generator"))  # fmt: skip
+        if AI_SOFTWARE.search(tools):
             ai = True
     return True if ai else False if capture else None
 
