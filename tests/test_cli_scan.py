@@ -1,6 +1,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from noisetrace.cli import main
@@ -173,8 +174,10 @@ def test_ctrl_c_leaves_valid_output_that_resume_completes(tmp_path, tiny_model_d
 
     d = tmp_path / "many"
     d.mkdir()
+    # Large enough that the scan outlasts the signal's way in (small files finished first).
+    big = np.tile(photo, (2, 2, 1))
     for i in range(60):
-        Image.fromarray(photo[i : i + 200, i : i + 200]).save(d / f"{i:03d}.png")
+        Image.fromarray(big[i : i + 1000, i : i + 1000]).save(d / f"{i:03d}.jpg", quality=85)
     jl = tmp_path / "scan.jsonl"
     cmd = [sys.executable, "-m", "noisetrace.cli", "scan", str(d), "--model", str(tiny_model_dir),
            "--jsonl", str(jl), "--quiet", "--workers", "1"]  # fmt: skip

@@ -1,10 +1,10 @@
 """Generator families and real-image sources: the units of leave-one-family-out.
 
 Holding out one generator of a family flatters (BigGAN held out, its siblings in training):
-validation that predicts generalisation holds out whole families. A family comes from a
-manifest's ``family`` column when present, else from the generator name by the rules
-below (first match wins), else the generator name itself. Reals get a *source* kind
-(camera, web, film scan, ...) so false-positive rates are reported per kind.
+validation that predicts generalisation holds out whole families. A family comes from the
+generator name by the rules below (first match wins), else the generator's first word.
+Reals get a *source* kind (camera, web, film scan, ...) so false-positive rates are
+reported per kind.
 """
 
 from __future__ import annotations
