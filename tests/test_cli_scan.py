@@ -181,7 +181,10 @@ def test_ctrl_c_leaves_valid_output_that_resume_completes(tmp_path, tiny_model_d
     jl = tmp_path / "scan.jsonl"
     cmd = [sys.executable, "-m", "noisetrace.cli", "scan", str(d), "--model", str(tiny_model_dir),
            "--jsonl", str(jl), "--quiet", "--workers", "1"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A test run started in the background of a non-interactive shell inherits SIGINT
+    # ignored, and Python then never raises KeyboardInterrupt: give the scan the default.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and (not jl.exists() or jl.read_text().count("\n") < 3):
         time.sleep(0.05)

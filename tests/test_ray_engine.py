@@ -51,9 +51,13 @@ def _scan_jsonl(argv: list[str], out: Path) -> list[dict]:
 
 
 def _key(recs: list[dict]) -> list[dict]:
-    """Records without timing, in path order (the Ray engine writes in completion order)."""
-    return sorted(({k: v for k, v in r.items() if k != "seconds"} for r in recs),
-                  key=lambda r: r["path"])  # fmt: skip
+    """Records without timing, in path order (the Ray engine writes in completion order);
+    nested objects that Parquet holds as JSON strings are decoded."""
+    def plain(r: dict) -> dict:
+        return {k: (json.loads(v) if k == "provenance" and isinstance(v, str) else v)
+                for k, v in r.items() if k != "seconds"}  # fmt: skip
+
+    return sorted((plain(r) for r in recs), key=lambda r: r["path"])
 
 
 def test_records_identical_to_local_engine(ray_cluster, corpus, tiny_model_dir, tmp_path):

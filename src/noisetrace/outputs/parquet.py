@@ -4,6 +4,7 @@ Needs pyarrow, imported only when the file is opened."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,9 @@ class ParquetRecordWriter(RecordSink):
         self.rows_per_group = rows_per_group
         types = {f.name: str(f.type) for f in dataclasses.fields(ScanResult)}
         fields = [(k, _arrow_type(pa, types.get(k, "str"))) for k in record_fields()]
+        # Nested objects (provenance) vary in shape: one JSON string column each.
+        self._nested = ScanResult.NESTED
+        fields += [(k, pa.string()) for k in self._nested]
         if frame_scores:
             fields.append(("frame_scores", pa.list_(pa.float64())))
         self.schema = pa.schema(fields)
@@ -72,7 +76,11 @@ class ParquetRecordWriter(RecordSink):
             self.write_record(rec)
 
     def write_record(self, record: Record) -> None:
-        self._rows.append({k: record.get(k) for k in self.schema.names})
+        row = {k: record.get(k) for k in self.schema.names}
+        for k in self._nested:
+            if row.get(k) is not None and not isinstance(row[k], str):
+                row[k] = json.dumps(row[k], ensure_ascii=False)
+        self._rows.append(row)
         self.count += 1
         if len(self._rows) >= self.rows_per_group:
             self._flush()
