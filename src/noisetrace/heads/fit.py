@@ -392,14 +392,17 @@ def model_card(card: dict[str, Any], config_path: str = "configs/default_fusion.
     lines += ["", f"Fusion: p = sigmoid({coef}; intercept {fu['intercept']:.3f}) over the "
               "branch logits, fitted on out-of-fold logits (stacking), so it is calibrated on "
               "data the branches did not train on. Threshold "
-              f"**{fu['threshold']:.3f}**: 3% false positives on out-of-fold real images "
-              f"(measured after the fit: {card.get('oof_real_fpr', float('nan')):.3f}).", "",
+              f"**{fu['threshold']:.3f}**: at most {r['target_fpr']:.0%} false positives on "
+              "out-of-fold images of each kind of real image (camera, web, film scan, ...); "
+              f"over all reals {card.get('oof_real_fpr', float('nan')):.1%}.", "",
               "## Training data", "", "| class:family | images |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in card["training_counts"].items()]
     lines += ["", "Sources: " + ", ".join(f"`{d}`" for d in r["data"]) + " (docs/data.md lists "
               "every repository and commit). Every image appears under each of "
               + ", ".join(r["transforms"]) + " (matchedQ: lossless files JPEG 95 first, then "
-              "every file JPEG Q: both classes carry one compression history).", "",
+              "every file JPEG Q: both classes carry one compression history)."
+              + (" Validated on, never trained on: " + ", ".join(r["test_only"]) + "."
+                 if r.get("test_only") else ""), "",
               "## Recipe", "", "```", f"noisetrace fit --config {config_path} --out runs/default",
               "```", ""]
     if card.get("lofo"):
