@@ -167,6 +167,7 @@ class Detector:
         self.cfg = model.pretrained_cfg
         self._pre = Preprocess(self.cfg.get("normalize", "unit")).to(self.device)
         self.runtime: TorchRuntime | OnnxRuntime = TorchRuntime(self.model, self.device)
+        self.onnx_dir: Path | None = None  # where the ONNX graphs in use live
         if backend == "onnx" or (backend == "auto" and self.device.type == "cpu"):
             self._use_onnx(onnx_dir, required=backend == "onnx")
 
@@ -185,6 +186,7 @@ class Detector:
                     export_onnx(self.model, onnx_dir)
                     self.model.to(self.device)
             self.runtime = OnnxRuntime(onnx_dir)
+            self.onnx_dir = Path(onnx_dir)
         except Exception as exc:  # noqa: BLE001 - any exporter failure falls back to torch
             if required:
                 raise ModelError(f"cannot run this model with ONNX Runtime: {exc}") from exc
@@ -192,6 +194,13 @@ class Detector:
     @property
     def backend(self) -> str:
         return self.runtime.kind
+
+    def set_threads(self, n: int) -> None:
+        """Keep this detector's runtime to ``n`` CPU threads (one Ray actor per core: no
+        oversubscription); the ONNX graphs in use are reopened with that many threads."""
+        torch.set_num_threads(max(1, n))
+        if self.backend == "onnx" and getattr(self, "onnx_dir", None) is not None:
+            self.runtime = OnnxRuntime(self.onnx_dir, threads=max(1, n))
 
     # -- persistence -------------------------------------------------------------------
     @classmethod

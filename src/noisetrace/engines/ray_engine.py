@@ -212,21 +212,7 @@ class WorkerConfig:
 
 def _pin_threads(det: Detector, model_dir: Path, threads: int) -> None:
     """One actor per core: keep each runtime to its share of the cores (no oversubscription)."""
-    import torch
-
-    torch.set_num_threads(max(1, threads))
-    if det.backend != "onnx":
-        return
-    from noisetrace.detector import _cache_dir, _onnx_complete
-    from noisetrace.runtime import OnnxRuntime
-
-    cfg = det.config
-    if cfg.extra.get("onnx_sha256") and _onnx_complete(model_dir):
-        onnx_dir = model_dir  # shipped graphs, already verified by Detector.load
-    else:
-        onnx_dir = _cache_dir() / "onnx" / f"{cfg.arch}-{(cfg.weights_sha256 or 'unsaved')[:16]}"
-    if _onnx_complete(onnx_dir):
-        det.runtime = OnnxRuntime(onnx_dir, threads=max(1, threads))
+    det.set_threads(max(1, threads))
 
 
 class ScanWorker:
