@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from noisetrace import models
 from noisetrace.errors import InputError, ModelError
+from noisetrace.io import sha256_file
 from noisetrace.media.crops import Crop, crop_faces
 from noisetrace.media.formats import sniff
 from noisetrace.media.image import load_image
@@ -49,14 +50,6 @@ def _onnx_complete(d: Path) -> bool:
     return (d / "forward.onnx").is_file() or all(
         (d / f).is_file() for f in ("features.onnx", "head.onnx")
     )
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def state_sha256(model: torch.nn.Module) -> str:

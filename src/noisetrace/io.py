@@ -13,6 +13,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 of a file's content, read in 1 MiB chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def temporary_name(path: str | Path) -> Path:
     """The hidden name ``path`` is written under before the rename (``dir/.name.tmp``)."""
     p = Path(path)

@@ -21,6 +21,7 @@ import numpy as np
 from noisetrace.data.augment import jpeg, matched_format
 from noisetrace.data.manifest import Sample
 from noisetrace.errors import InputError
+from noisetrace.io import atomic_path, sha256_file
 from noisetrace.media.image import load_image
 
 Extractor = Callable[[np.ndarray], dict[str, np.ndarray]]
@@ -32,11 +33,7 @@ def default_cache_dir() -> Path:
 
 
 def content_hash(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:32]
+    return sha256_file(path)[:32]
 
 
 def apply_transform(img: np.ndarray, name: str, lossless: bool) -> np.ndarray:
@@ -81,9 +78,8 @@ class FeatureCache:
             img = crop_at_most(img, self.max_side)
         feats = self.extractor(apply_transform(img, transform, sample.lossless))
         f.parent.mkdir(exist_ok=True)
-        tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, **feats)
-        tmp.replace(f)
+        with atomic_path(f) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **feats)  # a file object: numpy adds no second suffix
         return feats
 
     def stack(self, samples: Sequence[Sample], transform: str, key: str,

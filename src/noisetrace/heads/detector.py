@@ -25,6 +25,7 @@ from noisetrace.detector import Detector, DetectorConfig, sha256_file
 from noisetrace.errors import InputError, ModelError
 from noisetrace.heads.extractors import from_spec
 from noisetrace.heads.linear import LinearHead
+from noisetrace.io import atomic_write
 
 HEAD_ARCHS = ("feature-head", "fusion")
 _IMAGE_CFG = {"input_size": None, "normalize": "unit", "sequence_length": None, "input": "image"}
@@ -173,9 +174,7 @@ class FusedDetector(Detector):
 
 
 def _write_config(d: Path, config: DetectorConfig) -> None:
-    tmp = d / ".config.json.tmp"
-    tmp.write_text(json.dumps(asdict(config), indent=2) + "\n")
-    tmp.replace(d / "config.json")
+    atomic_write(d / "config.json", json.dumps(asdict(config), indent=2) + "\n")
 
 
 def load_head_model(d: Path, config: DetectorConfig, device: str | None = "auto",

@@ -90,11 +90,11 @@ class LinearHead:
     def save(self, path: str | Path) -> None:
         from safetensors.numpy import save_file
 
-        p = Path(path)
-        tmp = p.with_name(f".{p.name}.tmp")
-        save_file(self.state(), str(tmp))
-        tmp.chmod(0o644)  # a model file others read (the writer makes it private)
-        tmp.replace(p)
+        from noisetrace.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            save_file(self.state(), str(tmp))
+            tmp.chmod(0o644)  # a model file others read (the writer makes it private)
 
     @classmethod
     def load(cls, path: str | Path) -> LinearHead:

@@ -19,7 +19,6 @@ the graph exposes the hidden state.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from noisetrace.errors import ModelError
+from noisetrace.io import sha256_file
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -50,13 +50,10 @@ def file_sha256(path: str | Path) -> str:
     with _HASH_LOCK:
         if key in _HASHES:
             return _HASHES[key]
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    digest = sha256_file(p)
     with _HASH_LOCK:
-        _HASHES[key] = h.hexdigest()
-    return _HASHES[key]
+        _HASHES[key] = digest
+    return digest
 
 
 @dataclass
