@@ -389,3 +389,79 @@ def test_feature_heads_score_the_canonical_jpeg_state(tiny_encoder, photo):
                           DetectorConfig(name="f", arch="fusion"))  # fmt: skip
     fused.logits_batch([photo, photo])
     assert len(calls) == 2  # once per image, not once per branch
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(12, 12), nn.Linear(12, 12)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        h = h + self.a(h)
+        return h + self.b(h)  # exported as layers.N/Add_1: the residual stream, as in HF CLIP
+
+
+class _TinyClipBlocks(nn.Module):
+    """A tiny CLIP-shaped encoder with three transformer-like blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, 12, 16, stride=16)
+        self.layers = nn.ModuleList(_Block() for _ in range(3))
+        self.proj = nn.Linear(12, 16)
+
+    def stream(self, x: torch.Tensor) -> list[torch.Tensor]:
+        t = self.patch(x).flatten(2).transpose(1, 2)
+        h, out = torch.cat([t.mean(dim=1, keepdim=True), t], dim=1), []
+        for layer in self.layers:
+            h = layer(h)
+            out.append(h)
+        return out
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.stream(x)[-1]
+        return self.proj(h[:, 0]), h
+
+
+def test_block_taps_read_every_block_from_one_pass(tmp_path, photo):
+    """taps='blocks' adds the residual stream after each block to the graph's outputs:
+    the class token of every block equals the network's own intermediate state, and the
+    final embedding is unchanged by tapping."""
+    from noisetrace.heads.extractors import ClipExtractor, select_feature
+
+    torch.manual_seed(0)
+    net = _TinyClipBlocks().eval()
+    f = tmp_path / "blocks.onnx"
+    torch.onnx.export(net, (torch.zeros(1, 3, 224, 224),), str(f),
+                      input_names=["pixel_values"], output_names=["image_embeds", "hidden"],
+                      dynamic_axes={"pixel_values": {0: "b"}}, opset_version=17,
+                      dynamo=False)  # fmt: skip
+    sha = backbones.file_sha256(f)
+    plain = backbones.create_backbone("onnx", file=str(f), sha256=sha)
+    tapped = backbones.create_backbone("onnx", file=str(f), sha256=sha, taps="blocks")
+    v = views(photo, "resize")
+    a, b = plain.embed(v), tapped.embed(v)
+    assert b["block_cls"].shape == (1, 3, 12) and b["block_tokens"].shape == (1, 3, 12)
+    assert np.array_equal(a["embeds"], b["embeds"])
+    with torch.no_grad():
+        ref = net.stream(torch.from_numpy(tapped.preprocess(v)))
+    for i, h in enumerate(ref):
+        np.testing.assert_allclose(b["block_cls"][0, i], h[0, 0].numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(b["block_tokens"][0, i], h[0, 1:].mean(0).numpy(),
+                                   rtol=1e-4, atol=1e-5)  # fmt: skip
+    # A head reads chosen blocks, each scaled to unit length, concatenated.
+    sel = select_feature(b, "block_cls@0,2")
+    assert sel.shape == (1, 24)
+    np.testing.assert_allclose(np.linalg.norm(sel.reshape(2, 12), axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ModelError, match="no feature 'nope'"):
+        select_feature(b, "nope")
+    # The extractor's cache identity changes with the taps; an untappable graph says why.
+    e1 = ClipExtractor("onnx", file=str(f), sha256=sha)
+    e2 = ClipExtractor("onnx", file=str(f), sha256=sha, taps="blocks")
+    assert e1.id != e2.id and e2.spec()["taps"] == "blocks"
+    no_blocks = tmp_path / "noblocks.onnx"
+    torch.onnx.export(_TinyClip().eval(), (torch.zeros(1, 3, 224, 224),), str(no_blocks),
+                      input_names=["pixel_values"], output_names=["image_embeds", "hidden"],
+                      opset_version=17, dynamo=False)  # fmt: skip
+    with pytest.raises(ModelError, match="no per-block outputs"):
+        backbones.create_backbone("onnx", file=str(no_blocks), taps="blocks").embed(v)

@@ -84,13 +84,16 @@ class FeatureCache:
 
     def stack(self, samples: Sequence[Sample], transform: str, key: str,
               progress: bool = False) -> tuple[np.ndarray, list[int]]:  # fmt: skip
-        """Features ``key`` of every sample, stacked: (N, V, D) for view features, plus the
+        """Feature ``key`` (see :func:`~noisetrace.heads.extractors.select_feature`) of every
+        sample, stacked: (N, V, D) for view features, plus the
         indices of the samples that could be read (bad files are reported, not dropped
         silently)."""
+        from noisetrace.heads.extractors import select_feature
+
         rows, ok, t0 = [], [], time.perf_counter()
         for i, s in enumerate(samples):
             try:
-                rows.append(self.get(s, transform)[key])
+                rows.append(select_feature(self.get(s, transform), key))
                 ok.append(i)
             except InputError as exc:
                 print(f"skipping {s.path}: {exc}", flush=True)

@@ -23,7 +23,7 @@ import numpy as np
 
 from noisetrace.detector import Detector, DetectorConfig, sha256_file
 from noisetrace.errors import InputError, ModelError
-from noisetrace.heads.extractors import from_spec
+from noisetrace.heads.extractors import from_spec, select_feature
 from noisetrace.heads.linear import LinearHead
 from noisetrace.io import atomic_write
 
@@ -82,7 +82,8 @@ class FeatureDetector(Detector):
     def logits_prepared(self, imgs: list[np.ndarray]) -> np.ndarray:
         """Logits of images already through :meth:`prepare` (shared by fused branches)."""
         feats = self.extractor.batch(imgs)
-        return np.array([self.head.decision_function(f[self.feature][None])[0] for f in feats])
+        return np.array([self.head.decision_function(select_feature(f, self.feature)[None])[0]
+                         for f in feats])  # fmt: skip
 
     @classmethod
     def load_dir(cls, d: Path, config: DetectorConfig, **_: Any) -> FeatureDetector:

