@@ -313,9 +313,13 @@ def add_scan_arguments(s: argparse.ArgumentParser) -> None:
         "noisetrace scan folder/ --jsonl out.jsonl --csv out.csv",
         "noisetrace scan folder/ --jsonl out.jsonl --resume",
         "noisetrace scan clip.mp4 --model faces",
+        "noisetrace scan clip.mp4 --model default+faces",
     )
     s.add_argument("paths", nargs="+", help="files or folders (scanned recursively)")
-    s.add_argument("--model", default="default", help="bundled model name or model directory")
+    s.add_argument("--model", default="default",
+                   help="bundled model name or model directory; WHOLE+FACES (e.g. "
+                        "default+faces) also runs a face model on the faces it finds and "
+                        "reports both scores and the face boxes")  # fmt: skip
     s.add_argument("--threshold", type=float, default=None,
                    help="fake if score >= T (default: the model's)")
     add_output_arguments(s)  # --jsonl, --csv, --json, --parquet: one per noisetrace.outputs

@@ -82,13 +82,18 @@ class ScanResult:
     # What the file's metadata claims (C2PA, generator text, EXIF, XMP), images only; see
     # noisetrace.media.provenance. A separate line of evidence: never read by the score.
     provenance: dict[str, Any] | None = field(default=None, repr=False)
+    # Whole image + faces (noisetrace.combined): the face model's judgement beside the
+    # whole-image one, and every face it judged ({"frame", "box", "kind", "score"}).
+    face_score: float | None = None
+    face_threshold: float | None = None
+    face_boxes: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     FIELDS = (
         "path", "kind", "score", "verdict", "threshold", "model", "frames", "seconds", "error",
-        "width", "height", "faces", "provenance",
+        "width", "height", "faces", "face_score", "face_threshold", "provenance", "face_boxes",
     )  # fmt: skip
     #: Fields that are nested objects, not columns (CSV writes a one-line summary).
-    NESTED = ("provenance",)
+    NESTED = ("provenance", "face_boxes")
 
     def to_record(self, frame_scores: bool = False) -> dict[str, Any]:
         rec = {k: getattr(self, k) for k in self.FIELDS}
@@ -350,8 +355,9 @@ class Detector:
                 self._pool = ThreadPoolExecutor(FACE_THREADS, thread_name_prefix="faces")
         return self._pool
 
-    def _face_crops(self, img: np.ndarray) -> list[Crop]:
-        """Face crops of one frame as the model was trained on (runs in a pool thread)."""
+    def _face_crops(self, img: np.ndarray, no_face: str | None = None) -> list[Crop]:
+        """Face crops of one frame as the model was trained on (runs in a pool thread).
+        ``no_face`` overrides the model's policy for frames without a face."""
         from noisetrace.media.faces import NoFaceError, get_face_detector
 
         fc = self.config.face
@@ -366,37 +372,60 @@ class Detector:
                 det.detect(img),
                 scale=float(fc.get("scale", 1.3)),
                 size=int(fc.get("size", 128)) or None,
-                no_face=fc.get("no_face", "whole"),
+                no_face=no_face or fc.get("no_face", "whole"),
                 max_faces=fc.get("max_faces", 4),
             )
         except NoFaceError:
             raise InputError("no face found (this model scores faces)") from None
 
-    def face_scores(self, frames: Iterable[np.ndarray]) -> tuple[np.ndarray, int]:
-        """Per-frame probabilities for a face model, and the number of faces scored.
+    def face_details(self, frames: Iterable[np.ndarray], found_only: bool = False
+                     ) -> tuple[np.ndarray, list[dict[str, Any]]]:  # fmt: skip
+        """Per-frame probabilities of a face model and every crop it judged.
 
         Faces are found with the configured backend (``face["detect"]`` holds its options,
         e.g. ``max_side``) and cropped square with a margin, the crops the model was trained
         on; a frame's score is its most suspicious face. Frames are handed to the face
         threads as they arrive (a generator of decoded frames overlaps decoding with
         detection), then all crops are scored in batches. A frame without a face follows
-        ``face["no_face"]``: ``whole`` scores a centred square of the frame, ``error`` raises
-        an InputError.
+        ``face["no_face"]`` (``whole``: a centred square of the frame; ``error``: an
+        InputError), or gets no crop and a NaN score with ``found_only``.
+        Crops: ``{"frame", "box": [x0, y0, x1, y1], "kind": "face"|"whole", "score"}``.
         """
         pool = self._face_pool()
-        futures = [pool.submit(self._face_crops, img) for img in frames]
+        policy = "skip" if found_only else None
+        futures = [pool.submit(self._face_crops, img, policy) for img in frames]
         per_frame = [f.result() for f in futures]
         images = [c.image for crops in per_frame for c in crops]
         logits = np.concatenate(
             [self.logits_batch(images[i : i + FACE_BATCH])
              for i in range(0, len(images), FACE_BATCH)]
         ) if images else np.zeros(0)  # fmt: skip
-        probs, out, at = self.calibrate(logits), [], 0
-        for crops in per_frame:
-            out.append(float(probs[at : at + len(crops)].max()))
+        probs, out, crops_out, at = self.calibrate(logits), [], [], 0
+        for i, crops in enumerate(per_frame):
+            p = probs[at : at + len(crops)]
+            out.append(float(p.max()) if len(p) else float("nan"))
+            crops_out += [{"frame": i, "box": [int(v) for v in c.box], "kind": c.kind,
+                           "score": round(float(q), 6)} for c, q in zip(crops, p, strict=True)]
             at += len(crops)
-        n_faces = sum(c.kind == "face" for crops in per_frame for c in crops)
-        return np.array(out), n_faces
+        return np.array(out), crops_out
+
+    def face_scores(self, frames: Iterable[np.ndarray]) -> tuple[np.ndarray, int]:
+        """Per-frame probabilities of a face model and the number of faces scored (see
+        :meth:`face_details`)."""
+        probs, crops = self.face_details(frames)
+        return probs, sum(c["kind"] == "face" for c in crops)
+
+    def judge(self, frames: Iterable[np.ndarray], res: ScanResult) -> np.ndarray:
+        """Per-frame probabilities of fake for the frames of one file (one for an image),
+        as this model sees them: the whole frame, or its faces for a face model (which
+        also sets ``res.faces``). The one step from decoded frames to scores of a scan."""
+        if self.config.input == "face":
+            probs, res.faces = self.face_scores(frames)
+            return probs
+        return self.calibrate(self.logits_batch(list(frames)))
+
+    def verdict_of(self, res: ScanResult) -> str:
+        return "fake" if res.score is not None and res.score >= self.threshold else "real"
 
     def scan(self, path: str | Path, *, video_frames: int | None = None) -> ScanResult:
         """Scan one file; failures become an error record, never an exception."""
@@ -408,14 +437,10 @@ class Detector:
             if kind == "image":
                 img = load_image(path)
                 res.height, res.width = img.shape[:2]
-                if self.config.input == "face":
-                    probs, res.faces = self.face_scores([img])
-                    res.score = float(probs[0])
-                else:
-                    res.score = self.score(img)
+                res.score = float(self.judge([img], res)[0])
             else:
                 self._scan_video(path, res, video_frames or self.config.video_frames)
-            res.verdict = "fake" if res.score >= self.threshold else "real"
+            res.verdict = self.verdict_of(res)
         except InputError as exc:
             res.error, res.score, res.verdict = str(exc), None, "error"
         except MemoryError:
@@ -441,10 +466,7 @@ class Detector:
                 shape.append(f.image.shape)
                 yield f.image
 
-        if self.config.input == "face":
-            probs, res.faces = self.face_scores(images())
-        else:
-            probs = self.calibrate(self.logits_batch(list(images())))
+        probs = self.judge(images(), res)
         res.height, res.width = shape[0][:2]
         res.frames = len(shape)
         res.frame_scores = [round(float(p), 6) for p in probs]

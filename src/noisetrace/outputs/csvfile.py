@@ -1,15 +1,18 @@
 """``--csv FILE``: every record as a CSV row (the fields of a record, per-frame scores left
-out, provenance as a one-line summary in the last column, ``provenance``), written atomically
+out, provenance as a one-line summary in the column ``provenance``, judged faces as compact
+JSON in ``face_boxes``), written atomically
 when the scan ends, interrupted or not. After ``--resume`` it holds the whole scan, earlier
 records first."""
 
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from noisetrace.detector import ScanResult
 from noisetrace.io import atomic_path
 from noisetrace.outputs.base import OutputFormat, OutputOptions, RecordSink
 from noisetrace.outputs.records import Record, record_fields
@@ -33,11 +36,14 @@ def write_csv(path: str | Path, records: Iterable[Record]) -> None:
     """Write records as CSV atomically (temporary file, then rename; no temporary file is
     left behind when writing fails)."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=[*record_fields(), "provenance"], extrasaction="ignore")
+        w = csv.DictWriter(fh, fieldnames=[*record_fields(), *ScanResult.NESTED],
+                           extrasaction="ignore")  # fmt: skip
         w.writeheader()
         for rec in records:
             row = {k: ("" if v is None else v) for k, v in rec.items()}
             row["provenance"] = _provenance_cell(rec.get("provenance"))
+            boxes = rec.get("face_boxes")  # compact JSON: one cell, machine-readable
+            row["face_boxes"] = "" if boxes is None else json.dumps(boxes, separators=(",", ":"))
             w.writerow(row)
 
 

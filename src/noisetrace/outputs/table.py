@@ -89,17 +89,27 @@ def print_table(records: list[Record], model: str, threshold: float, console: An
     console = console or Console()
     rows = for_table(records)  # names cannot drive the terminal
     width = path_width(console.width, rows)
+    # Whole image + faces (--model default+faces): the face model's score · faces judged.
+    faces_col = any(r.get("face_threshold") is not None for r in rows)
+    if faces_col:
+        width = max(_MIN_PATH - 4, width - 12)
     table = Table(title=f"noisetrace · model {model} · threshold {threshold:.2f}")
     table.add_column("file", no_wrap=True)
     for col in COLUMNS[1:]:
+        if col == "verdict" and faces_col:
+            table.add_column("faces", no_wrap=True)
         table.add_column(col, overflow="fold")
     for r in rows:
         score, frames, seconds = r.get("score"), r.get("frames"), r.get("seconds")
         verdict = str(r.get("verdict") or "")
+        cells = [Text(shorten_left(r["path"], width)), r.get("kind") or "",
+                 "" if score is None else f"{score:.3f}"]  # fmt: skip
+        if faces_col:
+            fs, n = r.get("face_score"), r.get("faces") or 0
+            judged = r.get("face_threshold") is not None  # errors have no face judgement
+            cells.append(f"{fs:.3f}·{n}" if fs is not None else "none" if judged else "")
         table.add_row(
-            Text(shorten_left(r["path"], width)), r.get("kind") or "",
-            "" if score is None else f"{score:.3f}",
-            Text(verdict, style=_COLOUR.get(verdict, "")),
+            *cells, Text(verdict, style=_COLOUR.get(verdict, "")),
             "" if frames is None else str(frames),
             "" if seconds is None else f"{seconds:.2f}", Text(r.get("error") or ""),
         )  # fmt: skip

@@ -32,8 +32,14 @@ def resolve(name_or_path: str | Path) -> Path:
 def load_detector(
     name: str | Path = "default", device: str | None = "auto", backend: str = "auto"
 ) -> Detector:
-    """Load a bundled model by name, or a trained model directory by path.
+    """Load a bundled model by name, or a trained model directory by path; ``WHOLE+FACES``
+    (e.g. ``default+faces``) loads both and scans with each (:mod:`noisetrace.combined`).
 
     ``backend``: ``auto`` (ONNX Runtime on CPU when installed, else PyTorch), ``torch``, ``onnx``.
     """
+    s = str(name)
+    if "+" in s and s not in list_bundled() and not Path(s).expanduser().is_dir():
+        from noisetrace.combined import load_combined
+
+        return load_combined(s, device=device, backend=backend)
     return Detector.load(resolve(name), device=device, backend=backend)
