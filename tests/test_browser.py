@@ -55,8 +55,22 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(model_dir: Path) -> Iterator[str]:
-    app = create_app(str(model_dir), max_upload_mb=5, workers=2, timeout_s=60, device="cpu")
+def face_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random face model (as tests/test_combined.py builds one), offered as "faces"."""
+    import torch
+
+    torch.manual_seed(1)
+    d = tmp_path_factory.mktemp("faces")
+    cfg = DetectorConfig(name="faces", arch="srm-cnn", input="face", threshold=0.5)
+    Detector(models.create("srm-cnn"), cfg).save(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path, face_model_dir: Path) -> Iterator[str]:
+    # Offering the tiny face model as "faces" makes "<start-up>+faces" pair the tiny models.
+    app = create_app(str(model_dir), max_upload_mb=5, workers=2, timeout_s=60, device="cpu",
+                     offer={"faces": face_model_dir})  # fmt: skip
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -93,15 +107,17 @@ def _photo_jpeg() -> bytes:
     return buf.getvalue()
 
 
-def _video(tmp_path: Path) -> bytes:
+def _video(tmp_path: Path, webm: bool = False) -> bytes:
+    """24 frames of the astronaut moving sideways; MPEG-4 part 2 in mp4 (no browser plays it:
+    the page shows its results without the picture), or VP8 in WebM, which Chromium plays."""
     from skimage import data
 
     base = data.astronaut()[::2, ::2][:, :, :3]  # (256, 256, 3)
     rng = np.random.default_rng(0)
     frames = [np.roll(base, 6 * i, axis=1) for i in range(24)]
     frames = [np.clip(f + rng.normal(0, 3, f.shape), 0, 255).astype(np.uint8) for f in frames]
-    p = tmp_path / "v.mp4"
-    write_video(p, frames, fps=12)
+    p = tmp_path / ("v.webm" if webm else "v.mp4")
+    write_video(p, frames, fps=12, **({"codec": "libvpx"} if webm else {}))
     return p.read_bytes()
 
 
@@ -111,6 +127,17 @@ def _upload(page, name: str, mime: str, data: bytes, n_rows: int) -> None:
         "n => document.querySelectorAll('#history tbody tr').length >= n", arg=n_rows,
         timeout=30_000,
     )
+
+
+def _one_message_only(page, text: str, just_sent: bool = True) -> None:
+    """The error is on the page exactly once, alone: no result, bar or preview beside it
+    (nor, ``just_sent``, a status line about the same file)."""
+    shown = page.evaluate("() => document.body.innerText")  # visible text only
+    assert shown.count(text) == 1, shown
+    assert "cannot show this format" not in shown
+    assert page.is_visible("#error")
+    assert page.is_hidden("#result") and page.is_hidden("#bar") and page.is_hidden("#preview")
+    assert page.is_hidden("#activity") or not just_sent
 
 
 def test_page_scans_and_shows_results(page, model_dir: Path, tmp_path: Path):
@@ -125,10 +152,11 @@ def test_page_scans_and_shows_results(page, model_dir: Path, tmp_path: Path):
     assert page.locator("#frames-plot circle").count() == n_frames
     page.wait_for_selector("#heatmap[src^='blob:']", timeout=30_000)
 
-    # 2. a text file named like a photo: the server's message is shown, nothing crashes
+    # 2. a text file named like a photo: the server's message, once; no score, no preview
     _upload(page, "notes.jpg", "image/jpeg", b"not a picture\n" * 20, 2)
-    assert page.get_attribute("#verdict", "data-verdict") == "error"
     assert "not a supported image or video" in page.text_content("#error")
+    _one_message_only(page, "not a supported image or video")
+    assert page.locator("#history tbody tr:first-child td.v-error").count() == 1
 
     # 3. a file dropped on the zone (the drag-and-drop path, not the file input)
     buf = io.BytesIO()
@@ -151,8 +179,8 @@ def test_page_scans_and_shows_results(page, model_dir: Path, tmp_path: Path):
 
     # 4. above the server's limit (5 MB here): refused in the page, with the limit in words
     _upload(page, "big.jpg", "image/jpeg", b"\xff\xd8\xff" + bytes(5 * 2**20 + 10), 4)
-    assert page.get_attribute("#verdict", "data-verdict") == "error"
     assert "accepts up to 5.0 MB" in page.text_content("#error")
+    _one_message_only(page, "accepts up to 5.0 MB")
 
     # 5. a photo: the verdict and score on the page are the detector's own for these bytes
     photo = _photo_jpeg()
@@ -171,6 +199,10 @@ def test_page_scans_and_shows_results(page, model_dir: Path, tmp_path: Path):
     left = page.eval_on_selector("#bar-threshold", "e => e.style.left")
     assert float(left.rstrip("%")) == pytest.approx(det.threshold * 100, abs=0.1)
     assert page.is_hidden("#frames-figure")
+    # the metadata line, apart from the score: this JPEG claims nothing
+    assert page.text_content("#provenance-text") == "no provenance metadata"
+    assert "does not change the score" in page.text_content("#provenance")
+    assert page.is_hidden("#face-text") and page.is_hidden("#face-overlay")
     # the heatmap beside the image, at the image's size
     page.wait_for_selector("#heatmap[src^='blob:']", timeout=30_000)
     page.wait_for_function("() => document.getElementById('heatmap').naturalWidth > 0")
@@ -181,10 +213,13 @@ def test_page_scans_and_shows_results(page, model_dir: Path, tmp_path: Path):
     # the visit's list: newest first, every file
     names = page.locator("#history tbody tr td:first-child").all_text_contents()
     assert names == ["chelsea.jpg", "big.jpg", "dropped.png", "notes.jpg", "clip.mp4"]
-    # clicking an earlier entry shows it again
+    assert set(page.locator("#history tbody tr td:nth-child(3)").all_text_contents()) == {det.name}
+    # clicking an earlier entry shows it again; an error entry shows its one message again
     page.click("#history tbody tr:nth-child(5) button")
     assert page.text_content("#result-name") == "clip.mp4"
-    assert page.is_visible("#frames-plot")
+    assert page.is_visible("#frames-plot") and page.is_hidden("#error")
+    page.click("#history tbody tr:nth-child(4) button")
+    _one_message_only(page, "not a supported image or video", just_sent=False)
     page.click("#history tbody tr:nth-child(1) button")
     assert page.text_content("#result-name") == "chelsea.jpg"
 
@@ -194,5 +229,114 @@ def test_page_scans_and_shows_results(page, model_dir: Path, tmp_path: Path):
     if os.environ.get("NOISETRACE_SCREENSHOT"):
         page.screenshot(path=os.environ["NOISETRACE_SCREENSHOT"], full_page=True)
     # the only error the console may hold is the expected 415 of the text file
+    unexpected = [e for e in page.errors if "status of 415" not in e]
+    assert not unexpected, unexpected
+
+
+FACE_CENTER = (222, 115)  # the astronaut's face in skimage.data.astronaut() (512 x 512)
+
+
+def _astronaut_png() -> bytes:
+    """The astronaut with the text chunk a Stable Diffusion web UI writes: a face to box and
+    a generator claim in the metadata."""
+    from PIL.PngImagePlugin import PngInfo
+    from skimage import data
+
+    info = PngInfo()
+    info.add_text("parameters", "an astronaut\nSteps: 20, Sampler: Euler a, Seed: 1")
+    buf = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def _box_records(page) -> list[dict]:
+    return page.eval_on_selector_all(
+        "#face-overlay g.face-box",
+        """gs => gs.map(g => {
+            const r = g.querySelector('rect').getBoundingClientRect();
+            return {cls: g.getAttribute('class'), score: +g.dataset.score,
+                    frame: +g.dataset.frame, label: g.querySelector('text').textContent,
+                    cx: r.x + r.width / 2, cy: r.y + r.height / 2};
+        })""",
+    )
+
+
+def test_model_choice_face_boxes_and_provenance(page, model_dir: Path, tmp_path: Path):
+    start = Detector.load(model_dir).name
+    combo = f"{start}+faces"
+    # the select lists the offered models, the server's default chosen, the combined described
+    page.wait_for_function("n => document.querySelectorAll('#model option').length > n", arg=2)
+    assert page.input_value("#model") == start
+    options = page.eval_on_selector_all("#model option", "os => os.map(o => [o.value, o.text])")
+    assert (combo, f"{combo} · whole image + faces") in [tuple(o) for o in options]
+    assert page.text_content("label[for=model]") == "Model"
+    page.select_option("#model", combo)
+    assert "whole image + faces" in page.text_content("#model-desc")
+
+    # 1. an image with a face: the choice reached the server (the record names the model)
+    rows = page.locator("#history tbody tr").count()
+    _upload(page, "astronaut.png", "image/png", _astronaut_png(), rows + 1)
+    page.wait_for_function("() => document.getElementById('preview').naturalWidth > 0")
+    assert page.text_content("#verdict") in ("real", "fake")
+    details = page.locator("#details dd").all_text_contents()
+    assert combo in details
+    assert page.text_content("#history tbody tr:first-child td:nth-child(3)") == combo
+    # the face score beside the main score, and one box per face over the picture
+    face_text = page.text_content("#face-text")
+    assert page.is_visible("#face-text")
+    assert re.match(r"faces: [0-9.]+ \(1 face; threshold 0\.50\)", face_text), face_text
+    boxes = _box_records(page)
+    assert len(boxes) == 1
+    b = boxes[0]
+    assert b["label"] == f"{b['score']:.3f}"
+    assert b["cls"] == ("face-box fake" if b["score"] >= 0.5 else "face-box real")
+    assert page.eval_on_selector("#face-overlay g.face-box rect", "e => getComputedStyle(e)"
+                                 ".stroke") == ("rgb(179, 38, 30)" if b["score"] >= 0.5
+                                                else "rgb(27, 122, 61)")  # fmt: skip
+    # drawn where the face is on screen: the picture is scaled into its box (object-fit)
+    img = page.eval_on_selector(
+        "#preview",
+        "e => { const r = e.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }",
+    )
+    scale = min(img[2] / 512, img[3] / 512)
+    ox, oy = img[0] + (img[2] - 512 * scale) / 2, img[1] + (img[3] - 512 * scale) / 2
+    assert abs(b["cx"] - (ox + FACE_CENTER[0] * scale)) < 40 * scale
+    assert abs(b["cy"] - (oy + FACE_CENTER[1] * scale)) < 45 * scale
+    # provenance: what the metadata claims, apart from the score and with its caveat
+    assert page.text_content("#provenance-text") == (
+        "made by an AI generator; PNG text: Stable Diffusion web UI (unsigned)"
+    )
+    note = page.text_content("#provenance")
+    assert "stripped or forged" in note and "does not change the score" in note
+    assert page.eval_on_selector("#provenance", "e => !e.closest('.verdict-line')")
+    # the heatmap was asked for with the same model (the whole-image model draws it)
+    page.wait_for_selector("#heatmap[src^='blob:']", timeout=30_000)
+
+    # 2. a video: faces per sampled frame in a table, boxes over the paused video
+    n = Detector.load(model_dir).config.video_frames
+    _upload(page, "astro.webm", "video/webm", _video(tmp_path, webm=True), rows + 2)
+    assert page.is_visible("#faces-figure")
+    assert page.locator("#faces-table tbody tr").count() == n
+    first = page.locator("#faces-table tbody tr").first.locator("td").all_text_contents()
+    assert first[0] == f"frame 1 of {n}" and int(first[2]) >= 1 and first[3] != "no face"
+    assert re.search(r"\(\d+ faces in \d+ of \d+ sampled frames", page.text_content("#face-text"))
+    # paused at the start: the first sampled frame's face is drawn
+    page.wait_for_function("() => document.querySelectorAll('#face-overlay g').length > 0")
+    assert {b["frame"] for b in _box_records(page)} == {0}
+    # picking a frame seeks there and draws that frame's boxes
+    page.click(f"#faces-table tbody tr:nth-child({n // 2 + 1}) button")
+    page.wait_for_function(
+        "i => [...document.querySelectorAll('#face-overlay g')].every(g => g.dataset.frame == i)"
+        " && document.querySelectorAll('#face-overlay g').length > 0",
+        arg=n // 2,
+    )
+    assert f"sampled frame {n // 2 + 1} of {n}" in page.text_content("#boxes-note")
+    # while it plays, no stale boxes
+    page.eval_on_selector("#preview-video", "v => v.play()")
+    page.wait_for_function("() => document.getElementById('face-overlay').hasAttribute('hidden')")
+    page.eval_on_selector("#preview-video", "v => v.pause()")
+    page.select_option("#model", start)
+    if os.environ.get("NOISETRACE_SCREENSHOT_FACES"):
+        page.screenshot(path=os.environ["NOISETRACE_SCREENSHOT_FACES"], full_page=True)
     unexpected = [e for e in page.errors if "status of 415" not in e]
     assert not unexpected, unexpected

@@ -78,10 +78,12 @@ def test_cli_writes_both_scores_and_boxes(tiny_model_dir, face_model_dir, files,
     rc = main(["scan", str(files / "face.jpg"), str(files / "noface.jpg"), "--model",
                f"{tiny_model_dir}+{face_model_dir}", "--jsonl", str(out_j), "--csv", str(out_c)])
     assert rc == 0
-    recs = {r["path"].rsplit("/", 1)[-1]: r for r in map(json.loads, out_j.read_text().splitlines())}
+    lines = out_j.read_text().splitlines()
+    recs = {r["path"].rsplit("/", 1)[-1]: r for r in map(json.loads, lines)}
     assert recs["face.jpg"]["face_score"] is not None and recs["face.jpg"]["face_boxes"]
     assert recs["noface.jpg"]["face_score"] is None and recs["noface.jpg"]["face_boxes"] == []
     rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(out_c.open())}
-    assert json.loads(rows["face.jpg"]["face_boxes"])[0]["box"] == recs["face.jpg"]["face_boxes"][0]["box"]
+    first = json.loads(rows["face.jpg"]["face_boxes"])[0]
+    assert first["box"] == recs["face.jpg"]["face_boxes"][0]["box"]
     table = capsys.readouterr().out
     assert "faces" in table and "none" in table

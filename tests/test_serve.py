@@ -337,3 +337,199 @@ def test_image_over_the_decoding_budget_is_refused_before_a_worker(client: TestC
     assert r.status_code == 413 and "declares 15000x15000 pixels" in r.json()["detail"]
     assert _upload_dir_empty(client)
     assert client.app.state.service.status()["served"] == served + 1  # released at once
+
+
+# -- issue 20: the client chooses among the models the server offers ------------------------
+FACE_CENTER = (222, 115)  # the astronaut's face in skimage.data.astronaut()
+
+
+def _save_model(d: Path, name: str, seed: int, **cfg) -> Path:
+    import torch
+
+    torch.manual_seed(seed)
+    Detector(models.create("srm-cnn"), DetectorConfig(name=name, arch="srm-cnn", **cfg)).save(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def face_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # threshold 0: every face found is "fake", so the combined verdict is known in advance
+    return _save_model(tmp_path_factory.mktemp("faces"), "faces", 1, input="face", threshold=0.0)
+
+
+@pytest.fixture(scope="module")
+def other_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _save_model(tmp_path_factory.mktemp("other"), "other", 2)
+
+
+@pytest.fixture(scope="module")
+def choice(model_dir: Path, face_model_dir: Path, other_model_dir: Path):
+    """A server started with "test" that also offers "other" and its own "faces" (replacing
+    the bundled one, so "test+faces" pairs the tiny models)."""
+    app = create_app(
+        str(model_dir), max_upload_mb=1, workers=2, timeout_s=60, device="cpu",
+        offer={"faces": face_model_dir, "other": other_model_dir},
+    )  # fmt: skip
+    with TestClient(app, base_url=LOCAL) as c:
+        yield c
+
+
+def _astronaut_jpeg() -> bytes:
+    from skimage import data
+
+    buf = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+def test_models_lists_the_offered_names(choice: TestClient) -> None:
+    from noisetrace.zoo import list_bundled
+
+    m = choice.get("/v1/models").json()
+    names = [o["name"] for o in m["offered"]]
+    # the start-up model first (the default), then the combined one, then the rest
+    assert names[:2] == ["test", "test+faces"] and m["default_model"] == "test"
+    assert set(names) == {"test", "test+faces", "other", *list_bundled()}
+    info = {o["name"]: o for o in m["offered"]}
+    assert info["test"]["default"] and info["test"]["loaded"] and info["test"]["explain"]
+    assert info["test"]["purpose"] == "whole image" and info["test"]["threshold"] == 0.5
+    assert info["faces"]["input"] == "face" and info["faces"]["purpose"] == "faces only"
+    combo = info["test+faces"]
+    assert combo["purpose"] == "whole image + faces" and combo["input"] == "image+face"
+    assert combo["threshold"] == 0.5 and combo["face_threshold"] == 0.0
+    # offered but not loaded: nothing is loaded to answer /v1/models
+    assert not info["other"]["loaded"] and info["other"]["explain"] is None
+    assert m["active"]["name"] == "test"  # unchanged: the start-up model
+
+
+def test_scan_with_a_chosen_model(choice: TestClient) -> None:
+    data = _jpeg()
+    plain = choice.post("/v1/scan", files={"file": ("a.jpg", data, "image/jpeg")}).json()
+    assert plain["model"] == "test"
+    by_query = choice.post("/v1/scan?model=other", files={"file": ("a.jpg", data, "image/jpeg")})
+    assert by_query.status_code == 200, by_query.text
+    assert by_query.json()["model"] == "other" and by_query.json()["score"] != plain["score"]
+    by_form = choice.post(
+        "/v1/scan", data={"model": "other"}, files={"file": ("a.jpg", data, "image/jpeg")}
+    )
+    assert by_form.status_code == 200 and by_form.json()["score"] == by_query.json()["score"]
+    same = choice.post(
+        "/v1/scan?model=test", data={"model": "test"}, files={"file": ("a.jpg", data, "i/j")}
+    )
+    assert same.status_code == 200 and same.json()["score"] == plain["score"]
+    clash = choice.post(
+        "/v1/scan?model=test", data={"model": "other"}, files={"file": ("a.jpg", data, "i/j")}
+    )
+    assert clash.status_code == 422 and "send one" in clash.json()["detail"]
+    info = {o["name"]: o for o in choice.get("/v1/models").json()["offered"]}
+    assert info["other"]["loaded"] and info["other"]["explain"] is True
+    r = choice.post("/v1/explain?model=other", files={"file": ("a.jpg", data, "image/jpeg")})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert _upload_dir_empty(choice)
+
+
+def test_unknown_model_or_a_path_is_422_with_the_list(
+    choice: TestClient, other_model_dir: Path
+) -> None:
+    files = {"file": ("a.jpg", _jpeg(), "image/jpeg")}
+    served = choice.get("/healthz").json()["served"]
+    r = choice.post("/v1/scan?model=nope", files=files)
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert "unknown model 'nope'" in detail and "test, test+faces" in detail
+    assert "other" in detail and "GET /v1/models" in detail
+    # refused before the upload is admitted: nothing counted, nothing stored
+    assert choice.get("/healthz").json()["served"] == served
+    # a real model directory is still only a name the server does not offer
+    for path in (str(other_model_dir), "../zoo/default", "default/../fast"):
+        for kw in ({"params": {"model": path}}, {"data": {"model": path}}):
+            r = choice.post("/v1/scan", files=files, **kw)
+            assert r.status_code == 422, (path, kw)
+            assert "cannot be chosen by a client" in r.json()["detail"]
+    r = choice.post("/v1/explain?model=nope", files=files)
+    assert r.status_code == 422 and "this server offers" in r.json()["detail"]
+    r = choice.post("/v1/scan", data={"model": "x" * 300}, files=files)
+    assert r.status_code == 422 and "GET /v1/models" in r.json()["detail"]
+    assert _upload_dir_empty(choice)
+
+
+def test_combined_scan_returns_face_fields(choice: TestClient, model_dir: Path) -> None:
+    data = _astronaut_jpeg()
+    r = choice.post("/v1/scan", params={"model": "test+faces"},
+                    files={"file": ("astro.jpg", data, "image/jpeg")})  # fmt: skip
+    assert r.status_code == 200, r.text
+    # "+" unescaped in a query string is a space: understood all the same
+    r2 = choice.post("/v1/scan?model=test+faces", files={"file": ("astro.jpg", data, "i/j")})
+    assert r2.status_code == 200 and r2.json()["face_boxes"] == r.json()["face_boxes"]
+    rec = r.json()
+    assert rec["model"] == "test+faces" and rec["face_threshold"] == 0.0
+    assert rec["face_score"] is not None and rec["faces"] >= 1
+    box = rec["face_boxes"][0]
+    assert box["frame"] == 0 and box["kind"] == "face" and 0.0 <= box["score"] <= 1.0
+    x0, y0, x1, y1 = box["box"]
+    assert abs((x0 + x1) / 2 - FACE_CENTER[0]) < 40 and abs((y0 + y1) / 2 - FACE_CENTER[1]) < 45
+    assert rec["verdict"] == "fake"  # the face threshold is 0: the face model calls it fake
+    # the whole-image score is the start-up model's own
+    plain = choice.post("/v1/scan", files={"file": ("astro.jpg", data, "image/jpeg")}).json()
+    assert rec["score"] == pytest.approx(plain["score"], abs=1e-9)
+    assert plain["face_score"] is None and plain["face_boxes"] is None
+    # no face in the picture: the face fields say so
+    r = choice.post("/v1/scan", params={"model": "test+faces"},
+                    files={"file": ("noise.jpg", _jpeg(), "image/jpeg")})  # fmt: skip
+    rec = r.json()
+    assert rec["face_score"] is None and rec["faces"] == 0 and rec["face_boxes"] == []
+    assert "provenance" in rec and rec["provenance"]["claims"] == []
+    # the heatmap of the combined mode is the whole-image model's
+    files = {"file": ("astro.jpg", data, "image/jpeg")}
+    r = choice.post("/v1/explain", params={"model": "test+faces"}, files=files)
+    assert r.status_code == 200, r.text
+    assert r.content == choice.post("/v1/explain", files=files).content
+
+
+def test_models_are_loaded_once_on_first_use(
+    model_dir: Path, other_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[str] = []
+    real_load = Detector.load
+
+    def slow_load(directory, *a, **kw):
+        loads.append(Path(directory).name)
+        time.sleep(0.3)  # long enough for the requests below to overlap
+        return real_load(directory, *a, **kw)
+
+    start = real_load(model_dir, device="cpu")
+    monkeypatch.setattr(Detector, "load", staticmethod(slow_load))
+    app = create_app(start, workers=3, bundled=False, offer={"other": other_model_dir})
+    with TestClient(app, base_url=LOCAL) as c:
+        assert [o["name"] for o in c.get("/v1/models").json()["offered"]] == ["test", "other"]
+        assert loads == []  # offered is not loaded
+        codes: list[int] = []
+
+        def post() -> None:
+            r = c.post("/v1/scan?model=other", files={"file": ("a.jpg", _jpeg(), "image/jpeg")})
+            codes.append(r.status_code)
+
+        threads = [threading.Thread(target=post) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert codes == [200, 200, 200] and loads == [other_model_dir.name]
+        # no bundled models and no face model offered: no combined mode either
+        r = c.post("/v1/scan?model=default", files={"file": ("a.jpg", _jpeg(), "image/jpeg")})
+        assert r.status_code == 422 and "offers test, other" in r.json()["detail"]
+
+
+def test_a_face_start_up_model_offers_no_combined_mode(face_model_dir: Path) -> None:
+    app = create_app(str(face_model_dir), device="cpu", bundled=False)
+    with TestClient(app, base_url=LOCAL) as c:
+        m = c.get("/v1/models").json()
+        assert [o["name"] for o in m["offered"]] == ["faces"]
+        assert m["offered"][0]["input"] == "face"
+
+
+def test_serve_command_offer_must_be_name_equals_dir(capsys: pytest.CaptureFixture) -> None:
+    from noisetrace.cli import main
+
+    assert main(["serve", "--offer", "runs/mine/best"]) == 2
+    assert "write NAME=DIR" in capsys.readouterr().err

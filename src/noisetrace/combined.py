@@ -29,11 +29,11 @@ class WholeAndFaces(Detector):
 
     def __init__(self, whole: Detector, faces: Detector) -> None:
         if whole.config.input == "face":
-            raise ModelError(f"{whole.name!r} is a face model: put the whole-image model first "
-                             "(e.g. default+faces)")  # fmt: skip
+            raise ModelError(f"{whole.name!r} is a face model: put the whole-image model "
+                             "first (e.g. default+faces)")  # fmt: skip
         if faces.config.input != "face":
-            raise ModelError(f"{faces.name!r} scores whole images, not faces: the second model "
-                             "of WHOLE+FACES must be a face model (e.g. default+faces)")  # fmt: skip
+            raise ModelError(f"{faces.name!r} scores whole images, not faces: the second "
+                             "model of WHOLE+FACES must be a face model (e.g. default+faces)")
         self.whole, self.faces = whole, faces
         self.config = DetectorConfig(
             name=f"{whole.name}+{faces.name}", arch="whole+faces", threshold=whole.threshold,

@@ -53,10 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="test resolutions (default: 224,512,original)")
     p.add_argument("--resize-mode", choices=("crop", "resize"), default="crop",
                    help="resolution views: centre crop (keeps noise) or resize to a square")
-    p.add_argument("--max-side", type=int, default=1024,
-                   help="centre-crop larger images to this side first (0: full resolution)")
+    p.add_argument("--max-side", type=int, default=0,
+                   help="centre-crop larger images to this side first, for speed (default 0: "
+                        "full resolution, the view `scan` scores)")  # fmt: skip
     p.add_argument("--videos", action="store_true", help="include videos (images only by default)")
-    p.add_argument("--frames", type=int, default=16, help="frames sampled evenly per video")
+    p.add_argument("--frames", type=int, default=None,
+                   help="frames sampled evenly per video (default: the model's, as in scan)")
     p.add_argument("--aggregate", choices=("mean", "median", "max"), default="mean",
                    help="video score from its frame scores")
     p.add_argument("--group-by", choices=("generator", "dataset"), default="generator",

@@ -134,9 +134,10 @@ def crop_at_most(img: np.ndarray, side: int) -> np.ndarray:
 class EvalOptions:
     """How samples become scores; recorded in every report."""
 
-    max_side: int | None = 1024  # base view: centre crop to this (None/0: full resolution)
+    # Base view: centre crop to this (None/0: full resolution, what `scan` scores).
+    max_side: int | None = None
     resize_mode: str = "crop"  # "crop" | "resize" for the resolution conditions
-    video_frames: int = 16  # frames sampled evenly per video
+    video_frames: int | None = None  # frames sampled evenly per video (None: the model's)
     aggregate: str = "mean"  # video score from frame scores: mean | median | max
     bootstrap: int = 1000  # resamples for the AUC confidence interval (0: none)
     group_by: str = "generator"  # columns of the per-generator table: generator | dataset
@@ -182,13 +183,15 @@ class Scored:
         return y.astype(int), np.concatenate(fr) if fr else np.zeros(0)
 
 
-def _views(s: Sample, opts: EvalOptions) -> tuple[str, list[np.ndarray]]:
-    """Decode one sample: its kind and its base views (one image, or sampled frames)."""
+def _views(s: Sample, opts: EvalOptions, det: Detector) -> tuple[str, list[np.ndarray]]:
+    """Decode one sample: its kind and its frames (one image, or frames sampled as `scan`
+    samples them)."""
     kind, _fmt = sniff(s.path)
     if kind == "image":
         imgs = [load_image(s.path)]
     else:
-        imgs = [f.image for f in iter_frames(s.path, mode="even", n=opts.video_frames)]
+        n = opts.video_frames or det.config.video_frames
+        imgs = [f.image for f in iter_frames(s.path, mode="even", n=n)]
     if opts.max_side:
         imgs = [crop_at_most(i, opts.max_side) for i in imgs]
     return kind, imgs
@@ -203,33 +206,37 @@ def score_conditions(
 ) -> Scored:
     """Score every sample under every condition; each file is decoded once.
 
+    A condition transforms the decoded frames; the model then judges them exactly as a scan
+    does (:meth:`Detector.judge`: whole frames, or the faces of a face model), so a file
+    scores the same here as in ``noisetrace scan`` under the identity condition.
     Unreadable files are listed in ``failed`` (with the loader's message) and left out.
     ``on_sample(done, total)`` reports progress.
     """
+    from noisetrace.detector import ScanResult
+
     opts = opts or EvalOptions()
     t0 = time.perf_counter()
     out = Scored(samples=[], kinds=[])
-    logits: dict[str, list[np.ndarray]] = {c.name: [] for c in conditions}
+    probs: dict[str, list[np.ndarray]] = {c.name: [] for c in conditions}
     for i, s in enumerate(samples):
         try:
-            kind, imgs = _views(s, opts)
+            kind, imgs = _views(s, opts, det)
             per_cond = {}
             for c in conditions:
                 views = [c.apply(im, s.lossless, opts.resize_mode, opts.prior_quality)
                          for im in imgs]
-                per_cond[c.name] = (det.logits_batch(views) if len(views) > 1
-                                    else np.array([det.logit(views[0])]))
+                per_cond[c.name] = np.asarray(det.judge(views, ScanResult(path=s.path)))
         except InputError as exc:
             out.failed.append({"path": s.path, "error": str(exc)})
         else:
             out.samples.append(s)
             out.kinds.append(kind)
-            for name, lg in per_cond.items():
-                logits[name].append(lg)
+            for name, p in per_cond.items():
+                probs[name].append(p)
         if on_sample:
             on_sample(i + 1, len(samples))
-    for name, per_sample in logits.items():
-        out.frames[name] = [det.calibrate(lg) for lg in per_sample]
+    for name, per_sample in probs.items():
+        out.frames[name] = per_sample
         out.probs[name] = np.array([aggregate_scores(p, opts.aggregate)
                                     for p in out.frames[name]])
     out.seconds = time.perf_counter() - t0

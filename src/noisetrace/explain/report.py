@@ -221,6 +221,11 @@ def explain_file(
     frame_info: dict[str, Any] | None = None
     if kind == "image":
         img = load_image(path)
+        # The file's score is the scan's (a face model judges its face crops, not the
+        # whole picture the map covers): the same number as `noisetrace scan` gives.
+        res = result if result is not None and result.score is not None else det.scan(path)
+        if res.error:
+            raise InputError(res.error)
     else:
         from noisetrace.media.video import iter_frames
 
@@ -243,6 +248,8 @@ def explain_file(
         # The file's verdict is the video's, not the one frame's.
         summary["score"] = frame_info["video_score"]
         summary["verdict"] = frame_info["video_verdict"]
+    else:
+        summary["score"], summary["verdict"] = round(float(res.score), 6), res.verdict
     files = {"overlay": f"{name}.overlay.png"}
     _write_atomic(out / files["overlay"], ex.overlay_png())
     if traces:

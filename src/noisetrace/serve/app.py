@@ -9,6 +9,10 @@
 * ``GET /v1/models``, ``GET /healthz``, the OpenAPI spec at ``/openapi.json`` and the page at
   ``/``.
 
+Both POSTs take an optional ``model`` (query parameter or form field): one of the names the
+server offers (:class:`ModelSet`: the start-up model, the bundled ones, ``<start-up>+faces``
+and any the operator added). Only names: a client never makes the server open a path.
+
 Limits a public deployment needs are enforced here rather than left to a proxy: the upload is
 streamed into a private temporary directory under a server-chosen name (the client's file name
 is only echoed back as a label, never used as a path), refused with 413 as soon as it passes
@@ -34,7 +38,7 @@ import tempfile
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -47,7 +51,7 @@ from fastapi.staticfiles import StaticFiles
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 import noisetrace
-from noisetrace.detector import Detector
+from noisetrace.detector import Detector, DetectorConfig, read_config
 from noisetrace.errors import InputError, ModelError
 from noisetrace.media.formats import sniff
 
@@ -72,6 +76,12 @@ _BODY_SLACK = 64 * 1024
 _EXPLAIN_MAX_SIDE = 1600
 #: Most frames a client may ask to be sampled from one video.
 _MAX_FRAMES = 64
+#: Small text fields read from the multipart body beside ``file`` (others are dropped), and
+#: the most bytes one may hold: model names are short, a longer value is no name we offer.
+_FORM_FIELDS = (b"model",)
+_MAX_FIELD = 256
+#: What a model judges, in words for people choosing one (by its input kind).
+_PURPOSE = {"image": "whole image", "face": "faces only", "image+face": "whole image + faces"}
 
 _UPLOAD_BODY = {
     "required": True,
@@ -85,12 +95,22 @@ _UPLOAD_BODY = {
                         "type": "string",
                         "format": "binary",
                         "description": "an image or a video; its type is read from its bytes",
-                    }
+                    },
+                    "model": {
+                        "type": "string",
+                        "description": "a model name from GET /v1/models (default: the "
+                        "server's start-up model); same as the query parameter",
+                    },
                 },
             }
         }
     },
 }
+
+_MODEL_PARAM = (
+    "a model name from GET /v1/models `offered` (default: the start-up model); also accepted "
+    "as the form field `model`"
+)
 
 T = TypeVar("T")
 
@@ -113,6 +133,7 @@ class Upload:
     kind: str
     size: int
     sha256: str
+    fields: dict[str, str]  # the small text fields of _FORM_FIELDS that came with the file
 
 
 def display_name(name: str | None) -> str:
@@ -137,6 +158,9 @@ class _FilePart:
         self._headers: dict[bytes, bytes] = {}
         self._active = False
         self._done = False
+        self.fields: dict[str, str] = {}
+        self._text: bytes | None = None  # value of the _FORM_FIELDS part being read
+        self._text_name = ""
 
     @property
     def sha256(self) -> str:
@@ -169,13 +193,22 @@ class _FilePart:
     def _headers_finished(self) -> None:
         _, opts = parse_options_header(self._headers.get(b"content-disposition", b""))
         # Only the first part named "file" is kept; other fields are read and dropped.
-        self._active = opts.get(b"name") == b"file" and not self._done
+        name = opts.get(b"name")
+        self._active = name == b"file" and not self._done
+        self._text = b"" if name in _FORM_FIELDS else None
+        self._text_name = name.decode() if self._text is not None else ""
         if self._active:
             self.found = True
             raw = opts.get(b"filename")
             self.filename = raw.decode("utf-8", "replace") if raw is not None else None
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._text is not None:
+            self._text += data[start:end]
+            if len(self._text) > _MAX_FIELD:
+                raise UploadError(422, f"the form field {self._text_name!r} is longer than "
+                                  "any model name; send a name from GET /v1/models")  # fmt: skip
+            return
         if not self._active:
             return
         chunk = data[start:end]
@@ -186,6 +219,9 @@ class _FilePart:
         self.out.write(chunk)
 
     def _part_end(self) -> None:
+        if self._text is not None:
+            self.fields[self._text_name] = self._text.decode("utf-8", "replace").strip()
+            self._text = None
         if self._active:
             self._active, self._done = False, True
 
@@ -197,8 +233,146 @@ def _too_large(limit: int) -> str:
     )
 
 
+class ModelSet:
+    """The models this server offers by name, each loaded on first use and then kept.
+
+    Offered: the start-up model (under its own name; loaded before the server starts), the
+    bundled models (``bundled``), the operator's ``offer`` (name -> model directory or
+    Detector) and ``<start-up>+faces``, the start-up model with the face model named
+    ``faces`` beside it (:mod:`noisetrace.combined`), when there is one and the start-up model
+    judges whole images. Clients choose by name only: every name maps to a model the operator
+    installed or configured, so no request can make the server open a directory it picks.
+    The start-up model's name wins over a bundled or offered model of the same name.
+    """
+
+    def __init__(
+        self,
+        start: Detector,
+        *,
+        bundled: bool = True,
+        offer: Mapping[str, str | Path | Detector] | None = None,
+        device: str | None = "auto",
+    ) -> None:
+        from noisetrace.combined import WholeAndFaces
+        from noisetrace.zoo import ZOO_DIR, list_bundled
+
+        self.default = start.name
+        self.device = device
+        self._loaded: dict[str, Detector] = {}
+        self._dirs: dict[str, Path] = {}  # offered, not loaded yet
+        self._configs: dict[str, DetectorConfig] = {}
+        for name in list_bundled() if bundled else []:
+            try:
+                self._configs[name] = read_config(ZOO_DIR / name)
+                self._dirs[name] = ZOO_DIR / name
+            except ModelError:  # a damaged bundled model is not offered; the rest still is
+                continue
+        for name, src in (offer or {}).items():
+            self._dirs.pop(name, None)
+            if isinstance(src, Detector):
+                self._loaded[name] = src
+            else:  # config.json only (cheap): a bad directory fails at start, not on a request
+                self._configs[name] = read_config(Path(src))
+                self._dirs[name] = Path(src)
+        self._dirs.pop(self.default, None)
+        self._loaded[self.default] = start
+        faces = self._config("faces") if "faces" in self._names() else None
+        self.combined: str | None = None
+        if (faces is not None and faces.input == "face" and start.config.input != "face"
+                and not isinstance(start, WholeAndFaces)):  # fmt: skip
+            self.combined = f"{self.default}+faces"
+        # One lock per name, made here: loads of different models do not wait for each other,
+        # and two requests for the same unloaded model load it once.
+        self._locks = {n: threading.Lock() for n in self.names()}
+
+    def _names(self) -> set[str]:
+        return set(self._loaded) | set(self._dirs)
+
+    def names(self) -> list[str]:
+        """Offered names: the start-up model, the combined one, then the rest sorted."""
+        first = [self.default] + ([self.combined] if self.combined else [])
+        return first + sorted(self._names() - set(first))
+
+    def _config(self, name: str) -> DetectorConfig:
+        det = self._loaded.get(name)
+        return det.config if det is not None else self._configs[name]
+
+    def check(self, name: str | None) -> str:
+        """The offered name ``name`` means (the start-up model when empty); 422 otherwise."""
+        if not name:
+            return self.default
+        if name in self._locks:
+            return name
+        if name.replace(" ", "+") in self._locks:  # ?model=default+faces: "+" reads as a space
+            return name.replace(" ", "+")
+        hint = (
+            "a path cannot be chosen by a client; the operator can add a model directory "
+            "with --offer NAME=DIR"
+            if "/" in name or "\\" in name or name.startswith(".")
+            else "see GET /v1/models"
+        )
+        raise UploadError(
+            422,
+            f"unknown model {name[:80]!r}: this server offers {', '.join(self.names())} "
+            f"({hint})",
+        )
+
+    def get(self, name: str) -> Detector:
+        """The loaded model ``name`` (an offered name), loading it the first time."""
+        det = self._loaded.get(name)
+        if det is not None:
+            return det
+        with self._locks[name]:
+            det = self._loaded.get(name)
+            if det is None:
+                det = self._loaded[name] = self._load(name)
+        return det
+
+    def _load(self, name: str) -> Detector:
+        from noisetrace.combined import WholeAndFaces
+
+        try:
+            if name == self.combined:
+                return WholeAndFaces(self.get(self.default), self.get("faces"))
+            return Detector.load(self._dirs[name], device=self.device)
+        except UploadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the client gets the reason, the server lives
+            raise UploadError(
+                500,
+                f"model {name!r} could not be loaded on this server ({exc}); choose another "
+                "model or ask the operator to check its installation",
+            ) from None
+
+    def info(self, name: str) -> dict[str, Any]:
+        """What /v1/models says about ``name``, without loading it."""
+        det = self._loaded.get(name)
+        start = self._loaded[self.default]
+        if name == self.combined:
+            cfg, face_cfg = start.config, self._config("faces")
+            inp, explain = "image+face", hasattr(start.model, "forward_features")
+        else:
+            cfg = self._config(name)
+            whole_faces = getattr(det, "faces", None) if det is not None else None
+            face_cfg = whole_faces.config if isinstance(whole_faces, Detector) else None
+            inp = "image+face" if face_cfg is not None else cfg.input
+            explain = hasattr(det.model, "forward_features") if det is not None else None
+        return {
+            "name": name,
+            "default": name == self.default,
+            "purpose": _PURPOSE.get(inp, inp),
+            "input": inp,
+            "arch": "whole+faces" if name == self.combined else cfg.arch,
+            "threshold": cfg.threshold,
+            "face_threshold": face_cfg.threshold if face_cfg is not None else None,
+            "video_frames": cfg.video_frames,
+            "explain": explain,  # None: not known until the model is loaded
+            "loaded": det is not None,
+        }
+
+
 class ScanService:
-    """Holds the detector, the worker pool, the admission count and the upload directory.
+    """Holds the models, the worker pool, the admission count and the upload directory.
 
     Admission: at most ``workers + queue`` requests are inside the service at once (uploading,
     waiting or scoring); the next one gets 503 with Retry-After. A slot is freed only when the
@@ -211,6 +385,7 @@ class ScanService:
         self,
         detector: Detector,
         *,
+        models: ModelSet | None = None,
         max_upload_mb: float,
         workers: int,
         queue: int,
@@ -224,7 +399,8 @@ class ScanService:
             raise ValueError("queue must be 0 or more")
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
-        self.detector = detector
+        self.detector = detector  # the start-up model
+        self.models = models if models is not None else ModelSet(detector, bundled=False)
         self.max_upload_bytes = int(max_upload_mb * 2**20)
         self.workers, self.queue, self.timeout_s = workers, queue, timeout_s
         self.capacity = workers + queue
@@ -309,7 +485,8 @@ class ScanService:
             path = directory / ("upload" + _SUFFIX.get(fmt, ".bin"))
             part_path.rename(path)
             return Upload(
-                directory, path, display_name(part.filename), kind, part.size, part.sha256
+                directory, path, display_name(part.filename), kind, part.size, part.sha256,
+                part.fields,
             )
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
@@ -467,6 +644,8 @@ def create_app(
     queue: int = 8,
     device: str | None = "auto",
     allowed_hosts: Iterable[str] | None = None,
+    bundled: bool = True,
+    offer: Mapping[str, str | Path | Detector] | None = None,
 ) -> FastAPI:
     """Build the service for ``model`` (a bundled name, a model directory or a Detector).
 
@@ -476,6 +655,9 @@ def create_app(
     (``serve`` adds the address it listens on and ``--allowed-host``); any other is refused
     with 400, so a web page that rebinds its DNS name to this machine cannot use the service.
     ``"*"`` turns the check off.
+    Clients may choose another model by name (:class:`ModelSet`): the bundled ones unless
+    ``bundled`` is False, ``offer``'s (name -> model directory or Detector) and
+    ``<model>+faces``.
     Raises :class:`~noisetrace.errors.ModelError` when the model cannot be loaded, so a bad
     ``--model`` fails at start-up rather than on the first request.
     """
@@ -486,9 +668,11 @@ def create_app(
         from noisetrace.zoo import load_detector
 
         det = load_detector(model, device=device)
+    models = ModelSet(det, bundled=bundled, offer=offer, device=device)
     svc = ScanService(
-        det, max_upload_mb=max_upload_mb, workers=workers, queue=queue, timeout_s=timeout_s
-    )
+        det, models=models, max_upload_mb=max_upload_mb, workers=workers, queue=queue,
+        timeout_s=timeout_s,
+    )  # fmt: skip
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -530,9 +714,13 @@ def create_app(
         _security_headers(response)
         return response
 
-    async def guarded(request: Request, work: Callable[[Upload], T]) -> T:
-        """Admit, receive, run ``work(upload)`` in the pool; free everything when it ends."""
+    async def guarded(
+        request: Request, model: str | None, work: Callable[[Upload, Detector], T]
+    ) -> T:
+        """Admit, receive, run ``work(upload, detector)`` in the pool with the model chosen by
+        the query (``model``) or the form field; free everything when it ends."""
         deadline = time.monotonic() + svc.timeout_s
+        name = svc.models.check(model)  # before admission: a bad name costs no upload
         svc.admit()
         upload: Upload | None = None
         try:
@@ -544,7 +732,15 @@ def create_app(
                 raise UploadError(
                     408, f"the upload did not arrive within the {svc.timeout_s:g} s limit"
                 ) from None
-            result = await svc.run(lambda: work(upload), deadline)
+            form = upload.fields.get("model")
+            if form and model and form != model:
+                raise UploadError(
+                    422, f"two models asked for: {model!r} (query) and {form!r} (form); send one"
+                )
+            if form:
+                name = svc.models.check(form)
+            # Loading a model the first time runs in the pool too, under the same deadline.
+            result = await svc.run(lambda: work(upload, svc.models.get(name)), deadline)
         except _Late as late:
             # The thread runs on; its slot and upload are freed when it really ends.
             late.future.add_done_callback(lambda _f, u=upload: svc.release(u))
@@ -577,7 +773,8 @@ def create_app(
             413: {"description": "upload larger than --max-upload-mb, or an image declaring "
                   "more pixels than the decoding budget"},
             415: {"description": "not multipart, or the content is not an image or video"},
-            422: {"description": "the file could not be decoded; the record says why"},
+            422: {"description": "the file could not be decoded (the record says why), or "
+                  "`model` is not a name this server offers (the message lists them)"},
             503: {"description": "server busy; retry after the Retry-After header"},
             504: {"description": "scanning exceeded --timeout"},
         },
@@ -587,6 +784,7 @@ def create_app(
         frames: int | None = Query(
             None, ge=1, le=_MAX_FRAMES, description="frames sampled per video (model default)"
         ),
+        model: str | None = Query(None, description=_MODEL_PARAM),
     ) -> JSONResponse:
         """Scan one upload; the JSON has the fields of `noisetrace scan --jsonl` records plus
         `frame_scores` (per sampled frame, videos) and `sha256` of the upload. A file that
@@ -594,14 +792,14 @@ def create_app(
         `error` says why."""
         from noisetrace.scan import scan_paths
 
-        def work(upload: Upload) -> dict[str, Any]:
-            (res,) = list(scan_paths(svc.detector, [str(upload.path)], video_frames=frames))
+        def work(upload: Upload, det: Detector) -> dict[str, Any]:
+            (res,) = list(scan_paths(det, [str(upload.path)], video_frames=frames))
             res.path = upload.label  # never echo the server's temporary path
             rec = res.to_record(frame_scores=True)
             rec["sha256"] = upload.sha256
             return rec
 
-        rec = await guarded(request, work)
+        rec = await guarded(request, model, work)
         if rec["verdict"] == "error":
             return JSONResponse({**rec, "detail": rec["error"]}, status_code=422)
         return JSONResponse(rec)
@@ -615,7 +813,7 @@ def create_app(
             200: {"content": {"image/png": {}}, "description": "PNG heatmap"},
             413: {"description": "upload larger than --max-upload-mb"},
             415: {"description": "not multipart, or the content is not an image or video"},
-            422: {"description": "the file could not be decoded"},
+            422: {"description": "the file could not be decoded, or an unknown `model`"},
             501: {"description": "the model has no spatial features to map"},
         },
     )
@@ -624,23 +822,31 @@ def create_app(
         alpha: float = Query(0.45, ge=0.0, le=1.0, description="heatmap opacity over the image"),
         window: int = Query(64, ge=8, le=1024, description="side of each local window, pixels"),
         view: str = Query("overlay", pattern="^(overlay|map)$", description="overlay or map"),
+        model: str | None = Query(None, description=_MODEL_PARAM),
     ) -> Response:
         """PNG of local fake probabilities (blue real, yellow 0.5, red fake) over the image;
-        for a video, over its middle sampled frame. Long sides above 1600 px are shrunk."""
+        for a video, over its middle sampled frame. Long sides above 1600 px are shrunk.
+        With a whole image + faces model, the whole-image model's map."""
+        from noisetrace.combined import WholeAndFaces
 
-        def work(upload: Upload) -> bytes:
-            return _explain_png(svc.detector, upload, alpha, window, view)
+        def work(upload: Upload, det: Detector) -> bytes:
+            # Whole image + faces: the map is the whole-image model's (faces have no map).
+            whole = det.whole if isinstance(det, WholeAndFaces) else det
+            return _explain_png(whole, upload, alpha, window, view)
 
         try:
-            png = await guarded(request, work)
+            png = await guarded(request, model, work)
         except InputError as exc:
             raise UploadError(422, str(exc)) from None
         except ModelError as exc:
             raise UploadError(501, f"{exc}; /v1/scan still works with this model") from None
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
-    @app.get("/v1/models", summary="The model this server uses and the ones it could use")
+    @app.get("/v1/models", summary="The models a client may choose, and the start-up one")
     def list_models() -> dict[str, Any]:
+        """`offered`: every name `model` may take, with what it judges (`purpose`, `input`),
+        its threshold(s) and whether it draws a heatmap (`explain`; null until loaded);
+        `active`: the start-up model, used when no `model` is sent."""
         from noisetrace import models
         from noisetrace.zoo import list_bundled
 
@@ -655,6 +861,8 @@ def create_app(
                 "input": d.cfg.get("input"),
                 "explain": hasattr(d.model, "forward_features"),
             },
+            "default_model": svc.models.default,
+            "offered": [svc.models.info(n) for n in svc.models.names()],
             "bundled": list_bundled(),
             "architectures": models.list_models(),
             "limits": svc.limits(),

@@ -14,10 +14,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.epilog = """examples:
   noisetrace serve                       # http://127.0.0.1:8000/ with the bundled model
-  noisetrace serve --model runs/mine/best --port 8080 --max-upload-mb 50"""
+  noisetrace serve --model runs/mine/best --port 8080 --max-upload-mb 50
+  noisetrace serve --offer mine=runs/mine/best    # clients may also choose "mine"
+
+Clients choose among the offered models by name (field or query parameter `model`; GET
+/v1/models lists them): --model, every bundled model, MODEL+faces (with the bundled face
+model) and each --offer. Never a path: a client cannot make the server open a directory."""
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--model", default="default", help="bundled model name or model directory")
+    p.add_argument("--model", default="default",
+                   help="bundled model name or model directory: used when a request names none")
+    p.add_argument("--offer", action="append", default=[], metavar="NAME=DIR",
+                   help="also offer the model directory DIR to clients as NAME (repeatable)")
+    p.add_argument("--only-model", action="store_true",
+                   help="offer clients only --model and --offer, not the bundled models (each "
+                   "model a client chooses stays loaded: this bounds memory)")
     p.add_argument("--max-upload-mb", type=float, default=200,
                    help="largest upload in MB (413 above)")
     p.add_argument("--workers", type=int, default=2, help="files scored at once")
@@ -64,6 +75,14 @@ def _serve(args: argparse.Namespace) -> int:
             + escape("pip install 'noisetrace[serve]'")
         )
         return 2
+    offer: dict[str, str] = {}
+    for item in args.offer:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            err.print(f"[red]--offer {escape(item)}: write NAME=DIR, e.g. --offer "
+                      "mine=runs/mine/best[/red]")  # fmt: skip
+            return 2
+        offer[name] = path
     import torch
 
     # Workers share the cores: without this each would start one thread per core.
@@ -72,6 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
         args.model, max_upload_mb=args.max_upload_mb, workers=args.workers,
         timeout_s=args.timeout, queue=args.queue, device=args.device,
         allowed_hosts=allowed_hosts(args.host, args.allowed_host),
+        bundled=not args.only_model, offer=offer,
     )  # fmt: skip
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         err.print(

@@ -1,6 +1,7 @@
 // noisetrace web page: plain JavaScript, no build step, no third-party code.
 // Flow per file: POST /v1/scan (upload progress from XHR), show the record, then
-// POST /v1/explain for the heatmap. Files dropped together are scanned one after another.
+// POST /v1/explain for the heatmap, both with the model chosen in the <select> (sent as the
+// form field "model"). Files dropped together are scanned one after another.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -12,12 +13,23 @@ const state = {
   explain: true,
   queue: [],
   busy: false,
-  history: [], // {file, url, record, heatmapUrl}
+  history: [], // {file, url, record, heatmapUrl, model}
   current: null,
+  defaultModel: "", // the server's start-up model: used when no model is sent
+  models: new Map(), // offered name -> {purpose, input, threshold, face_threshold, explain}
+};
+
+//: Names of the metadata sources in noisetrace.media.provenance, for people.
+const SOURCES = {
+  c2pa: "Content Credentials (C2PA)", "png-text": "PNG text", exif: "EXIF", xmp: "XMP",
 };
 
 function fmtScore(s) {
   return s === null || s === undefined ? "–" : s.toFixed(3);
+}
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
 function fmtBytes(n) {
@@ -35,14 +47,52 @@ async function loadInfo() {
     state.threshold = m.active.threshold;
     state.maxBytes = m.limits.max_upload_bytes;
     state.explain = m.active.explain;
+    state.defaultModel = m.default_model || m.active.name;
+    fillModels(m.offered || []);
     $("model-info").textContent =
-      `Model: ${m.active.name} (${m.active.arch}), threshold ${m.active.threshold.toFixed(2)}.`;
+      `Server's default model: ${m.active.name} (${m.active.arch}), threshold ` +
+      `${m.active.threshold.toFixed(2)}.`;
     $("limits").textContent =
       `Up to ${fmtBytes(m.limits.max_upload_bytes)} per file. Files are scanned on this ` +
       "server and deleted afterwards.";
   } catch (e) {
     // The page still works with the defaults; the scan reports real errors.
   }
+}
+
+function fillModels(offered) {
+  const select = $("model");
+  if (!offered.length) return; // an older server: the one option sends no model
+  select.replaceChildren();
+  for (const o of offered) {
+    state.models.set(o.name, o);
+    const opt = document.createElement("option");
+    opt.value = o.name;
+    opt.textContent = `${o.name} · ${o.purpose}`;
+    select.append(opt);
+  }
+  select.value = state.defaultModel;
+  describeModel();
+}
+
+// The chosen model's name ("" until the server said which it offers: then none is sent).
+function chosenModel() {
+  return $("model").value;
+}
+
+function modelInfo(name) {
+  return state.models.get(name || state.defaultModel) ||
+    { threshold: state.threshold, explain: state.explain, face_threshold: null };
+}
+
+function describeModel() {
+  const o = state.models.get(chosenModel());
+  if (!o) return;
+  let text = `judges the ${o.purpose}; threshold ${o.threshold.toFixed(2)}`;
+  if (o.face_threshold !== null && o.face_threshold !== undefined) {
+    text += `, faces ${o.face_threshold.toFixed(2)}`;
+  }
+  $("model-desc").textContent = text + (o.default ? " (the server's default)" : "");
 }
 
 // -- activity ------------------------------------------------------------------------------
@@ -66,7 +116,7 @@ function showError(text) {
 }
 
 // -- requests ------------------------------------------------------------------------------
-function post(url, file, responseType, onUploadProgress) {
+function post(url, file, model, responseType, onUploadProgress) {
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", url);
@@ -79,6 +129,7 @@ function post(url, file, responseType, onUploadProgress) {
     xhr.onerror = () => resolve({ status: 0, body: null });
     xhr.ontimeout = () => resolve({ status: 0, body: null });
     const form = new FormData();
+    if (model) form.append("model", model); // before the file: read as the upload starts
     form.append("file", file, file.name);
     xhr.send(form);
   });
@@ -120,43 +171,47 @@ async function next() {
 
 async function scanOne(file) {
   const left = state.queue.length ? ` (${state.queue.length} more waiting)` : "";
+  const model = chosenModel();
   if (state.maxBytes !== null && file.size > state.maxBytes) {
-    const rec = errorRecord(file, `the file is ${fmtBytes(file.size)}; this server accepts up ` +
-      `to ${fmtBytes(state.maxBytes)}`);
-    const entry = { file, url: null, record: rec, heatmapUrl: null };
+    const rec = errorRecord(file, `not sent: the file is ${fmtBytes(file.size)}; this server ` +
+      `accepts up to ${fmtBytes(state.maxBytes)}`);
+    const entry = { file, url: null, record: rec, heatmapUrl: null, model };
+    $("activity").hidden = true; // the error below is the one message
     addHistory(entry);
     show(entry);
-    showError(`${file.name}: ${rec.error}`);
-    setActivity(`Not sent: ${file.name} is too large.`, 1);
     return;
   }
   setActivity(`Uploading ${file.name}${left}…`, 0);
   const t0 = performance.now();
-  const res = await post("/v1/scan", file, "json", (f) => {
+  const res = await post("/v1/scan", file, model, "json", (f) => {
     if (f === null) setActivity(`Scanning ${file.name}${left}…`, null);
     else setActivity(`Uploading ${file.name}${left}… ${Math.round(f * 100)}%`, f);
   });
-  const entry = { file, url: URL.createObjectURL(file), record: null, heatmapUrl: null };
+  const entry = { file, url: null, record: null, heatmapUrl: null, model };
   if (res.status === 200 || (res.status === 422 && res.body && res.body.verdict)) {
     entry.record = res.body;
   } else {
     entry.record = errorRecord(file, await errorText(res));
   }
+  if (entry.record.verdict === "error") {
+    // One message, in the alert: no score, no preview of bytes that are not media.
+    $("activity").hidden = true;
+    addHistory(entry);
+    show(entry);
+    return;
+  }
+  entry.url = URL.createObjectURL(file);
   addHistory(entry);
   show(entry);
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
-  if (entry.record.verdict === "error") {
-    showError(`${file.name}: ${entry.record.error}`);
-    endActivity(`Could not scan ${file.name}.`);
-    return;
-  }
   endActivity(`Scanned ${file.name} in ${secs} s: ${entry.record.verdict}.`);
-  if (state.explain) await explain(entry);
+  if (modelInfo(model).explain !== false) await explain(entry);
 }
 
 function errorRecord(file, message) {
   return {
-    path: file.name, kind: null, score: null, verdict: "error", threshold: state.threshold,
+    path: file.name, kind: null, score: null, verdict: "error",
+    threshold: modelInfo(chosenModel()).threshold,
     frames: null, error: message, seconds: 0, width: null, height: null, frame_scores: null,
   };
 }
@@ -164,11 +219,13 @@ function errorRecord(file, message) {
 async function explain(entry) {
   const status = $("heatmap-status");
   if (state.current === entry) status.textContent = "Computing the heatmap…";
-  const res = await post("/v1/explain", entry.file, "blob", null);
+  const res = await post("/v1/explain", entry.file, entry.model, "blob", null);
   if (res.status === 200) {
     entry.heatmapUrl = URL.createObjectURL(res.body);
   } else {
     entry.heatmapError = "No heatmap: " + (await errorText(res));
+    const info = state.models.get(entry.model);
+    if (res.status === 501 && info) info.explain = false; // do not ask again
   }
   if (state.current === entry) show(entry);
 }
@@ -177,6 +234,16 @@ async function explain(entry) {
 function show(entry) {
   state.current = entry;
   const rec = entry.record;
+  for (const row of $("history").tBodies[0].rows) {
+    row.classList.toggle("current", row.entry === entry);
+  }
+  if (rec.verdict === "error") {
+    // The alert is the one place the reason is shown; nothing else of the result applies.
+    $("result").hidden = true;
+    showError(`${rec.path}: ${rec.error}`);
+    return;
+  }
+  showError("");
   $("result").hidden = false;
   $("result-name").textContent = rec.path;
 
@@ -184,26 +251,88 @@ function show(entry) {
   verdict.dataset.verdict = rec.verdict;
   verdict.textContent = rec.verdict;
   const thr = rec.threshold ?? state.threshold;
-  $("score-text").textContent = rec.score === null
-    ? rec.error
-    : `fake score ${fmtScore(rec.score)} (threshold ${thr.toFixed(2)})`;
+  $("score-text").textContent = `fake score ${fmtScore(rec.score)} (threshold ${thr.toFixed(2)})`;
+  renderFaceScore(rec);
 
   const bar = $("bar");
   const fill = $("bar-fill");
   const score = rec.score ?? 0;
   fill.style.width = `${(score * 100).toFixed(1)}%`;
-  fill.classList.toggle("fake", rec.verdict === "fake");
+  fill.classList.toggle("fake", rec.score !== null && rec.score >= thr);
   bar.setAttribute("aria-valuenow", String(score));
-  bar.setAttribute("aria-valuetext", rec.score === null ? "no score" : fmtScore(rec.score));
+  bar.setAttribute("aria-valuetext", fmtScore(rec.score));
   $("bar-threshold").style.left = `${(thr * 100).toFixed(1)}%`;
   $("threshold-label").textContent = `threshold ${thr.toFixed(2)}`;
 
+  $("provenance-text").textContent = provenanceText(rec);
   renderDetails(rec);
   renderPreview(entry);
+  renderFaces(entry);
   renderFrames(rec, thr);
-  for (const row of $("history").tBodies[0].rows) {
-    row.classList.toggle("current", row.entry === entry);
+}
+
+// Faces the face model judged (whole-frame fallbacks are not faces: never boxed).
+function faceBoxes(rec) {
+  return (rec.face_boxes || []).filter((b) => !b.kind || b.kind === "face");
+}
+
+function faceIsFake(rec, score) {
+  return rec.face_threshold !== null && rec.face_threshold !== undefined &&
+    score >= rec.face_threshold;
+}
+
+function renderFaceScore(rec) {
+  const el = $("face-text");
+  // Only a whole image + faces record judges faces beside the whole image.
+  el.hidden = rec.face_threshold === null || rec.face_threshold === undefined;
+  if (el.hidden) return;
+  if (rec.face_score === null || rec.face_score === undefined) {
+    el.textContent = "faces: no face found";
+    el.dataset.verdict = "";
+    return;
   }
+  const boxes = faceBoxes(rec);
+  let count = plural(boxes.length, "face");
+  if (rec.kind === "video") {
+    const frames = new Set(boxes.map((b) => b.frame)).size;
+    count += ` in ${frames} of ${rec.frames} sampled frames`;
+  }
+  el.textContent = `faces: ${fmtScore(rec.face_score)} (${count}; threshold ` +
+    `${rec.face_threshold.toFixed(2)})`;
+  el.dataset.verdict = faceIsFake(rec, rec.face_score) ? "fake" : "real";
+}
+
+function claimText(c) {
+  const src = SOURCES[c.source] || c.source || "metadata";
+  let what = c.generator || c.claim_generator || c.digital_source_type || c.software ||
+    c.creator_tool || [c.make, c.model].filter(Boolean).join(" ") || "";
+  if (Array.isArray(what)) what = what.join(", ");
+  let by = "unsigned";
+  if (c.source === "c2pa") {
+    const who = c.signer_name || c.signed_by;
+    if (c.valid === true) {
+      by = `signed${who ? " by " + who : ""}, signature validated` +
+        (c.trusted ? " and trusted" : ", signer not on a trust list");
+    } else if (c.valid === false) {
+      by = `signature NOT valid${who ? ", claims to be signed by " + who : ""}`;
+    } else {
+      by = c.note || "signature not checked";
+    }
+  }
+  return `${src}${what ? ": " + what : ""} (${by})`;
+}
+
+function provenanceText(rec) {
+  const p = rec.provenance;
+  if (!p) return rec.kind === "video" ? "not read for videos" : "no provenance metadata";
+  const claims = p.claims || [];
+  let text = "no provenance metadata";
+  if (claims.length) {
+    const says = p.ai_claimed === true ? "made by an AI generator; " :
+      p.ai_claimed === false ? "a camera capture; " : "";
+    text = says + claims.map(claimText).join("; ");
+  }
+  return p.error ? `${text} (${p.error})` : text;
 }
 
 function renderDetails(rec) {
@@ -228,20 +357,26 @@ function renderDetails(rec) {
 }
 
 function renderPreview(entry) {
+  const rec = entry.record;
   const img = $("preview");
   const video = $("preview-video");
   const none = $("preview-none");
-  const isVideo = entry.record.kind === "video" ||
-    (!entry.record.kind && entry.file.type.startsWith("video/"));
+  const isVideo = rec.kind === "video";
   img.hidden = isVideo || !entry.url;
   video.hidden = !isVideo || !entry.url;
   none.hidden = true;
+  drawBoxes(rec, []);
+  $("boxes-note").textContent = "";
   if (entry.url && !isVideo) {
-    img.onerror = () => { img.hidden = true; none.hidden = false; };
+    img.onerror = () => { img.hidden = true; none.hidden = false; drawBoxes(rec, []); };
     img.src = entry.url;
+    const boxes = faceBoxes(rec);
+    drawBoxes(rec, boxes);
+    if (boxes.length) $("boxes-note").textContent = " (boxes: faces the face model judged)";
   } else if (entry.url) {
-    video.onerror = () => { video.hidden = true; none.hidden = false; };
-    video.src = entry.url;
+    video.onerror = () => { video.hidden = true; none.hidden = false; drawBoxes(rec, []); };
+    if (video.src !== entry.url) video.src = entry.url;
+    else videoBoxes();
   }
   const heat = $("heatmap");
   const status = $("heatmap-status");
@@ -252,10 +387,113 @@ function renderPreview(entry) {
   } else {
     heat.removeAttribute("src");
     status.textContent = entry.heatmapError ||
-      (entry.record.verdict === "error" ? "No heatmap for a file that could not be read." :
-        !state.explain ? "This model cannot draw a heatmap." : "Computing the heatmap…");
+      (modelInfo(entry.model).explain === false ? "This model cannot draw a heatmap." :
+        "Computing the heatmap…");
   }
-  $("heatmap-note").textContent = entry.record.kind === "video" ? " (middle frame)" : "";
+  $("heatmap-note").textContent = rec.kind === "video" ? " (middle frame)" : "";
+}
+
+// Boxes in the decoded frame's pixels: the overlay's viewBox is that frame, and "meet"
+// places it exactly as object-fit: contain places the picture, at any displayed size.
+function drawBoxes(rec, boxes) {
+  const ov = $("face-overlay");
+  ov.replaceChildren();
+  const none = !boxes.length || !rec.width || !rec.height;
+  ov.toggleAttribute("hidden", none); // an SVG element has no .hidden property
+  if (none) return;
+  ov.setAttribute("viewBox", `0 0 ${rec.width} ${rec.height}`);
+  const size = Math.max(10, Math.round(Math.max(rec.width, rec.height) / 30));
+  for (const b of boxes) {
+    const [x0, y0, x1, y1] = b.box;
+    const fake = faceIsFake(rec, b.score);
+    const g = svg("g", {
+      class: `face-box ${fake ? "fake" : "real"}`, "data-score": b.score, "data-frame": b.frame,
+    });
+    g.append(svg("rect", {
+      x: x0, y: y0, width: x1 - x0, height: y1 - y0, "vector-effect": "non-scaling-stroke",
+    }));
+    const label = svg("text", {
+      x: x0 + 2, y: y0 >= size + 4 ? y0 - 4 : y1 + size, "font-size": size,
+    });
+    label.textContent = fmtScore(b.score);
+    g.append(label);
+    ov.append(g);
+  }
+}
+
+// Frames are sampled evenly from the first to the last: sample i of N sits at about
+// i/(N-1) of the duration (exact up to one frame).
+function sampleTime(i, n, duration) {
+  return n > 1 ? (i / (n - 1)) * duration : 0;
+}
+
+function nearestSample(t, n, duration) {
+  if (n <= 1 || !(duration > 0)) return 0;
+  return Math.min(n - 1, Math.max(0, Math.round((t / duration) * (n - 1))));
+}
+
+// Over a paused video: the boxes of the sampled frame nearest the current time.
+function videoBoxes() {
+  const entry = state.current;
+  const video = $("preview-video");
+  const rec = entry && entry.record;
+  if (!rec || rec.kind !== "video" || video.hidden) return;
+  const boxes = faceBoxes(rec);
+  if (!boxes.length || !video.paused || !(video.duration > 0) || !rec.frames) {
+    drawBoxes(rec, []);
+    $("boxes-note").textContent = boxes.length ? " (pause to see the faces)" : "";
+    return;
+  }
+  const i = nearestSample(video.currentTime, rec.frames, video.duration);
+  const shown = boxes.filter((b) => b.frame === i);
+  drawBoxes(rec, shown);
+  $("boxes-note").textContent = ` (faces of sampled frame ${i + 1} of ${rec.frames}: ` +
+    `${shown.length ? plural(shown.length, "face") : "none"})`;
+}
+
+function renderFaces(entry) {
+  const rec = entry.record;
+  const fig = $("faces-figure");
+  fig.hidden = rec.kind !== "video" || rec.face_threshold === null ||
+    rec.face_threshold === undefined || !rec.frames;
+  if (fig.hidden) return;
+  const byFrame = new Map();
+  for (const b of faceBoxes(rec)) {
+    if (!byFrame.has(b.frame)) byFrame.set(b.frame, []);
+    byFrame.get(b.frame).push(b);
+  }
+  const video = $("preview-video");
+  const duration = video.src === entry.url && video.duration > 0 ? video.duration : null;
+  $("faces-caption").textContent = `Faces in each sampled frame: ${byFrame.size} of ` +
+    `${rec.frames} had a face (red: at or above the face threshold ` +
+    `${rec.face_threshold.toFixed(2)}). Pick a frame to see its boxes on the video.`;
+  const body = $("faces-table").tBodies[0];
+  body.replaceChildren();
+  for (let i = 0; i < rec.frames; i++) {
+    const row = body.insertRow();
+    const pick = document.createElement("button");
+    pick.type = "button";
+    pick.textContent = `frame ${i + 1} of ${rec.frames}`;
+    pick.addEventListener("click", () => {
+      if (video.hidden || !(video.duration > 0)) return;
+      video.pause();
+      video.currentTime = sampleTime(i, rec.frames, video.duration);
+    });
+    row.insertCell().append(pick);
+    row.insertCell().textContent = duration === null
+      ? `${Math.round((100 * i) / Math.max(1, rec.frames - 1))}% in`
+      : `${sampleTime(i, rec.frames, duration).toFixed(1)} s`;
+    const faces = byFrame.get(i) || [];
+    row.insertCell().textContent = String(faces.length);
+    const scores = row.insertCell();
+    if (!faces.length) scores.textContent = "no face";
+    faces.forEach((b, k) => {
+      const s = document.createElement("span");
+      s.className = faceIsFake(rec, b.score) ? "s-fake" : "s-real";
+      s.textContent = fmtScore(b.score);
+      scores.append(s, k < faces.length - 1 ? ", " : "");
+    });
+  }
 }
 
 function svg(tag, attrs) {
@@ -319,6 +557,7 @@ function addHistory(entry) {
   name.addEventListener("click", () => show(entry));
   row.insertCell().append(name);
   row.insertCell().textContent = rec.kind || "–";
+  row.insertCell().textContent = entry.model || state.defaultModel || rec.model || "–";
   row.insertCell().textContent = fmtScore(rec.score);
   const v = row.insertCell();
   v.textContent = rec.verdict;
@@ -331,6 +570,13 @@ function addHistory(entry) {
 function setup() {
   const drop = $("drop");
   const input = $("file");
+  $("model").addEventListener("change", describeModel);
+  const video = $("preview-video");
+  for (const ev of ["pause", "seeked", "loadedmetadata", "play"]) {
+    video.addEventListener(ev, videoBoxes);
+  }
+  // The face table says the time of each sampled frame once the duration is known.
+  video.addEventListener("loadedmetadata", () => state.current && renderFaces(state.current));
   input.addEventListener("change", () => {
     enqueue([...input.files]);
     input.value = ""; // picking the same file again scans it again
