@@ -174,3 +174,18 @@ def test_bundled_faces_model_finds_and_scores_a_face(tmp_path):
     a, b = torch_det.scan(tmp_path / "astronaut.png"), onnx_det.scan(tmp_path / "astronaut.png")
     assert a.error is None and a.faces == 1 and 0 < a.score < 1
     assert b.score == pytest.approx(a.score, abs=1e-4)
+
+
+def test_set_threshold_is_the_one_validated_setter(tiny_detector):
+    from noisetrace.errors import InputError
+
+    old = tiny_detector.threshold
+    try:
+        tiny_detector.set_threshold(0.25)
+        assert tiny_detector.threshold == 0.25 and tiny_detector.config.threshold == 0.25
+        for bad in (1.5, -0.1, float("nan")):
+            with pytest.raises(InputError, match="between 0 and 1"):
+                tiny_detector.set_threshold(bad)
+        assert tiny_detector.threshold == 0.25
+    finally:
+        tiny_detector.set_threshold(old)

@@ -34,10 +34,11 @@ def _scan(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     det = load_detector(args.model, device=args.device)
     if args.threshold is not None:
-        if not 0.0 <= args.threshold <= 1.0:
-            err.print("[red]--threshold must be between 0 and 1[/red]")
+        try:
+            det.set_threshold(args.threshold)
+        except NoisetraceError as exc:
+            err.print(f"[red]--threshold: {escape(str(exc))}[/red]")
             return 2
-        det.config.threshold = args.threshold
     if getattr(args, "max_pixels", None) is not None:  # the decoding budget (issue 18)
         from noisetrace.media.image import set_max_pixels
 

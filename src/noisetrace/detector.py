@@ -280,6 +280,14 @@ class Detector:
     def threshold(self) -> float:
         return self.config.threshold
 
+    def set_threshold(self, value: float) -> None:
+        """The one place a decision threshold is changed (CLI, evaluate, engines, service):
+        a probability in [0, 1], else an InputError saying so."""
+        v = float(value)
+        if not 0.0 <= v <= 1.0:  # also refuses NaN
+            raise InputError(f"a threshold is a probability between 0 and 1, got {value!r}")
+        self.config.threshold = v
+
     def calibrate(self, logits: np.ndarray) -> np.ndarray:
         a, b = self.config.calibration["a"], self.config.calibration["b"]
         z = a * np.asarray(logits, dtype=np.float64) + b

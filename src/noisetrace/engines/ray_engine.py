@@ -210,7 +210,7 @@ class WorkerConfig:
     threads: int = 1
 
 
-def _pin_threads(det: Detector, model_dir: Path, threads: int) -> None:
+def _pin_threads(det: Detector, threads: int) -> None:
     """One actor per core: keep each runtime to its share of the cores (no oversubscription)."""
     det.set_threads(max(1, threads))
 
@@ -224,14 +224,14 @@ class ScanWorker:
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
-        from noisetrace.zoo import load_detector, resolve
+        from noisetrace.zoo import load_detector
 
         self.cfg = WorkerConfig(**config)
         self.det = load_detector(self.cfg.model, device=self.cfg.device, backend=self.cfg.backend)
         if self.cfg.threshold is not None:
-            self.det.config.threshold = self.cfg.threshold
+            self.det.set_threshold(self.cfg.threshold)
         if self.det.device.type == "cpu":
-            _pin_threads(self.det, resolve(self.cfg.model), self.cfg.threads)
+            _pin_threads(self.det, self.cfg.threads)
         self.spool = tempfile.mkdtemp(prefix="noisetrace-ray-")
         self.fs_cache: dict[str, Any] = {}
 

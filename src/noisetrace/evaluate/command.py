@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     image_protocols = [p for p in wanted if p in P.PROTOCOLS]
     det = load_detector(args.model, device=args.device) if image_protocols else None
     if det is not None and args.threshold is not None:
-        det.config.threshold = args.threshold
+        det.set_threshold(args.threshold)
 
     if det is not None:
         progress = Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
