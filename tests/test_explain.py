@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,11 @@ from PIL import Image
 from noisetrace.cli import main
 from noisetrace.errors import InputError, ModelError
 from noisetrace.explain import ig as igm
+from noisetrace.explain import report
+from noisetrace.explain.heatmap import colormap, overlay
 from noisetrace.explain.intensity import IntensityAnalysis, run_intensity_analysis
+from noisetrace.explain.numbers import fmt_num, round_floats
+from noisetrace.explain.render import caption, output_scale, render_figure
 from noisetrace.explain.report import explain_array, explain_file, top_regions
 from noisetrace.explain.traces import (
     load_siamese,
@@ -294,7 +299,11 @@ def test_explain_file_image_and_video(tiny_detector, photo, tmp_path):
     assert s3["score"] == pytest.approx(res.score) and s3["verdict"] == res.verdict
     for s in (s1, s2, s3):
         png = Image.open(out / s["files"]["overlay"])
-        assert png.size == (s["width"], s["height"])
+        fig = s["figure"]
+        assert png.size == (fig["width"], fig["height"]) and fig["scale"] == 1.0
+        x0, y0, x1, y1 = fig["image_box"]
+        assert (x1 - x0, y1 - y0) == (s["width"], s["height"])  # small: never upscaled
+        assert png.size[1] > s["height"]  # title and legend bands
         js = json.loads((out / (s["files"]["overlay"][: -len(".overlay.png")] + ".explain.json"))
                         .read_text())  # fmt: skip
         assert js["regions"] and js["model"] == "tiny"
@@ -360,3 +369,189 @@ def test_explain_intensity_command(tiny_model_dir, photo, tmp_path):
     js = json.loads((out / "intensity.json").read_text())
     assert js["images"] == [2, 2]
     assert (out / "intensity.png").read_bytes()[:8] == PNG_MAGIC
+
+
+# -- readable output: figure, size, progress, numbers ---------------------------------------
+def _text_of(segments) -> str:
+    return "".join(t for seg in segments for t, _ in seg)
+
+
+def _has_colour(a: np.ndarray, rgb: np.ndarray) -> bool:
+    return bool((a.reshape(-1, 3) == rgb.reshape(1, 3)).all(axis=1).any())
+
+
+@pytest.mark.parametrize("method", ["heatmap", "ig"])
+def test_figure_has_title_and_legend(tiny_detector, photo, method):
+    img = np.ascontiguousarray(photo[:96, :128])
+    ex = explain_array(tiny_detector, img, method, steps=2, window=32)
+    fig = ex.figure(name="x.png")
+    a = np.asarray(fig.image)
+    x0, y0, x1, y1 = fig.image_box
+    assert (x1 - x0, y1 - y0) == (128, 96) and fig.scale == 1.0
+    np.testing.assert_array_equal(a[y0:y1, x0:x1], ex.overlay)  # the overlay, unchanged
+    assert y0 >= 20 and a.shape[0] - y1 >= 40  # a title band above, a legend band below
+    # The title band holds light text (its bounding box is not empty).
+    title = Image.fromarray(a[:y0]).convert("L").point(lambda v: 255 if v > 150 else 0)
+    assert title.getbbox() is not None
+    # The legend's colour bar spans the method's colours, end to end.
+    legend = a[y1:]
+    lo, hi = (0.0, 1.0) if method == "heatmap" else (0.5, 1.0)
+    for end in (lo, hi):
+        assert _has_colour(legend, colormap(np.array([end]))[0]), end
+    bx0, by0, bx1, by1 = fig.bar_box
+    np.testing.assert_array_equal(a[by0 + 1, bx0], colormap(np.array([lo]))[0])
+    np.testing.assert_array_equal(a[by0 + 1, bx1 - 1], colormap(np.array([hi]))[0])
+    assert ex.overlay_png()[:8] == PNG_MAGIC
+
+
+def test_caption_names_file_score_verdict_threshold():
+    text = _text_of(caption("clip.mp4", "default", "ig", 0.87654, "fake", 0.5,
+                            "frame 13 of 240, t=3.2 s"))  # fmt: skip
+    for part in ("clip.mp4", "FAKE", "score 0.877", "threshold 0.500", "model default", "ig",
+                 "frame 13 of 240, t=3.2 s"):  # fmt: skip
+        assert part in text, part
+
+
+def test_explain_file_titles_with_the_scan_score(tiny_detector, photo, tmp_path, monkeypatch):
+    seen = []
+
+    def spy(*args, **kw):
+        seen.append(args)
+        return caption(*args, **kw)
+
+    monkeypatch.setattr(report, "caption", spy)
+    Image.fromarray(photo[:90, :110]).save(tmp_path / "x.png")
+    frames = [np.ascontiguousarray(photo[i * 8 : i * 8 + 64, :64]) for i in range(6)]
+    write_video(tmp_path / "v.mp4", frames, fps=6)
+    s1 = explain_file(tiny_detector, tmp_path / "x.png", tmp_path / "out")
+    s2 = explain_file(tiny_detector, tmp_path / "v.mp4", tmp_path / "out")
+    (name1, _, _, score1, verdict1, _, note1), (name2, _, _, score2, verdict2, _, note2) = seen
+    assert (name1, verdict1, note1) == ("x.png", s1["verdict"], "")
+    assert (name2, verdict2) == ("v.mp4", s2["verdict"])
+    assert score1 == pytest.approx(s1["score"], abs=1e-6)  # the JSON keeps 6 digits
+    assert score2 == pytest.approx(s2["score"], abs=1e-6)
+    # The title names the frame shown, counted from 1, with its time.
+    assert note2.startswith(f"frame {s2['frame']['index'] + 1} of 6, t=") and " s" in note2
+
+
+def test_figure_size_cap_and_png_size():
+    rng = np.random.default_rng(0)
+    from skimage import data
+
+    # A 2592 x 1944 "camera photo": the astronaut upscaled, plus sensor-like noise.
+    big = np.asarray(Image.fromarray(data.astronaut()).resize((2592, 1944), Image.BICUBIC))
+    big = np.clip(big + rng.normal(0, 4, big.shape), 0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[0:1944, 0:2592]
+    ov = overlay(big, (0.5 + 0.5 * np.sin(xx / 300) * np.cos(yy / 200)).astype(np.float32))
+    title = caption("big.jpg", "m", "heatmap", 0.9, "fake", 0.5)
+    fig = render_figure(ov, "heatmap", title)
+    assert max(fig.image.size) <= 1600 and fig.scale == pytest.approx(1600 / 2592, rel=0.05)
+    x0, y0, x1, y1 = fig.image_box
+    assert x1 - x0 == round(2592 * fig.scale) and y1 - y0 == round(1944 * fig.scale)
+    png = fig.png()
+    assert len(png) < 3_000_000, len(png)  # full resolution: 7 MB and more
+    assert Image.open(__import__("io").BytesIO(png)).size == fig.image.size
+    # A tall image: image plus bands fit, not just the image.
+    tall = render_figure(ov[:, :900], "ig", title, max_size=600)
+    assert max(tall.image.size) <= 600
+    assert output_scale(2592, 1944, 0) == 1.0 and output_scale(100, 80) == 1.0
+    with pytest.raises(InputError, match="at least"):
+        render_figure(ov[:10, :10], "heatmap", title, max_size=100)
+
+
+def test_explain_command_max_size(tiny_model_dir, photo, tmp_path, capsys):
+    Image.fromarray(photo).save(tmp_path / "p.png")  # 512 x 512
+    base = ["explain", str(tmp_path / "p.png"), "--model", str(tiny_model_dir), "--window", "128"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--max-size", "300"]) == 0
+    js = json.loads((tmp_path / "a" / "p.png.explain.json").read_text())
+    im = Image.open(tmp_path / "a" / "p.png.overlay.png")
+    assert max(im.size) <= 300 and im.size == (js["figure"]["width"], js["figure"]["height"])
+    assert js["figure"]["scale"] < 0.6 and js["width"] == 512  # the map was full resolution
+    assert main([*base, "--out", str(tmp_path / "b"), "--max-size", "0"]) == 0
+    js = json.loads((tmp_path / "b" / "p.png.explain.json").read_text())
+    x0, y0, x1, y1 = js["figure"]["image_box"]
+    assert (x1 - x0, y1 - y0) == (512, 512) and js["figure"]["scale"] == 1.0
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "c"), "--max-size", "100"]) == 2
+    assert "--max-size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tile", [1024, 32])
+def test_ig_progress_observes_without_changing_result(tiny_detector, small, tile):
+    calls: list[tuple[int, int]] = []
+    tiny_detector.config.tile = tile  # 32: the tiled path, 3 x 3 tiles
+    try:
+        plain = igm.integrated_gradients(tiny_detector, small, steps=6, internal_batch_size=4)
+        seen = igm.integrated_gradients(tiny_detector, small, steps=6, internal_batch_size=4,
+                                        progress=lambda d, t: calls.append((d, t)))
+    finally:
+        tiny_detector.config.tile = 1024
+    assert seen.tiled == (tile == 32)
+    np.testing.assert_array_equal(seen.attributions, plain.attributions)
+    assert seen.logit == plain.logit and seen.delta == plain.delta
+    done = [d for d, _ in calls]
+    assert len(calls) >= 3 and done == sorted(done)  # one call per batch of path points
+    assert calls[-1][0] == calls[-1][1] and len({t for _, t in calls}) == 1
+
+
+def test_explain_progress_lines(tiny_model_dir, photo, tmp_path, capsys):
+    src = _gen_images(tmp_path / "imgs", photo, n=2)
+    args = ["explain", str(src), "--model", str(tiny_model_dir), "--method", "ig", "--steps",
+            "4", "--batch", "2", "--out", str(tmp_path / "ex")]  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 0
+    quiet = capsys.readouterr().err
+    assert "integrated gradients" not in quiet  # not a terminal, not asked: result lines only
+    assert "g0.png: " in quiet
+    assert main([*args, "--progress"]) == 0
+    err = capsys.readouterr().err
+    # broken.jpg is listed too (and reported unreadable): three files
+    assert re.search(r"\[\d/3\] g0\.png: explaining \(ig\)", err) and "/3] g1.png" in err
+    assert re.search(r"g0\.png: integrated gradients 100% \(\d+/\d+ passes", err)
+    assert re.search(r"g1\.png: integrated gradients [1-9]\d%", err)  # partway, per batch
+
+
+def test_numbers_are_rounded():
+    assert fmt_num(1.3255391630545724e-05) == "1.33e-05"
+    assert fmt_num(0.010812345) == "0.0108" and fmt_num(187.6) == "188"
+    assert fmt_num(12345.6) == "12346" and fmt_num(0) == "0" and fmt_num(None) == "n/a"
+    assert round_floats({"a": [1.23456789, 3], "b": 1.3255391630545724e-05, "c": True}) == {
+        "a": [1.23457, 3], "b": 1.32554e-05, "c": True
+    }
+
+
+def _floats(obj):
+    if isinstance(obj, float):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _floats(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _floats(v)
+
+
+def test_intensity_and_json_numbers_are_short(
+    tiny_model_dir, tiny_detector, photo, tmp_path, capsys
+):
+    root = tmp_path / "data"
+    for label, sl in (("real", slice(0, 64)), ("fake", slice(200, 264))):
+        d = root / label
+        d.mkdir(parents=True)
+        Image.fromarray(np.ascontiguousarray(photo[sl, :64])).save(d / "0.png")
+    capsys.readouterr()
+    rc = main(["explain", str(root), "--intensity", "--model", str(tiny_model_dir),
+               "--steps", "2", "--out", str(tmp_path / "ana")])  # fmt: skip
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "P(top) dark" in err
+    assert not re.search(r"\d\.\d{7,}", err), err  # no raw floats
+    assert not re.search(r"\d\.\d{3,}e", err), err  # exponents with 3 significant digits
+    js = json.loads((tmp_path / "ana" / "intensity.json").read_text())
+    for v in _floats(js["summary"]):
+        assert float(f"{v:.6g}") == v, v
+    s = explain_file(tiny_detector, root / "real" / "0.png", tmp_path / "ex", "ig", steps=2)
+    written = json.loads((tmp_path / "ex" / "0.png.explain.json").read_text())
+    assert written == s
+    for v in _floats(written):
+        assert float(f"{v:.6g}") == v, v

@@ -533,3 +533,76 @@ def test_serve_command_offer_must_be_name_equals_dir(capsys: pytest.CaptureFixtu
 
     assert main(["serve", "--offer", "runs/mine/best"]) == 2
     assert "write NAME=DIR" in capsys.readouterr().err
+
+
+# -- issue 18, item 7: slow uploads do not hold the server ------------------------------------
+def test_upload_slots_are_capped_per_client_and_in_all(model_dir: Path) -> None:
+    from noisetrace.serve.app import UploadError
+
+    app = create_app(model_dir, bundled=False, max_uploads=3, uploads_per_client=2)
+    svc = app.state.service
+    svc.admit_upload("10.0.0.1")
+    svc.admit_upload("10.0.0.1")
+    with pytest.raises(UploadError) as e:
+        svc.admit_upload("10.0.0.1")
+    assert e.value.status == 429 and "your address" in e.value.detail
+    svc.admit_upload("10.0.0.2")
+    with pytest.raises(UploadError) as e:
+        svc.admit_upload("10.0.0.3")
+    assert e.value.status == 503
+    for c in ("10.0.0.1", "10.0.0.1", "10.0.0.2"):
+        svc.release_upload(c)
+    assert svc.status()["uploading"] == 0 and svc.uploading == {}
+    svc.close()
+
+
+def test_stalled_uploads_do_not_hold_scoring_slots(model_dir: Path) -> None:
+    """Ten clients that send headers and a few bytes, then nothing: a good request is still
+    scored at once (one scoring slot in all), and the stalled ones end with 408."""
+    import socket
+
+    httpx = pytest.importorskip("httpx")
+    uvicorn = pytest.importorskip("uvicorn")
+    from noisetrace.serve.app import free_port
+
+    app = create_app(model_dir, bundled=False, workers=1, queue=0, timeout_s=60,
+                     uploads_per_client=11, idle_s=2.0)  # fmt: skip
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    svc = app.state.service
+    socks = []
+    try:
+        head = (b"POST /v1/scan HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\nContent-Disposition"
+                b": form-data; name=\"file\"; filename=\"a.jpg\"\r\n\r\n\xff\xd8")  # fmt: skip
+        for _ in range(10):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(head)
+            socks.append(s)
+        for _ in range(200):
+            if svc.status()["uploading"] == 10:
+                break
+            time.sleep(0.02)
+        assert svc.status()["uploading"] == 10
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/scan",
+                       files={"file": ("a.jpg", _jpeg(), "image/jpeg")}, timeout=30)  # fmt: skip
+        assert r.status_code == 200, r.text
+        for s in socks:
+            s.settimeout(15)
+            assert b" 408 " in s.recv(4096).split(b"\r\n")[0]
+        for _ in range(100):
+            if svc.status()["uploading"] == 0 and not any(svc.upload_root.iterdir()):
+                break
+            time.sleep(0.05)
+        assert svc.status()["uploading"] == 0 and not any(svc.upload_root.iterdir())
+    finally:
+        for s in socks:
+            s.close()
+        srv.should_exit = True
+        thread.join(10)

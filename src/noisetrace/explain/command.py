@@ -8,6 +8,10 @@
 from __future__ import annotations
 
 import argparse
+import time
+from typing import Any
+
+from noisetrace.explain.render import MAX_SIZE, MIN_SIZE
 
 
 def _face_box(text: str) -> tuple[int, int, int, int]:
@@ -28,14 +32,16 @@ def _face_box(text: str) -> tuple[int, int, int, int]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``noisetrace explain`` (registered in ``noisetrace.cli.COMMANDS``)."""
     p.description = (
-        "Writes <file>.overlay.png and <file>.explain.json (score, verdict, top regions) for "
-        "each input. With --intensity, treats the inputs as labelled data (folders with "
-        "MANIFEST.tsv or real/ fake/ folders, or manifests) and writes DJIN's pixel-intensity "
-        "analysis (intensity.png, intensity.json)."
+        "Writes <file>.overlay.png (the explanation over the image, with a title: file, verdict, "
+        "score, threshold, model; and a colour legend) and <file>.explain.json (score, verdict, "
+        "top regions) for each input. With --intensity, treats the inputs as labelled data "
+        "(folders with MANIFEST.tsv or real/ fake/ folders, or manifests) and writes DJIN's "
+        "pixel-intensity analysis (intensity.png, intensity.json)."
     )
     p.epilog = """examples:
   noisetrace explain photo.jpg clip.mp4 --out evidence/
   noisetrace explain photo.jpg --method ig --baseline blurred --steps 32 --out evidence/
+  noisetrace explain photo.jpg --max-size 0 --out evidence/     # full-resolution overlay
   noisetrace explain face.png --traces --face 40,30,96,96 --out evidence/
   noisetrace explain my_data/ --intensity --max-images 60 --out analysis/"""
     p.add_argument("paths", nargs="+",
@@ -44,6 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=("heatmap", "ig"), default="heatmap",
                    help="heatmap: local fake probability (fast); ig: Integrated Gradients")
     p.add_argument("--out", default="explanations", help="output folder")
+    p.add_argument("--max-size", type=int, default=MAX_SIZE, metavar="N",
+                   help=f"longer side of the overlay figure in pixels (default {MAX_SIZE}; the "
+                        "map is computed at full resolution either way); 0: full resolution")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress on stderr, per file and per batch of IG steps (default: a "
+                        "bar when stderr is a terminal, nothing otherwise; --progress also "
+                        "writes plain lines to logs and pipes)")
     p.add_argument("--window", type=int, default=64, help="region size in pixels (default 64)")
     p.add_argument("--regions", type=int, default=5, help="top regions listed in the JSON "
                    "(default 5)")
@@ -92,9 +105,13 @@ def run(args: argparse.Namespace) -> int:
     from noisetrace.errors import NoisetraceError
     from noisetrace.zoo import load_detector
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # long paths stay whole in logs
     if args.steps < 1 or args.batch < 1 or args.window < 1:
         err.print("[red]--steps, --batch and --window must be at least 1[/red]")
+        return 2
+    if args.max_size and args.max_size < MIN_SIZE:
+        err.print(f"[red]--max-size must be 0 (full resolution) or at least {MIN_SIZE} pixels, "
+                  "room for the title and legend[/red]")  # fmt: skip
         return 2
     det = load_detector(args.model, device=args.device)
     if args.intensity:
@@ -121,31 +138,111 @@ def run(args: argparse.Namespace) -> int:
     for r in listing.errors:
         err.print(f"[yellow]{escape(r.path)}: {escape(r.error or '')}[/yellow]")
     n_ok, n_bad = 0, len(listing.errors)
-    for f in listing.files:
-        try:
-            s = explain_file(
-                det, f, args.out, args.method, traces=args.traces, face=args.face,
-                siamese=siamese, face_backend=backend, window=args.window, regions=args.regions,
-                baseline=args.baseline, steps=args.steps, internal_batch_size=args.batch,
+    shown = _Progress(err, len(listing.files), args.progress)
+    with shown:
+        for i, f in enumerate(listing.files):
+            shown.start(i, f, args.method)
+            try:
+                s = explain_file(
+                    det, f, args.out, args.method, traces=args.traces, face=args.face,
+                    siamese=siamese, face_backend=backend, max_size=args.max_size,
+                    window=args.window, regions=args.regions, baseline=args.baseline,
+                    steps=args.steps, internal_batch_size=args.batch, progress=shown.step,
+                )  # fmt: skip
+            except NoisetraceError as exc:
+                err.print(f"[yellow]{escape(f)}: {escape(str(exc))}[/yellow]")
+                n_bad += 1
+                continue
+            finally:
+                shown.finish()
+            n_ok += 1
+            colour = "red" if s["verdict"] == "fake" else "green"
+            err.print(
+                f"{escape(f)}: [{colour}]{s['verdict']}[/] {s['score']:.3f} -> "
+                f"{escape(str(args.out))}/{escape(s['files']['overlay'])}", highlight=False,
             )  # fmt: skip
-        except NoisetraceError as exc:
-            err.print(f"[yellow]{escape(f)}: {escape(str(exc))}[/yellow]")
-            n_bad += 1
-            continue
-        n_ok += 1
-        colour = "red" if s["verdict"] == "fake" else "green"
-        err.print(
-            f"{escape(f)}: [{colour}]{s['verdict']}[/] {s['score']:.3f} -> "
-            f"{escape(str(args.out))}/{escape(s['files']['overlay'])}"
-        )
     err.print(f"{n_ok} explained into {escape(str(args.out))}, {n_bad} could not be read")
     return 0 if n_ok or not n_bad else 1
+
+
+class _Progress:
+    """Progress on stderr, per file and per batch of Integrated Gradients path points.
+
+    ``mode`` None (the default): a transient rich bar when stderr is a terminal, nothing
+    otherwise (logs and pipes already get one result line per file, as with ``scan``); True:
+    the bar on a terminal, plain lines elsewhere, at every quarter of a file's IG work and at
+    least every 10 s; False: nothing.
+    """
+
+    LINE_EVERY_S = 10.0
+
+    def __init__(self, err: Any, n_files: int, mode: bool | None) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        show = err.is_terminal if mode is None else mode
+        self.err, self.n = err, n_files
+        self.lines = show and not err.is_terminal
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TaskProgressColumn(), TimeElapsedColumn(),
+            console=err, transient=True, disable=not (show and err.is_terminal),
+        )  # fmt: skip
+        self.files = self.bar.add_task("explaining", total=n_files, visible=n_files > 1)
+        self.work: Any = None
+        self.name, self.t0, self.t_last, self.quarter = "", 0.0, 0.0, 0
+
+    def __enter__(self) -> _Progress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
+
+    def start(self, i: int, path: str, method: str) -> None:
+        from pathlib import Path
+
+        self.name = Path(path).name
+        self.t0 = self.t_last = time.monotonic()
+        self.quarter = 0
+        if self.lines:
+            self.err.print(f"[{i + 1}/{self.n}] {self.name}: explaining ({method})",
+                           markup=False, highlight=False)  # fmt: skip
+        self.work = self.bar.add_task(f"  {self.name}", total=None)
+
+    def step(self, done: int, total: int) -> None:
+        """``progress`` callback of :func:`~noisetrace.explain.report.explain_array`."""
+        self.bar.update(self.work, completed=done, total=total,
+                        description=f"  {self.name}: integrated gradients")  # fmt: skip
+        if not self.lines:
+            return
+        now = time.monotonic()
+        quarter = 4 * done // max(1, total)
+        if quarter > self.quarter or now - self.t_last >= self.LINE_EVERY_S:
+            self.quarter, self.t_last = quarter, now
+            self.err.print(
+                f"  {self.name}: integrated gradients {100 * done // max(1, total)}% "
+                f"({done}/{total} passes, {now - self.t0:.0f} s)", markup=False, highlight=False,
+            )  # fmt: skip
+
+    def finish(self) -> None:
+        if self.work is not None:
+            self.bar.remove_task(self.work)
+            self.work = None
+        self.bar.advance(self.files)
 
 
 def _intensity(args: argparse.Namespace, det, err) -> int:
     """DJIN's pixel-intensity analysis over labelled inputs."""
     from noisetrace.data.manifest import discover
     from noisetrace.explain.intensity import run_intensity_analysis, save_analysis
+    from noisetrace.explain.numbers import fmt_num
 
     samples = []
     for spec in args.paths:
@@ -171,7 +268,7 @@ def _intensity(args: argparse.Namespace, det, err) -> int:
     )
 
     def progress(i: int, name: str, logit: float) -> None:
-        if (i + 1) % 10 == 0 or i + 1 == len(todo):
+        if args.progress is not False and ((i + 1) % 10 == 0 or i + 1 == len(todo)):
             err.print(f"  {i + 1}/{len(todo)}")
 
     ana = run_intensity_analysis(
@@ -184,9 +281,10 @@ def _intensity(args: argparse.Namespace, det, err) -> int:
         c = s[name]
         if c.get("images"):
             err.print(
-                f"{name}: {c['images']} images, P(top) dark {c['p_top_dark']}, "
-                f"bright {c['p_top_bright']}, mean value top {c['mean_value_top']:.1f} "
-                f"vs all {c['mean_value_all']:.1f}"
+                f"{name}: {c['images']} images, P(top) dark {fmt_num(c['p_top_dark'])}, "
+                f"mid {fmt_num(c['p_top_mid'])}, bright {fmt_num(c['p_top_bright'])} "
+                f"(no preference: {fmt_num(s['top_fraction'])}), mean value top "
+                f"{c['mean_value_top']:.1f} vs all {c['mean_value_all']:.1f}", highlight=False,
             )
     err.print("wrote " + ", ".join(str(p) for p in paths), markup=False)
     return 0

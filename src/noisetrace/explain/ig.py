@@ -23,6 +23,7 @@ tensor (``unit`` or ``imagenet``) are the attributions of the 0..255 pixels as w
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,6 +35,7 @@ from noisetrace.detector import Detector
 from noisetrace.errors import InputError, ModelError
 
 Baseline = Literal["black", "blurred", "noise"]
+Progress = Callable[[int, int], None]  # (work done, total work), in path-point passes
 BASELINES: tuple[str, ...] = ("black", "blurred", "noise")
 
 
@@ -130,6 +132,7 @@ def integrated_gradients(
     tile: int | None = None,
     sigma: float = 4.0,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> IGResult:
     """Attribute the detector's fake logit for an (H, W, 3) uint8 image to its pixels.
 
@@ -143,6 +146,9 @@ def integrated_gradients(
         method: captum's approximation method (``gausslegendre``, ``riemann_trapezoid``...).
         tile: tile side for large images; defaults to the detector's own ``config.tile``, so
             the function explained is exactly the one ``Detector.logit`` computes.
+        progress: called as ``progress(done, total)`` after each batch of path points (a large
+            image takes tens of seconds); ``done`` reaches ``total`` at the end. It only
+            observes: the attributions are the same with or without it.
     """
     if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
         raise InputError("expected an (H, W, 3) uint8 RGB array")
@@ -156,10 +162,10 @@ def integrated_gradients(
     x = det.to_tensor(img)  # (1, 3, H, W)
     b = det.to_tensor(base)
     if max(h, w) <= t or not hasattr(model, "forward_features"):
-        attr, fx, fb = _captum_ig(model, x, b, steps, internal_batch_size, method)
+        attr, fx, fb = _captum_ig(model, x, b, steps, internal_batch_size, method, progress)
         tiled = False
     else:
-        attr, fx, fb = _tiled_ig(model, x, b, steps, internal_batch_size, method, t)
+        attr, fx, fb = _tiled_ig(model, x, b, steps, internal_batch_size, method, t, progress)
         tiled = True
     a = attr[0].permute(1, 2, 0).float().cpu().numpy()
     delta = float(a.astype(np.float64).sum() - (fx - fb))
@@ -173,8 +179,15 @@ def _captum_ig(
     steps: int,
     ibs: int,
     method: str,
+    progress: Progress | None = None,
 ) -> tuple[torch.Tensor, float, float]:
-    """(1, C, H, W) image and baseline -> ((1, C, H, W) attributions, f(x), f(b))."""
+    """(1, C, H, W) image and baseline -> ((1, C, H, W) attributions, f(x), f(b)).
+
+    Progress: captum has no callback, but it calls ``fwd`` once per batch of path points, so
+    counting there reports each batch without changing how captum integrates. Units: a
+    forward and backward pass per path point counts 2, the final forward of image and
+    baseline 1 each.
+    """
     try:
         from captum.attr import IntegratedGradients
     except ImportError:  # pragma: no cover - depends on the install
@@ -182,13 +195,20 @@ def _captum_ig(
             "Integrated Gradients needs captum: pip install 'noisetrace[explain]'"
         ) from None
 
+    total = 2 * steps + 2
+    done = 0
+
     def fwd(inp: torch.Tensor) -> torch.Tensor:
+        nonlocal done
         out = model(inp)
         if out.ndim != 1:
             raise ModelError(
                 f"model returned shape {tuple(out.shape)}; the registry contract is (B,) fake "
                 "logits"
             )
+        if progress is not None and torch.is_grad_enabled():
+            done = min(total - 2, done + 2 * inp.shape[0])
+            progress(done, total)
         return out
 
     ig = IntegratedGradients(fwd)
@@ -197,6 +217,8 @@ def _captum_ig(
     )
     with torch.no_grad():
         fx, fb = (float(v) for v in fwd(torch.cat([x, b])).float().cpu())
+    if progress is not None:
+        progress(total, total)
     return attr.detach(), fx, fb
 
 
@@ -218,12 +240,14 @@ def _tiled_ig(
     ibs: int,
     method: str,
     t: int,
+    progress: Progress | None = None,
 ) -> tuple[torch.Tensor, float, float]:
     """IG of ``head(sum_tiles sum_hw features(tile) / area)`` with one tile in memory.
 
     d logit / d tile = (d head / d pooled) . (d sum_hw features(tile) / d tile) / area, so
     each path point needs the pooled features first (pass 1, no graph), then the head
     gradient (cheap, (S, F)), then one vector-Jacobian product per tile (pass 2).
+    ``progress`` counts a forward of one tile's path point 1 and a forward and backward 2.
     """
     from captum.attr._utils.approximation_methods import approximation_parameters
 
@@ -233,6 +257,14 @@ def _tiled_ig(
     h, w = x.shape[2:]
     origins = _tiles(h, w, t)
     diff = x - b
+    total = len(origins) * (steps + 2 + 2 * steps)
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
 
     def path(y0: int, x0: int, a: torch.Tensor) -> torch.Tensor:
         """Points ``b + a (x - b)`` of one tile: (k, C, th, tw)."""
@@ -251,6 +283,7 @@ def _tiled_ig(
             for i in range(0, len(all_alphas), ibs):
                 f = model.forward_features(path(y0, x0, all_alphas[i : i + ibs])).float()
                 parts.append(f.sum(dim=(2, 3)))
+                advance(f.shape[0])
             s = torch.cat(parts)  # (S + 2, F)
             sums = s if sums is None else sums + s
             area += f.shape[2] * f.shape[3]
@@ -274,5 +307,6 @@ def _tiled_ig(
                 (gx,) = torch.autograd.grad((f * g[i : i + ibs]).sum(), pts)
             contrib = (gx * weights[i : i + ibs].view(-1, 1, 1, 1)).sum(0, keepdim=True)
             acc = contrib if acc is None else acc + contrib
+            advance(2 * pts.shape[0])
         grads[:, :, y0 : y0 + t, x0 : x0 + t] = acc
     return grads * diff, fx, fb

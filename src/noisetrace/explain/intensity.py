@@ -28,6 +28,7 @@ import numpy as np
 from noisetrace.detector import Detector
 from noisetrace.errors import InputError
 from noisetrace.explain.figures import save_figure
+from noisetrace.explain.numbers import round_floats
 
 Unit = Literal["pixel", "channel"]
 CLASS_NAMES = ("real", "fake")
@@ -123,9 +124,10 @@ class IntensityAnalysis:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        """Counts and summary, JSON-ready (``from_json`` reads it back)."""
+        """Counts and summary (floats to 6 significant digits), JSON-ready (``from_json``
+        reads it back)."""
         return {
-            "summary": self.summary(),
+            "summary": round_floats(self.summary()),
             "total": self.total.tolist(),
             "top": self.top.tolist(),
             "images": list(self.images),

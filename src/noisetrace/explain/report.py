@@ -1,9 +1,11 @@
 """One explanation per file: an overlay PNG and a JSON summary (score, verdict, top regions).
 
 ``explain_array`` works in memory (the web service can PNG-encode ``overlay`` itself or call
-``overlay_png()``); ``explain_file`` loads an image or a video, explains it (a video through its
-most suspicious sampled frame) and writes ``<name>.overlay.png`` and ``<name>.explain.json``.
-Both ``noisetrace explain`` and ``noisetrace scan --explain DIR`` call ``explain_file``.
+``overlay_png()`` for the framed figure); ``explain_file`` loads an image or a video, explains
+it (a video through its most suspicious sampled frame) and writes ``<name>.overlay.png`` (the
+overlay with a title and a legend, see :mod:`noisetrace.explain.render`) and
+``<name>.explain.json``. Both ``noisetrace explain`` and ``noisetrace scan --explain DIR`` call
+``explain_file``.
 
 Methods:
 
@@ -17,9 +19,9 @@ Methods:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +30,8 @@ import numpy as np
 
 from noisetrace.detector import Detector, ScanResult
 from noisetrace.errors import InputError
+from noisetrace.explain.numbers import round_floats
+from noisetrace.explain.render import MAX_SIZE, Figure, caption, render_figure
 
 Method = Literal["heatmap", "ig"]
 METHODS: tuple[str, ...] = ("heatmap", "ig")
@@ -51,22 +55,34 @@ class Explanation:
     details: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready record (no arrays)."""
+        """JSON-ready record (no arrays; floats to 6 significant digits)."""
         h, w = self.image.shape[:2]
-        return {
-            "model": self.model, "method": self.method, "score": round(self.score, 6),
-            "logit": round(self.logit, 6), "verdict": self.verdict,
+        return round_floats({
+            "model": self.model, "method": self.method, "score": self.score,
+            "logit": self.logit, "verdict": self.verdict,
             "threshold": self.threshold, "width": w, "height": h,
             "map": _MAP_MEANING[self.method], "regions": self.regions, **self.details,
-        }  # fmt: skip
+        })  # fmt: skip
 
-    def overlay_png(self) -> bytes:
-        """The overlay encoded as PNG bytes."""
-        from PIL import Image
+    def figure(
+        self, *, name: str = "", score: float | None = None, verdict: str | None = None,
+        note: str = "", max_size: int = MAX_SIZE,
+    ) -> Figure:  # fmt: skip
+        """The overlay framed for a person: title (``name``, verdict, score, threshold, model,
+        method, ``note``) and legend, at most ``max_size`` px a side (0: full resolution).
+        ``score``/``verdict`` default to this image's; a file's scan may differ (face crops,
+        videos), and the title should show the file's."""
+        return render_figure(
+            self.overlay, self.method,
+            caption(name or "image", self.model, self.method,
+                    self.score if score is None else score, verdict or self.verdict,
+                    self.threshold, note),
+            max_size,
+        )  # fmt: skip
 
-        buf = io.BytesIO()
-        Image.fromarray(self.overlay).save(buf, format="PNG")
-        return buf.getvalue()
+    def overlay_png(self, max_size: int = MAX_SIZE, **title: Any) -> bytes:
+        """The framed overlay (:meth:`figure`, which takes ``title``'s keywords) as PNG."""
+        return self.figure(max_size=max_size, **title).png()
 
 
 _MAP_MEANING = {
@@ -122,8 +138,10 @@ def explain_array(
     baseline: str = "black",
     steps: int = 32,
     internal_batch_size: int = 4,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Explanation:
-    """Explain an (H, W, 3) uint8 RGB image with ``det``."""
+    """Explain an (H, W, 3) uint8 RGB image with ``det``. ``progress(done, total)`` is
+    called as Integrated Gradients advances (the long part; the heatmap is one pass)."""
     from noisetrace.explain.heatmap import colormap, overlay, probability_map
 
     if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
@@ -144,7 +162,7 @@ def explain_array(
 
         r = integrated_gradients(
             det, img, baseline=baseline, steps=steps,  # type: ignore[arg-type]
-            internal_batch_size=internal_batch_size,
+            internal_batch_size=internal_batch_size, progress=progress,
         )  # fmt: skip
         img, logit = r.image, r.logit
         m = r.normalized_influence()
@@ -200,6 +218,7 @@ def explain_file(
     face: tuple[int, int, int, int] | None = None,
     siamese: Any = None,
     face_backend: str | None = "auto",
+    max_size: int = MAX_SIZE,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Explain one image or video file into ``out_dir``; returns the JSON summary written.
@@ -209,8 +228,10 @@ def explain_file(
     score and verdict and names the frame. ``traces=True`` also writes the noise-trace
     figure (``<name>.traces.png``) for ``face`` (x0, y0, x1, y1; None: detected with
     ``face_backend``, else the centre) with the optional ``siamese`` extractor (see
-    :mod:`noisetrace.explain.traces`). ``kwargs`` go to
-    :func:`explain_array`. Raises :class:`InputError` for unreadable files.
+    :mod:`noisetrace.explain.traces`). The overlay figure is at most ``max_size`` px on its
+    longer side (0: the image at full resolution); ``figure`` in the summary gives its size,
+    the scale and where the image sits in it. ``kwargs`` go to :func:`explain_array`.
+    Raises :class:`InputError` for unreadable files.
     """
     from noisetrace.media.formats import sniff
     from noisetrace.media.image import load_image
@@ -227,31 +248,39 @@ def explain_file(
         if res.error:
             raise InputError(res.error)
     else:
-        from noisetrace.media.video import iter_frames
+        from noisetrace.media.video import SampleReport, iter_frames
 
         res = result if result is not None and result.frame_scores else det.scan(path)
         if res.error or not res.frame_scores:
             raise InputError(res.error or f"{path}: no frames could be scored")
-        frames = list(iter_frames(path, mode="even", n=res.frames or len(res.frame_scores)))
+        sampled = SampleReport()
+        n = res.frames or len(res.frame_scores)
+        frames = list(iter_frames(path, mode="even", n=n, report=sampled))
         best = int(np.argmax(res.frame_scores[: len(frames)]))
-        img = frames[best].image
+        fr = frames[best]
+        img = fr.image
         frame_info = {
-            "index": frames[best].index, "time": round(float(frames[best].time), 4),
+            "index": fr.index, "time": None if fr.time is None else round(float(fr.time), 4),
             "frame_score": res.frame_scores[best], "video_score": res.score,
             "video_verdict": res.verdict,
         }  # fmt: skip
     ex = explain_array(det, img, method, **kwargs)
     name = _out_name(path, out)
     summary = {"path": os.path.realpath(path), "kind": kind, **ex.summary()}
+    note = ""
     if frame_info:
         summary["frame"] = frame_info
         # The file's verdict is the video's, not the one frame's.
         summary["score"] = frame_info["video_score"]
         summary["verdict"] = frame_info["video_verdict"]
+        note = _frame_note(frame_info, sampled.available, len(frames))
     else:
-        summary["score"], summary["verdict"] = round(float(res.score), 6), res.verdict
+        summary["score"], summary["verdict"] = float(res.score), res.verdict
+    fig = ex.figure(name=Path(path).name, score=summary["score"], verdict=summary["verdict"],
+                    note=note, max_size=max_size)  # fmt: skip
+    summary["figure"] = fig.info()
     files = {"overlay": f"{name}.overlay.png"}
-    _write_atomic(out / files["overlay"], ex.overlay_png())
+    _write_atomic(out / files["overlay"], fig.png())
     if traces:
         from noisetrace.explain.traces import noise_traces, plot_traces
 
@@ -262,5 +291,15 @@ def explain_file(
         tmp.replace(out / files["traces"])
         summary["traces"] = tr.stats()
     summary["files"] = files
+    summary = round_floats(summary)
     _write_atomic(out / f"{name}.explain.json", (json.dumps(summary, indent=2) + "\n").encode())
     return summary
+
+
+def _frame_note(frame: dict[str, Any], available: int | None, sampled: int) -> str:
+    """Which video frame the figure shows, counted from 1 for people (the JSON ``index``
+    counts from 0)."""
+    of = f" of {available}" if available else ""
+    at = "" if frame["time"] is None else f", t={frame['time']:.1f} s"
+    return (f"frame {frame['index'] + 1}{of}{at}: the most suspicious of {sampled} sampled "
+            f"(frame score {frame['frame_score']:.3f})")  # fmt: skip

@@ -374,8 +374,11 @@ class ModelSet:
 class ScanService:
     """Holds the models, the worker pool, the admission count and the upload directory.
 
-    Admission: at most ``workers + queue`` requests are inside the service at once (uploading,
-    waiting or scoring); the next one gets 503 with Retry-After. A slot is freed only when the
+    Uploads: at most ``max_uploads`` bodies arrive at once, ``uploads_per_client`` from one
+    address (429 beyond), and a body that sends nothing for ``idle_s`` seconds ends with 408;
+    an arriving body holds no scoring slot, so slow or stalled clients cannot starve others.
+    Admission to scoring: at most ``workers + queue`` complete uploads are waiting or being
+    scored at once; the next one gets 503 with Retry-After. A slot is freed only when the
     request's work has really ended: a scoring thread cannot be interrupted, so after a
     timeout the slot (and the upload on disk) stays taken until the thread finishes. That keeps
     the bounds true even when clients give up.
@@ -390,6 +393,9 @@ class ScanService:
         workers: int,
         queue: int,
         timeout_s: float,
+        max_uploads: int = 32,
+        uploads_per_client: int = 4,
+        idle_s: float = 15.0,
     ) -> None:
         if max_upload_mb <= 0:
             raise ValueError("max_upload_mb must be positive")
@@ -412,6 +418,11 @@ class ScanService:
         self.inflight = 0
         self.running = 0
         self.served = 0
+        # Uploads are admitted separately from scoring: a body still arriving holds an
+        # upload slot, never a scoring slot, so stalled clients cannot starve good ones.
+        self.max_uploads, self.uploads_per_client = max_uploads, uploads_per_client
+        self.idle_s = idle_s  # longest wait for the next chunk of a body
+        self.uploading: dict[str, int] = {}
 
     # -- admission -------------------------------------------------------------------------
     def admit(self) -> None:
@@ -424,6 +435,34 @@ class ScanService:
                     headers={"Retry-After": "5"},
                 )
             self.inflight += 1
+
+    def admit_upload(self, client: str) -> None:
+        """An upload slot for ``client`` (its address): 429 past the per-client cap, 503
+        past the server's."""
+        with self._lock:
+            if self.uploading.get(client, 0) >= self.uploads_per_client:
+                raise UploadError(
+                    429,
+                    f"too many uploads from your address at once (limit "
+                    f"{self.uploads_per_client}); wait for one to finish",
+                    headers={"Retry-After": "5"},
+                )
+            if sum(self.uploading.values()) >= self.max_uploads:
+                raise UploadError(
+                    503,
+                    f"server is receiving {self.max_uploads} uploads already; retry in a few "
+                    "seconds",
+                    headers={"Retry-After": "5"},
+                )
+            self.uploading[client] = self.uploading.get(client, 0) + 1
+
+    def release_upload(self, client: str) -> None:
+        with self._lock:
+            n = self.uploading.get(client, 0) - 1
+            if n > 0:
+                self.uploading[client] = n
+            else:
+                self.uploading.pop(client, None)
 
     def release(self, upload: Upload | None) -> None:
         if upload is not None:
@@ -456,8 +495,17 @@ class ScanService:
                 part = _FilePart(out, self.max_upload_bytes)
                 parser = MultipartParser(opts[b"boundary"], part.callbacks())
                 received = 0
+                chunks = request.stream().__aiter__()
                 try:
-                    async for chunk in request.stream():
+                    while True:
+                        try:  # a per-connection read deadline: a stalled body ends here
+                            chunk = await asyncio.wait_for(anext(chunks), self.idle_s)
+                        except StopAsyncIteration:
+                            break
+                        except TimeoutError:
+                            raise UploadError(
+                                408, f"the upload stalled: no data for {self.idle_s:g} s"
+                            ) from None
                         received += len(chunk)
                         if received > body_limit:
                             raise UploadError(413, _too_large(self.max_upload_bytes))
@@ -520,6 +568,7 @@ class ScanService:
                 "running": self.running,
                 "in_progress": self.inflight,
                 "capacity": self.capacity,
+                "uploading": sum(self.uploading.values()),
                 "served": self.served,
             }
 
@@ -646,11 +695,15 @@ def create_app(
     allowed_hosts: Iterable[str] | None = None,
     bundled: bool = True,
     offer: Mapping[str, str | Path | Detector] | None = None,
+    max_uploads: int = 32,
+    uploads_per_client: int = 4,
+    idle_s: float = 15.0,
 ) -> FastAPI:
     """Build the service for ``model`` (a bundled name, a model directory or a Detector).
 
     ``max_upload_mb``: largest accepted file; ``workers``: files scored at once; ``queue``:
-    requests allowed to wait beyond those; ``timeout_s``: limit per request, upload included.
+    requests allowed to wait beyond those; ``timeout_s``: limit per request, upload included;
+    ``max_uploads``, ``uploads_per_client``, ``idle_s``: upload limits (:class:`ScanService`).
     ``allowed_hosts``: names the Host header may carry besides 127.0.0.1, localhost and ::1
     (``serve`` adds the address it listens on and ``--allowed-host``); any other is refused
     with 400, so a web page that rebinds its DNS name to this machine cannot use the service.
@@ -671,7 +724,8 @@ def create_app(
     models = ModelSet(det, bundled=bundled, offer=offer, device=device)
     svc = ScanService(
         det, models=models, max_upload_mb=max_upload_mb, workers=workers, queue=queue,
-        timeout_s=timeout_s,
+        timeout_s=timeout_s, max_uploads=max_uploads, uploads_per_client=uploads_per_client,
+        idle_s=idle_s,
     )  # fmt: skip
 
     @asynccontextmanager
@@ -717,12 +771,14 @@ def create_app(
     async def guarded(
         request: Request, model: str | None, work: Callable[[Upload, Detector], T]
     ) -> T:
-        """Admit, receive, run ``work(upload, detector)`` in the pool with the model chosen by
-        the query (``model``) or the form field; free everything when it ends."""
+        """Receive (an upload slot: per-client and server caps, a read deadline per chunk),
+        then admit the complete body to scoring and run ``work(upload, detector)`` in the pool
+        with the model chosen by the query (``model``) or the form field; free everything
+        when it ends."""
         deadline = time.monotonic() + svc.timeout_s
         name = svc.models.check(model)  # before admission: a bad name costs no upload
-        svc.admit()
-        upload: Upload | None = None
+        client = request.client.host if request.client else "unknown"
+        svc.admit_upload(client)
         try:
             try:
                 upload = await asyncio.wait_for(
@@ -732,6 +788,15 @@ def create_app(
                 raise UploadError(
                     408, f"the upload did not arrive within the {svc.timeout_s:g} s limit"
                 ) from None
+        finally:
+            svc.release_upload(client)
+        # Only a complete body takes a scoring slot (503 when they are all taken).
+        try:
+            svc.admit()
+        except UploadError:
+            shutil.rmtree(upload.directory, ignore_errors=True)
+            raise
+        try:
             form = upload.fields.get("model")
             if form and model and form != model:
                 raise UploadError(
