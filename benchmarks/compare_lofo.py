@@ -23,7 +23,6 @@ DEFAULT = ["configs/default_fusion.yaml", "configs/clip_probe.yaml", "configs/sp
 
 
 def main() -> int:
-    from noisetrace.data.families import load_corpus
     from noisetrace.heads.fit import Features, HeadRecipe, leave_one_family_out
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -40,7 +39,7 @@ def main() -> int:
             print(f"{cfg}: data not found ({', '.join(missing)}); see docs/data.md",
                   file=sys.stderr)  # fmt: skip
             return 2
-        feats = Features(recipe, load_corpus(recipe.data), verbose=False)
+        feats = Features(recipe, recipe.corpus(), verbose=False)
         t0 = time.process_time()
         rep = leave_one_family_out(recipe, feats, bootstrap=200, verbose=False)
         cpu = time.process_time() - t0

@@ -296,7 +296,6 @@ def _run_lofo(args: argparse.Namespace, err: Any) -> int:
 
     from rich.markup import escape
 
-    from noisetrace.data.families import load_corpus
     from noisetrace.errors import NoisetraceError
     from noisetrace.evaluate.report import write_report
     from noisetrace.heads.fit import Features, HeadRecipe, leave_one_family_out, lofo_section
@@ -312,7 +311,7 @@ def _run_lofo(args: argparse.Namespace, err: Any) -> int:
                                   "frozen features: give --train-config configs/*.yaml")
         recipe = HeadRecipe(**{**raw, **({"data": args.data} if args.data else {})})
     recipe.seed = args.seed
-    feats = Features(recipe, load_corpus(recipe.data), verbose=not args.quiet)
+    feats = Features(recipe, recipe.corpus(), verbose=not args.quiet)
     rep = leave_one_family_out(recipe, feats, bootstrap=args.bootstrap, verbose=not args.quiet)
     sec = lofo_section(rep)
     thr = float(sum(r["threshold"] for r in rep["families"]) / max(len(rep["families"]), 1))

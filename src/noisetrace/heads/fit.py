@@ -66,6 +66,18 @@ class HeadRecipe:
     # Scoring JPEG-encodes every input at this quality first (None: as decoded), the
     # compression state the heads were fitted on (FeatureDetector.canonical).
     canonical_jpeg: int | None = 90
+    # "image": whole pictures (face material is left out of the corpus). "face": a face
+    # model: the data are face crops (e.g. from `noisetrace prepare`), and the fitted model
+    # finds and crops faces the same way (``face``: DetectorConfig.face) before scoring.
+    input: str = "image"
+    face: dict[str, Any] | None = None
+
+    def corpus(self) -> list[Sample]:
+        """The recipe's samples: whole images (face material left out), or for a face model
+        everything its data lists (face crops)."""
+        if self.input not in ("image", "face"):
+            raise ValueError(f"input must be 'image' or 'face', got {self.input!r}")
+        return load_corpus(self.data, whole_images=self.input == "image")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> HeadRecipe:
@@ -283,7 +295,9 @@ def build_detector(recipe: HeadRecipe, feats: Features, model: StackedModel) -> 
             branches[name] = FeatureDetector(from_spec(b["extractor"]), model.heads[name],
                                              b.get("feature", "embeds"), cfg)  # fmt: skip
     config = DetectorConfig(name=recipe.name, arch="fusion", threshold=model.threshold,
-                            input="image")  # fmt: skip
+                            input=recipe.input)  # fmt: skip
+    if recipe.input == "face" and recipe.face:
+        config.face = {**config.face, **recipe.face}
     return FusedDetector(branches, model.coef, model.intercept, config)
 
 
@@ -291,7 +305,7 @@ def fit_recipe(recipe: HeadRecipe, out: str | Path, lofo: bool = True,
                verbose: bool = True) -> dict[str, Any]:  # fmt: skip
     """Validate (leave-one-family-out), then fit on all the data and write the model
     directory ``out`` with ``card.json`` (recipe, validation tables, data counts)."""
-    samples = load_corpus(recipe.data)
+    samples = recipe.corpus()
     feats = Features(recipe, samples, verbose=verbose)
     report = leave_one_family_out(recipe, feats, verbose=verbose) if lofo else {}
     idx = np.flatnonzero(~np.isin(feats.family, recipe.exclude + recipe.test_only))
