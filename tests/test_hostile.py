@@ -304,7 +304,10 @@ def test_forged_frame_count_does_not_decide_the_sampled_frames(tmp_path, tiny_de
     assert len(read_frames(forged, n=16, report=report)) == 8
     assert "holds only 8" in report.note and "claims 2147483647" in report.note
     r = tiny_detector.scan(forged, video_frames=4)
-    assert r.error is None and r.frames == 4
+    assert r.error is None and r.frames == 4 and r.frames_note is None
+    r = tiny_detector.scan(forged, video_frames=16)  # the record says why only 8 were scored
+    assert r.frames == 8 and "holds only 8" in r.frames_note and "claims" in r.frames_note
+    assert r.to_record()["frames_note"] == r.frames_note
 
 
 # -- item 9: float TIFFs with NaN/inf, AVIF, HEIC --------------------------------------------

@@ -24,7 +24,7 @@ from noisetrace.io import sha256_file
 from noisetrace.media.crops import Crop, crop_faces
 from noisetrace.media.formats import sniff
 from noisetrace.media.image import load_image
-from noisetrace.media.video import iter_frames
+from noisetrace.media.video import SampleReport, iter_frames
 from noisetrace.runtime import OnnxRuntime, Preprocess, TorchRuntime, export_onnx, onnx_available
 
 ONNX_FILES = ("features.onnx", "head.onnx", "forward.onnx")
@@ -73,6 +73,9 @@ class ScanResult:
     threshold: float = 0.5
     model: str = ""
     frames: int | None = None  # frames scored, videos only
+    # Videos: why fewer frames than asked were scored (the file holds fewer than its header
+    # claims, some would not decode), None when all were (media.video.SampleReport.note).
+    frames_note: str | None = None
     seconds: float = 0.0
     error: str | None = None
     width: int | None = None
@@ -89,7 +92,8 @@ class ScanResult:
     face_boxes: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     FIELDS = (
-        "path", "kind", "score", "verdict", "threshold", "model", "frames", "seconds", "error",
+        "path", "kind", "score", "verdict", "threshold", "model", "frames", "frames_note",
+        "seconds", "error",
         "width", "height", "faces", "face_score", "face_threshold", "provenance", "face_boxes",
     )  # fmt: skip
     #: Fields that are nested objects, not columns (CSV writes a one-line summary).
@@ -469,12 +473,15 @@ class Detector:
     def _scan_video(self, path: str | Path, res: ScanResult, n: int) -> None:
         shape: list[tuple[int, ...]] = []
 
+        report = SampleReport()
+
         def images() -> Iterator[np.ndarray]:
-            for f in iter_frames(path, mode="even", n=n):
+            for f in iter_frames(path, mode="even", n=n, report=report):
                 shape.append(f.image.shape)
                 yield f.image
 
         probs = self.judge(images(), res)
+        res.frames_note = report.note
         res.height, res.width = shape[0][:2]
         res.frames = len(shape)
         res.frame_scores = [round(float(p), 6) for p in probs]
