@@ -189,3 +189,32 @@ def test_set_threshold_is_the_one_validated_setter(tiny_detector):
         assert tiny_detector.threshold == 0.25
     finally:
         tiny_detector.set_threshold(old)
+
+
+def test_video_frames_are_scored_as_a_stream(tiny_detector, photo):
+    """Frames are scored in batches as they are decoded: memory holds a batch, not a video."""
+    from noisetrace.detector import FRAME_BATCH, ScanResult
+
+    yielded, seen_at_call, sizes = [0], [], []
+    real = tiny_detector.logits_batch
+
+    def spy(imgs):
+        seen_at_call.append(yielded[0])
+        sizes.append(len(imgs))
+        return real(imgs)
+
+    def frames():
+        for i in range(20):
+            yielded[0] += 1
+            yield np.ascontiguousarray(photo[i : i + 64, i : i + 64])
+
+    tiny_detector.logits_batch = spy  # type: ignore[method-assign]
+    try:
+        probs = tiny_detector.judge(frames(), ScanResult(path="x"))
+    finally:
+        del tiny_detector.logits_batch
+    assert len(probs) == 20 and max(sizes) <= FRAME_BATCH
+    assert seen_at_call[0] == FRAME_BATCH  # the first batch was scored before the rest decoded
+    whole = tiny_detector.calibrate(real([np.ascontiguousarray(photo[i : i + 64, i : i + 64])
+                                          for i in range(20)]))  # fmt: skip
+    np.testing.assert_allclose(probs, whole, atol=1e-6)

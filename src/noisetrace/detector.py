@@ -31,6 +31,7 @@ ONNX_FILES = ("features.onnx", "head.onnx", "forward.onnx")
 MIN_SIDE = 16  # smaller images are edge-padded to this before scoring
 FACE_THREADS = 2  # face detection threads per detector (the CPU this is built for has two)
 FACE_BATCH = 64  # face crops scored per forward pass
+FRAME_BATCH = 8  # video frames scored per forward pass (and held in memory at once)
 _POOL_LOCK = threading.Lock()
 
 
@@ -434,7 +435,19 @@ class Detector:
         if self.config.input == "face":
             probs, res.faces = self.face_scores(frames)
             return probs
-        return self.calibrate(self.logits_batch(list(frames)))
+        # Streamed: at most FRAME_BATCH decoded frames are held at once, however many the
+        # video gives.
+        out, batch = [], []
+        for f in frames:
+            batch.append(f)
+            if len(batch) == FRAME_BATCH:
+                out.append(self.calibrate(self.logits_batch(batch)))
+                batch = []
+        if batch:
+            out.append(self.calibrate(self.logits_batch(batch)))
+        if not out:
+            raise InputError("no frames to score")
+        return np.concatenate(out)
 
     def verdict_of(self, res: ScanResult) -> str:
         return "fake" if res.score is not None and res.score >= self.threshold else "real"
