@@ -25,7 +25,8 @@ model) and each --offer. Never a path: a client cannot make the server open a di
     p.add_argument("--model", default="default",
                    help="bundled model name or model directory: used when a request names none")
     p.add_argument("--offer", action="append", default=[], metavar="NAME=DIR",
-                   help="also offer the model directory DIR to clients as NAME (repeatable)")
+                   help="also offer the model directory DIR to clients as NAME (repeatable; "
+                        "default: the bundled models and --model+faces only)")
     p.add_argument("--only-model", action="store_true",
                    help="offer clients only --model and --offer, not the bundled models (each "
                    "model a client chooses stays loaded: this bounds memory)")
