@@ -606,3 +606,44 @@ def test_stalled_uploads_do_not_hold_scoring_slots(model_dir: Path) -> None:
             s.close()
         srv.should_exit = True
         thread.join(10)
+
+
+# -- issue 18, item 1: a memory ceiling that holds for --workers N at once -----------------------
+def test_memory_ceiling_holds_across_workers(model_dir: Path) -> None:
+    """Two workers, two images of 96x128 each, a ceiling of 1.5 images' pixels: the second
+    file waits until the first has finished; a small one fits beside a big one."""
+    gate = threading.Event()
+    det = _slow_detector(model_dir, delay=0, gate=gate)
+    starts: list[float] = []
+    slow_scan = det.scan
+
+    def timed(path, **kw):
+        starts.append(time.monotonic())
+        return slow_scan(path, **kw)
+
+    det.scan = timed  # type: ignore[method-assign]
+    app = create_app(det, bundled=False, workers=2, queue=2, timeout_s=30,
+                     max_pixels_at_once=int(96 * 128 * 1.5))  # fmt: skip
+    with TestClient(app, base_url=LOCAL) as c:
+        svc = app.state.service
+        codes: list[int] = []
+
+        def post() -> None:
+            r = c.post("/v1/scan", files={"file": ("a.jpg", _jpeg(), "image/jpeg")})
+            codes.append(r.status_code)
+
+        threads = [threading.Thread(target=post) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for _ in range(200):
+            if svc.status()["in_progress"] == 2 and svc.status()["pixels_reserved"]:
+                break
+            time.sleep(0.02)
+        time.sleep(0.3)
+        st = svc.status()
+        assert st["pixels_reserved"] == 96 * 128 and len(starts) == 1  # the second waits
+        gate.set()
+        for t in threads:
+            t.join(20)
+        assert codes == [200, 200] and len(starts) == 2
+        assert svc.status()["pixels_reserved"] == 0

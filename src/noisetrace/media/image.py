@@ -107,10 +107,11 @@ def _all_finite(a: np.ndarray) -> bool | int:
     return True if bad == 0 else bad
 
 
-def check_budget(data: bytes | str | Path, max_pixels: int | None = None) -> None:
+def check_budget(data: bytes | str | Path, max_pixels: int | None = None) -> int:
     """Raise :class:`InputError` when an image declares more than the budget (read from its
-    header only, nothing decoded); other problems are left to :func:`decode_image`. The
-    service calls this before an upload takes a worker."""
+    header only, nothing decoded); other problems are left to :func:`decode_image`. Returns
+    the pixels it declares (0 when the header cannot be read). The service calls this before
+    an upload takes a worker."""
     src = io.BytesIO(data) if isinstance(data, bytes) else data
     limit = max_pixels or _budget["image"]
     try:
@@ -121,9 +122,10 @@ def check_budget(data: bytes | str | Path, max_pixels: int | None = None) -> Non
     except Image.DecompressionBombError:
         raise InputError("image is too large (possible decompression bomb)") from None
     except Exception:  # noqa: BLE001 - decoding reports these with its own words
-        return
+        return 0
     if w * h > limit:
         raise over_budget(w, h, limit)
+    return w * h
 
 
 def decode_image(data: bytes | str | Path, max_pixels: int | None = None) -> np.ndarray:

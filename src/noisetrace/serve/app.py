@@ -38,9 +38,9 @@ import tempfile
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -134,6 +134,7 @@ class Upload:
     size: int
     sha256: str
     fields: dict[str, str]  # the small text fields of _FORM_FIELDS that came with the file
+    pixels: int = 0  # what decoding it may hold in memory at once (see ScanService.reserve)
 
 
 def display_name(name: str | None) -> str:
@@ -377,6 +378,9 @@ class ScanService:
     Uploads: at most ``max_uploads`` bodies arrive at once, ``uploads_per_client`` from one
     address (429 beyond), and a body that sends nothing for ``idle_s`` seconds ends with 408;
     an arriving body holds no scoring slot, so slow or stalled clients cannot starve others.
+    Memory: a file reserves the pixels its header declares before it is decoded, and the
+    reservations of all workers together stay under ``max_pixels_at_once`` (a file waits for
+    room), so ``--workers N`` cannot multiply the peak memory of one large file by N.
     Admission to scoring: at most ``workers + queue`` complete uploads are waiting or being
     scored at once; the next one gets 503 with Retry-After. A slot is freed only when the
     request's work has really ended: a scoring thread cannot be interrupted, so after a
@@ -396,6 +400,7 @@ class ScanService:
         max_uploads: int = 32,
         uploads_per_client: int = 4,
         idle_s: float = 15.0,
+        max_pixels_at_once: int | None = None,
     ) -> None:
         if max_upload_mb <= 0:
             raise ValueError("max_upload_mb must be positive")
@@ -423,6 +428,13 @@ class ScanService:
         self.max_uploads, self.uploads_per_client = max_uploads, uploads_per_client
         self.idle_s = idle_s  # longest wait for the next chunk of a body
         self.uploading: dict[str, int] = {}
+        # Memory ceiling across workers: the pixels being decoded at once, summed over the
+        # workers (each file reserves what its header declares before it is decoded).
+        from noisetrace.media.image import pixel_budget
+
+        self.max_pixels_at_once = max_pixels_at_once or pixel_budget()
+        self.pixels_reserved = 0
+        self._pixels_free = threading.Condition(self._lock)
 
     # -- admission -------------------------------------------------------------------------
     def admit(self) -> None:
@@ -463,6 +475,26 @@ class ScanService:
                 self.uploading[client] = n
             else:
                 self.uploading.pop(client, None)
+
+    @contextmanager
+    def reserve(self, pixels: int, deadline: float) -> Iterator[None]:
+        """Hold ``pixels`` of the memory ceiling while decoding and scoring (in a worker
+        thread): waits while the other workers hold too much, 504 at the deadline. A file
+        larger than the whole ceiling runs alone."""
+        need = min(max(0, pixels), self.max_pixels_at_once)
+        with self._pixels_free:
+            while self.pixels_reserved + need > self.max_pixels_at_once:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._pixels_free.wait(left):
+                    raise UploadError(504, "the server's memory was taken by other files for "
+                                      f"the whole {self.timeout_s:g} s limit; retry later")
+            self.pixels_reserved += need
+        try:
+            yield
+        finally:
+            with self._pixels_free:
+                self.pixels_reserved -= need
+                self._pixels_free.notify_all()
 
     def release(self, upload: Upload | None) -> None:
         if upload is not None:
@@ -523,18 +555,19 @@ class ScanService:
                 kind, fmt = sniff(part_path)
             except InputError as exc:
                 raise UploadError(415, str(exc)) from None
-            if kind == "image":  # over the decoding budget: refused before it takes a worker
-                from noisetrace.media.image import check_budget
+            from noisetrace.media.image import MAX_FRAME_PIXELS, check_budget
 
+            pixels = MAX_FRAME_PIXELS  # a video: one frame's budget at a time per batch row
+            if kind == "image":  # over the decoding budget: refused before it takes a worker
                 try:
-                    await asyncio.to_thread(check_budget, part_path)
+                    pixels = await asyncio.to_thread(check_budget, part_path)
                 except InputError as exc:
                     raise UploadError(413, str(exc)) from None
             path = directory / ("upload" + _SUFFIX.get(fmt, ".bin"))
             part_path.rename(path)
             return Upload(
                 directory, path, display_name(part.filename), kind, part.size, part.sha256,
-                part.fields,
+                part.fields, pixels,
             )
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
@@ -569,6 +602,8 @@ class ScanService:
                 "in_progress": self.inflight,
                 "capacity": self.capacity,
                 "uploading": sum(self.uploading.values()),
+                "pixels_reserved": self.pixels_reserved,
+                "max_pixels_at_once": self.max_pixels_at_once,
                 "served": self.served,
             }
 
@@ -698,12 +733,15 @@ def create_app(
     max_uploads: int = 32,
     uploads_per_client: int = 4,
     idle_s: float = 15.0,
+    max_pixels_at_once: int | None = None,
 ) -> FastAPI:
     """Build the service for ``model`` (a bundled name, a model directory or a Detector).
 
     ``max_upload_mb``: largest accepted file; ``workers``: files scored at once; ``queue``:
     requests allowed to wait beyond those; ``timeout_s``: limit per request, upload included;
-    ``max_uploads``, ``uploads_per_client``, ``idle_s``: upload limits (:class:`ScanService`).
+    ``max_uploads``, ``uploads_per_client``, ``idle_s``: upload limits; ``max_pixels_at_once``:
+    the memory ceiling across workers (default: the decoding budget, --max-pixels); see
+    :class:`ScanService`.
     ``allowed_hosts``: names the Host header may carry besides 127.0.0.1, localhost and ::1
     (``serve`` adds the address it listens on and ``--allowed-host``); any other is refused
     with 400, so a web page that rebinds its DNS name to this machine cannot use the service.
@@ -725,7 +763,7 @@ def create_app(
     svc = ScanService(
         det, models=models, max_upload_mb=max_upload_mb, workers=workers, queue=queue,
         timeout_s=timeout_s, max_uploads=max_uploads, uploads_per_client=uploads_per_client,
-        idle_s=idle_s,
+        idle_s=idle_s, max_pixels_at_once=max_pixels_at_once,
     )  # fmt: skip
 
     @asynccontextmanager
@@ -805,7 +843,11 @@ def create_app(
             if form:
                 name = svc.models.check(form)
             # Loading a model the first time runs in the pool too, under the same deadline.
-            result = await svc.run(lambda: work(upload, svc.models.get(name)), deadline)
+            def reserved() -> T:
+                with svc.reserve(upload.pixels, deadline):
+                    return work(upload, svc.models.get(name))
+
+            result = await svc.run(reserved, deadline)
         except _Late as late:
             # The thread runs on; its slot and upload are freed when it really ends.
             late.future.add_done_callback(lambda _f, u=upload: svc.release(u))
