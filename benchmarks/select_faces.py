@@ -61,8 +61,8 @@ def main() -> int:
 
     from noisetrace.data.manifest import discover
     from noisetrace.detector import Detector
-    from noisetrace.evaluate.metrics import binary_metrics, fit_platt
     from noisetrace.export import from_keras
+    from noisetrace.metrics import binary_metrics, fit_platt
 
     samples = [s for d in args.data for s in discover(d, images_only=False)]
     rows = []

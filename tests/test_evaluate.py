@@ -22,10 +22,10 @@ from noisetrace.data.manifest import Sample, discover
 from noisetrace.detector import Detector, DetectorConfig
 from noisetrace.errors import NoisetraceError
 from noisetrace.evaluate import protocols as P
-from noisetrace.evaluate.metrics import binary_metrics, fit_platt
 from noisetrace.evaluate.report import write_report
 from noisetrace.media.image import load_image
 from noisetrace.media.video import write_video
+from noisetrace.metrics import binary_metrics, fit_platt
 
 NOISE = {"real": 1.0, "heavy": 14.0, "light": 8.0}
 
@@ -373,3 +373,90 @@ def test_cli_evaluate_reads_every_manifest_even_with_the_same_name(model_dir, da
                  "--bootstrap", "0", "--device", "cpu", "--threads", "1", "--quiet"]) == 0
     j = json.loads((out / "report.json").read_text())
     assert j["counts"]["samples"] == len(files), j["counts"]
+
+
+# -- the protocol registry -------------------------------------------------------------------
+def test_builtin_protocols_are_registered_in_order():
+    from noisetrace.evaluate.registry import protocol_names
+
+    assert protocol_names()[:9] == ["standard", "jpeg", "resolution", "generators", "confound",
+                                    "loo", "crossdataset", "seqlen", "lofo"]
+
+
+def test_a_registered_protocol_runs_through_the_cli(model_dir, data_dir, tmp_path, capsys):
+    """A protocol defined here, in one class, reaches --help and the report; command.py and
+    protocols.py know nothing of it."""
+    from noisetrace.evaluate.registry import (
+        ConditionProtocol,
+        protocol_names,
+        register_protocol,
+        unregister_protocol,
+    )
+
+    @register_protocol
+    class Toy(ConditionProtocol):
+        name = "toy"
+        description = "every file JPEG QF 50, then a 40 px centre crop"
+        title = "Toy protocol"
+
+        def plan(self, opts, others):
+            return [P.Condition(50, 40)]
+
+        def summarize(self, section, metrics):
+            return [f"Toy: AUC {metrics[section['roc'][0]]['auc']:.3f}."]
+
+    try:
+        assert "toy" in protocol_names()
+        with pytest.raises(SystemExit):
+            main(["evaluate", "--help"])
+        assert "every file JPEG QF 50, then a 40 px centre crop" in capsys.readouterr().out
+        out = tmp_path / "toy"
+        assert main(["evaluate", "--model", str(model_dir), "--data", str(data_dir),
+                     "--protocol", "standard,toy", "--out", str(out), "--bootstrap", "0",
+                     "--device", "cpu", "--threads", "1", "--quiet"]) == 0
+        j = json.loads((out / "report.json").read_text())
+        assert [s["protocol"] for s in j["sections"]] == ["standard", "toy"]
+        toy = j["sections"][1]
+        assert toy["title"] == "Toy protocol" and toy["description"] == Toy.description
+        assert toy["roc"] == ["QF 50 @40"]
+        row = toy["tables"][0]["rows"][0]
+        assert row[:3] == ["QF 50 @40", 18, 12]
+        assert row[3] == pytest.approx(j["metrics"]["sample"]["QF 50 @40"]["auc"], abs=1e-4)
+        assert any(s.startswith("Toy: AUC ") for s in j["summary"])
+        assert "## Toy protocol" in (out / "report.md").read_text()
+        assert (out / "roc_toy.png").is_file()
+    finally:
+        unregister_protocol("toy")
+    assert "toy" not in protocol_names()
+
+
+def test_unknown_protocol_lists_the_registered_ones(model_dir, data_dir, tmp_path, capsys):
+    from noisetrace.evaluate.registry import get_protocol, protocol_names
+
+    with pytest.raises(NoisetraceError, match="unknown protocol") as exc:
+        get_protocol("jpg")
+    assert all(n in str(exc.value) for n in protocol_names())
+    assert main(["evaluate", "--model", str(model_dir), "--data", str(data_dir), "--protocol",
+                 "jpeg,nope", "--out", str(tmp_path / "r")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "unknown protocol(s) nope; choose from " + ", ".join(protocol_names()) in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_register_protocol_refuses_clashes_and_bad_names(tmp_path, capsys):
+    from noisetrace.evaluate.registry import ConditionProtocol, register_protocol
+
+    def make(name, description="one line", base=ConditionProtocol):
+        return type("X", (base,), {"name": name, "description": description})
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_protocol(make("jpeg"))
+    with pytest.raises(ValueError, match="without commas"):
+        register_protocol(make("a,b"))
+    with pytest.raises(ValueError, match="one line"):
+        register_protocol(make("two", "two\nlines"))
+    with pytest.raises(TypeError, match="must subclass"):
+        register_protocol(make("plain", base=object))
+    # lofo writes a report of its own: it cannot share a run.
+    assert main(["evaluate", "--protocol", "lofo,jpeg", "--out", str(tmp_path / "r")]) == 2
+    assert "run it alone (--protocol lofo)" in " ".join(capsys.readouterr().err.split())

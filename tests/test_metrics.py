@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from noisetrace.evaluate.metrics import (
+from noisetrace.metrics import (
     aggregate_by_group,
     aggregate_scores,
     binary_metrics,
@@ -70,7 +70,7 @@ def test_tpr_at_fpr_hand_checked():
 
 
 def test_rank_auc_equals_sklearn_with_ties():
-    from noisetrace.evaluate.metrics import _auc_ranks
+    from noisetrace.metrics import _auc_ranks
 
     rng = np.random.default_rng(7)
     y = rng.integers(0, 2, 500)
@@ -119,7 +119,7 @@ def test_video_aggregation():
 
 
 def test_platt_never_inverts_the_ranking():
-    from noisetrace.evaluate.metrics import fit_platt
+    from noisetrace.metrics import fit_platt
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=200)

@@ -6,9 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-_ALL = ("standard", "jpeg", "resolution", "generators", "confound", "loo", "crossdataset",
-        "seqlen", "lofo")
-
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v.strip())
@@ -24,7 +21,12 @@ def _sizes(text: str) -> tuple[int | None, ...]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The arguments of ``noisetrace evaluate`` (registered in ``noisetrace.cli.COMMANDS``)."""
+    """The arguments of ``noisetrace evaluate`` (registered in ``noisetrace.cli.COMMANDS``).
+    The protocols, their one-line help and their own options come from the registry."""
+    from noisetrace.evaluate.registry import TrainingProtocol, protocol_classes
+
+    protocols = protocol_classes()
+    width = max(len(c.name) for c in protocols) + 2
     p.description = (
         "Score labelled data under test conditions (JPEG quality, resolution, matched formats, "
         "per generator; or leave-one-out / cross-dataset / sequence-length with training) and "
@@ -35,7 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   noisetrace evaluate --model runs/mine/best --split val --protocol jpeg,confound --out reports/val
   noisetrace evaluate --model default --protocol lofo --out reports/lofo
   noisetrace evaluate --data a/ --data b/ --protocol crossdataset \\
-      --train-config configs/default.yaml --out reports/cross"""
+      --train-config configs/default.yaml --out reports/cross
+
+protocols:
+""" + "\n".join(f"  {c.name:<{width}}{c.description}" for c in protocols)
     p.add_argument("--model", default="default", help="bundled model name or model directory")
     p.add_argument("--data", nargs="+", action="extend",
                    help="folders (real/, fake/<gen>/), manifests, or a folder of those; "
@@ -45,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "generators, rebuilt from its training recipe (card.json or "
                         "train_config.json); --data then defaults to the recipe's data")
     p.add_argument("--protocol", default="standard",
-                   help=f"comma-separated, from: {','.join(_ALL)} (default: standard)")
+                   help="comma-separated, from: "
+                        f"{','.join(c.name for c in protocols)} (default: standard)")
     p.add_argument("--out", type=Path, required=True, help="report directory")
     p.add_argument("--qualities", type=_ints, default=(90, 65, 40),
                    help="JPEG qualities (default: 90,65,40)")
@@ -71,14 +77,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (1 is fastest on a machine busy with other "
                         "work; default: torch's)")
-    tr = p.add_argument_group("training protocols (loo, crossdataset, seqlen)")
+    training = ", ".join(c.name for c in protocols if issubclass(c, TrainingProtocol))
+    tr = p.add_argument_group(f"training protocols ({training})")
     tr.add_argument("--train-config", help="YAML recipe for `noisetrace train` (configs/*.yaml)")
     tr.add_argument("--train-epochs", type=int, default=None,
                     help="override its epochs (default: the recipe's)")
-    tr.add_argument("--loo-key", choices=("generator", "dataset"), default="generator",
-                    help="what counts as one manipulation")
-    tr.add_argument("--lengths", type=_ints, default=(5, 10, 20, 40, 60),
-                    help="clip lengths of the sequence-length sweep (default: 5,10,20,40,60)")
+    for c in protocols:  # each protocol's own options (loo: --loo-key, seqlen: --lengths)
+        c.add_arguments(tr)
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run, needs=needs)
 
@@ -184,7 +189,13 @@ def run(args: argparse.Namespace) -> int:
     from noisetrace.data.manifest import discover
     from noisetrace.errors import NoisetraceError
     from noisetrace.evaluate import protocols as P
-    from noisetrace.evaluate.report import write_report
+    from noisetrace.evaluate.registry import (
+        ConditionProtocol,
+        StandaloneProtocol,
+        TrainingInputs,
+        TrainingProtocol,
+        get_protocols,
+    )
     from noisetrace.zoo import load_detector
 
     err = Console(stderr=True)
@@ -192,16 +203,14 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    wanted = [p.strip() for p in args.protocol.split(",") if p.strip()]
-    bad = [p for p in wanted if p not in _ALL]
-    if bad:
-        raise NoisetraceError(f"unknown protocol(s) {', '.join(bad)}; choose from "
-                              f"{', '.join(_ALL)}")
-    if "lofo" in wanted:
+    wanted = get_protocols(p.strip() for p in args.protocol.split(",") if p.strip())
+    alone = [p for p in wanted if isinstance(p, StandaloneProtocol)]
+    if alone:
         if len(wanted) > 1:
-            raise NoisetraceError("lofo refits the model's recipe per held-out family: run it "
-                                  "alone (--protocol lofo)")
-        return _run_lofo(args, err)
+            raise NoisetraceError(f"{alone[0].name} writes a report of its own "
+                                  f"({alone[0].description}): run it alone "
+                                  f"(--protocol {alone[0].name})")
+        return _write(alone[0].report(args, err.print), args, err)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise NoisetraceError("--threshold must be between 0 and 1")
     domains: dict[str, list] = {}
@@ -235,8 +244,9 @@ def run(args: argparse.Namespace) -> int:
                          video_frames=args.frames, aggregate=args.aggregate,
                          bootstrap=args.bootstrap, group_by=args.group_by,
                          qualities=args.qualities, sizes=args.sizes, seed=args.seed)
-    image_protocols = [p for p in wanted if p in P.PROTOCOLS]
-    det = load_detector(args.model, device=args.device) if image_protocols else None
+    scoring = [p.name for p in wanted if isinstance(p, ConditionProtocol)]
+    training = [p for p in wanted if isinstance(p, TrainingProtocol)]
+    det = load_detector(args.model, device=args.device) if scoring else None
     if det is not None and args.threshold is not None:
         det.set_threshold(args.threshold)
 
@@ -246,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
                             disable=args.quiet or not err.is_terminal)
         with progress:
             task = progress.add_task("eval", total=len(samples))
-            report = P.evaluate(det, samples, image_protocols, opts,
+            report = P.evaluate(det, samples, scoring, opts,
                                 on_sample=lambda i, n: progress.update(task, completed=i))
     else:
         report = {"model": {"name": "trained per run", "arch": "", "threshold": 0.5,
@@ -254,74 +264,26 @@ def run(args: argparse.Namespace) -> int:
                   "options": {}, "counts": {}, "unreadable": [], "conditions": {},
                   "metrics": {"sample": {}}, "roc": {}, "sections": [], "summary": []}
     report["data"] = [str(d) for d in args.data]
-    training = [p for p in wanted if p in P.TRAINING_PROTOCOLS]
     if training:
         with tempfile.TemporaryDirectory(prefix="noisetrace-eval-") as tmp:
-            train_fn = make_train_fn(args, Path(tmp))
+            inputs = TrainingInputs(samples, domains, make_train_fn(args, Path(tmp)), opts,
+                                    args)
+            for p in training:  # every check before hours of training
+                p.check(inputs)
             for p in training:
-                err.print(f"[bold]{p}[/bold]: training (this takes a while)")
-                if p == "loo":
-                    sec = P.leave_one_out(samples, train_fn, key=args.loo_key, opts=opts)
-                elif p == "crossdataset":
-                    if len(domains) < 2:
-                        raise NoisetraceError("crossdataset needs two or more --data domains")
-                    sec = P.cross_dataset(domains, train_fn, opts=opts)
-                else:
-                    if not args.videos:
-                        raise NoisetraceError("seqlen scores video clips: add --videos")
-                    # A frame model: training does not depend on L, so train once and sweep
-                    # the clip length at test time.
-                    cache: dict[str, Any] = {}
-
-                    def once(ss, _length, _cache=cache):
-                        if "det" not in _cache:
-                            _cache["det"] = train_fn(ss)
-                        return _cache["det"]
-
-                    sec = P.sequence_length_sweep(samples, once, lengths=args.lengths,
-                                                  opts=opts)
+                err.print(f"[bold]{p.name}[/bold]: training (this takes a while)")
+                sec = p.run(inputs)
                 report["sections"].append(sec)
-                report["summary"].append(f"{sec['title']}: see its table.")
-    paths = write_report(report, args.out)
-    err.print(f"report written to {escape(str(args.out))}: " + ", ".join(sorted(paths)))
-    for line in report["summary"]:
-        err.print("  " + line)
-    return 0
+                report["summary"] += p.summarize(sec, report["metrics"]["sample"])
+    return _write(report, args, err)
 
 
-def _run_lofo(args: argparse.Namespace, err: Any) -> int:
-    """Leave one fake family out with the recipe a feature-head model was fitted with
-    (its card.json), or the head recipe given as --train-config; --data replaces its data."""
-    import json
+def _write(report: dict[str, Any], args: argparse.Namespace, err: Any) -> int:
+    """Write the report files and print where, with the summary."""
+    from rich.markup import escape  # paths may hold [brackets]
 
-    from rich.markup import escape
-
-    from noisetrace.errors import NoisetraceError
     from noisetrace.evaluate.report import write_report
-    from noisetrace.heads.fit import Features, HeadRecipe, leave_one_family_out, lofo_section
-    from noisetrace.zoo import resolve
 
-    if args.train_config:
-        recipe = HeadRecipe.from_yaml(args.train_config, data=args.data)
-    else:
-        card = resolve(args.model) / "card.json"
-        raw = json.loads(card.read_text()).get("recipe") if card.is_file() else None
-        if not raw or "branches" not in raw:
-            raise NoisetraceError(f"{args.model} records no head recipe; lofo refits heads on "
-                                  "frozen features: give --train-config configs/*.yaml")
-        recipe = HeadRecipe(**{**raw, **({"data": args.data} if args.data else {})})
-    recipe.seed = args.seed
-    feats = Features(recipe, recipe.corpus(), verbose=not args.quiet)
-    rep = leave_one_family_out(recipe, feats, bootstrap=args.bootstrap, verbose=not args.quiet)
-    sec = lofo_section(rep)
-    thr = float(sum(r["threshold"] for r in rep["families"]) / max(len(rep["families"]), 1))
-    report = {"model": {"name": f"{recipe.name} (refitted per held-out family)", "arch": "fusion",
-                        "threshold": round(thr, 4), "calibration": {}},
-              "options": {"recipe": rep["recipe"]}, "counts": {"samples": rep["n_samples"]},
-              "unreadable": [], "conditions": {}, "metrics": {"sample": {}}, "roc": {},
-              "sections": [sec], "data": [str(d) for d in recipe.data],
-              "summary": [f"{t}: mean AUC {v['mean_auc']:.3f}, min {v['min_auc']:.3f} "
-                          f"({v['worst_family']})" for t, v in rep["summary"].items()]}
     paths = write_report(report, args.out)
     err.print(f"report written to {escape(str(args.out))}: " + ", ".join(sorted(paths)))
     for line in report["summary"]:

@@ -2,11 +2,12 @@
 
 A *condition* is one deterministic view of every sample (JPEG quality, test resolution,
 matched formats). :func:`evaluate` decodes each sample once, scores it under every condition
-the requested protocols need, and builds the tables with :mod:`noisetrace.evaluate.metrics`
-only. The result is a plain JSON-serialisable dict that :mod:`noisetrace.evaluate.report`
-renders.
+the requested protocols need, and builds the tables with :mod:`noisetrace.metrics` only.
+The result is a plain JSON-serialisable dict that :mod:`noisetrace.evaluate.report` renders.
 
-Protocols (``PROTOCOLS``):
+Each protocol is a class registered by name (:mod:`noisetrace.evaluate.registry`; the
+built-ins are in :mod:`noisetrace.evaluate.plugins`); this module holds the machinery and
+the tables they share. The built-in scoring protocols:
 
 * ``standard``: the data as stored.
 * ``jpeg``: as stored, then JPEG QF 90, 65, 40 (DJIN Fig. 1 / Table 2).
@@ -42,19 +43,23 @@ from noisetrace.data.augment import jpeg, matched_format, resize
 from noisetrace.data.manifest import FAKE, REAL, Sample, split
 from noisetrace.detector import Detector
 from noisetrace.errors import InputError, NoisetraceError
-from noisetrace.evaluate.metrics import (
+from noisetrace.evaluate.registry import (
+    ConditionProtocol,
+    get_protocol,
+    get_protocols,
+    protocol_names,
+)
+from noisetrace.media.formats import sniff
+from noisetrace.media.image import load_image
+from noisetrace.media.video import iter_frames
+from noisetrace.metrics import (
     AGGREGATIONS,
     aggregate_scores,
     binary_metrics,
     bootstrap_ci,
     expected_calibration_error,
 )
-from noisetrace.media.formats import sniff
-from noisetrace.media.image import load_image
-from noisetrace.media.video import iter_frames
 
-PROTOCOLS = ("standard", "jpeg", "resolution", "generators", "confound")
-TRAINING_PROTOCOLS = ("loo", "crossdataset", "seqlen")
 DEFAULT_QUALITIES = (90, 65, 40)
 DEFAULT_SIZES: tuple[int | None, ...] = (224, 512, None)  # None = original size
 #: Metric columns of the per-condition tables, in order.
@@ -181,6 +186,26 @@ class Scored:
         y = np.concatenate([np.full(len(f), s.label) for s, f in zip(self.samples, fr,
                                                                         strict=True)])
         return y.astype(int), np.concatenate(fr) if fr else np.zeros(0)
+
+
+@dataclass
+class ScoredRun:
+    """One pass over the data, from which every scoring protocol builds its tables."""
+
+    scored: Scored
+    threshold: float
+    opts: EvalOptions
+    #: "sample" (and "frame" when videos were scored) -> condition name -> metrics.
+    levels: dict[str, dict[str, dict[str, Any]]]
+
+    @property
+    def has_video(self) -> bool:
+        return "frame" in self.levels
+
+    @property
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """Sample-level metrics (videos aggregated) by condition name."""
+        return self.levels["sample"]
 
 
 def _views(s: Sample, opts: EvalOptions, det: Detector) -> tuple[str, list[np.ndarray]]:
@@ -375,42 +400,22 @@ def confound_table(metrics: dict[str, dict], raw: Sequence[Condition]) -> dict[s
 
 # -- the protocols ---------------------------------------------------------------------------
 def plan(protocols: Iterable[str], opts: EvalOptions) -> dict[str, list[Condition]]:
-    """The conditions each protocol needs (before the confound twins)."""
-    base = list(dict.fromkeys(protocols))
-    unknown = [p for p in base if p not in PROTOCOLS]
-    if unknown:
-        raise NoisetraceError(f"unknown protocol(s) {', '.join(unknown)}: use "
-                              f"{', '.join(PROTOCOLS)} (training ones: "
-                              f"{', '.join(TRAINING_PROTOCOLS)})")
-    qs: list[int | None] = [None, *opts.qualities]
+    """The conditions each scoring protocol reports on, by protocol name. Protocols that
+    plan from the others' conditions (``after_others``: ``confound``) come last."""
+    chosen = get_protocols(protocols)
+    scoring = [p for p in chosen if isinstance(p, ConditionProtocol)]
+    if len(scoring) < len(chosen):
+        other = ", ".join(p.name for p in chosen if p not in scoring)
+        raise NoisetraceError(f"{other} does not score one model under test conditions; run "
+                              "it with `noisetrace evaluate --protocol` or its own function "
+                              "(leave_one_out, cross_dataset, ...)")
     out: dict[str, list[Condition]] = {}
-    for p in base:
-        if p == "standard":
-            out[p] = [Condition()]
-        elif p == "jpeg":
-            out[p] = [Condition(q) for q in qs]
-        elif p == "resolution":
-            out[p] = [Condition(size=s) for s in opts.sizes]
-        elif p == "generators":
-            out[p] = [Condition(q, s) for q in qs for s in opts.sizes]
-    if "confound" in base:
-        raw = list(dict.fromkeys(c for cs in out.values() for c in cs)) or [Condition()]
-        out["confound"] = raw
+    for late in (False, True):
+        for p in scoring:
+            if p.after_others == late:
+                others = list(dict.fromkeys(c for cs in out.values() for c in cs))
+                out[p.name] = p.plan(opts, others if late else [])
     return out
-
-
-_TITLES = {
-    "standard": ("Standard", "The data as stored."),
-    "jpeg": ("JPEG robustness", "Every file JPEG-compressed at each quality factor "
-             "(DJIN Fig. 1 and Table 2)."),
-    "resolution": ("Resolution", "Tested at 224, 512 and original size (DJIN Table 2)."),
-    "generators": ("Per-generator table", "DJIN Table 2's form: predicted Real/Fake counts per "
-                   "generator for each JPEG condition, accuracy at each resolution."),
-    "confound": ("Format confound", "The same evaluation with both classes re-encoded "
-                 "identically (lossless files get a camera-like JPEG pass, then all files the "
-                 "same JPEG quality), beside the raw one. A large drop under matched formats "
-                 "means the detector leaned on file format or compression history."),
-}
 
 
 def evaluate(det: Detector, samples: Sequence[Sample], protocols: Iterable[str],
@@ -419,9 +424,10 @@ def evaluate(det: Detector, samples: Sequence[Sample], protocols: Iterable[str],
     """Run image/video protocols; returns the report dict (see :mod:`.report`)."""
     opts = opts or EvalOptions()
     planned = plan(protocols, opts)
+    chosen = {p.name: p for p in get_protocols(planned)}
     conds = list(dict.fromkeys(c for cs in planned.values() for c in cs))
-    if "confound" in planned:
-        conds = list(dict.fromkeys(conds + [c.twin() for c in planned["confound"]]))
+    extra = [c for name, cs in planned.items() for c in chosen[name].extra_conditions(cs)]
+    conds = list(dict.fromkeys(conds + extra))
     scored = score_conditions(det, samples, conds, opts, on_sample)
     if not scored.samples:
         raise NoisetraceError("no sample could be read; check the --data paths (errors: "
@@ -435,33 +441,8 @@ def evaluate(det: Detector, samples: Sequence[Sample], protocols: Iterable[str],
         if has_video:
             fy, fp = scored.frame_level(c.name)
             levels["frame"][c.name] = condition_metrics(fy, fp, thr, opts.bootstrap, opts.seed)
-    ms = levels["sample"]
-    sections = []
-    for p, cs in planned.items():
-        title, desc = _TITLES[p]
-        tables = []
-        if p == "generators":
-            tables.append(generator_table(scored, cs, thr, opts.group_by))
-            tables.append(per_group_table(scored, cs[0], thr, opts.group_by))
-        elif p == "confound":
-            tables.append(confound_table(ms, cs))
-            tables.append(metrics_table("Matched formats", ms,
-                                        list(dict.fromkeys(c.twin() for c in cs))))
-        else:
-            first = {"jpeg": "quality", "resolution": "size"}.get(p, "condition")
-            tables.append(metrics_table("Image/video level" if has_video else "Metrics",
-                                        ms, cs, first))
-            if has_video:
-                tables.append(metrics_table("Frame level", levels["frame"], cs, first))
-            if p == "standard":
-                tables.append(per_group_table(scored, cs[0], thr, opts.group_by))
-        # One ROC per JPEG condition for the grid (at its first size): 12 curves do not read.
-        shown = [c for c in cs if c.size == cs[0].size] if p in ("generators", "confound") \
-            else cs
-        roc = [c.name for c in shown] + ([c.twin().name for c in shown] if p == "confound"
-                                         else [])
-        sections.append({"protocol": p, "title": title, "description": desc,
-                         "tables": tables, "roc": list(dict.fromkeys(roc))})
+    run = ScoredRun(scored, thr, opts, levels)
+    sections = [chosen[name].build(run, cs) for name, cs in planned.items()]
     n_img = sum(k == "image" for k in scored.kinds)
     report: dict[str, Any] = {
         "model": {"name": det.name, "arch": det.config.arch, "threshold": thr,
@@ -497,39 +478,14 @@ def summarize(report: dict[str, Any]) -> list[str]:
     if cn["unreadable"]:
         out.append(f"{cn['unreadable']} file(s) could not be read and were left out.")
 
-    def auc(name: str) -> str:
-        m = ms[name]
-        lo, hi = m.get("auc_ci", [math.nan, math.nan])
-        ci = "" if math.isnan(lo) else f" [{lo:.3f}, {hi:.3f}]"
-        return f"AUC {m['auc']:.3f}{ci}, accuracy {m['accuracy']:.3f}"
-
+    # Sections of protocols no longer registered (an old report) add no sentence.
+    registered = set(protocol_names())
+    names = [n for n in dict.fromkeys(sec["protocol"] for sec in report["sections"])
+             if n in registered]
+    known = {p.name: p for p in get_protocols(names)}
     for sec in report["sections"]:
-        names = sec["roc"]
-        if sec["protocol"] == "standard":
-            out.append(f"As stored: {auc(names[0])}.")
-        elif sec["protocol"] == "jpeg":
-            out.append("JPEG: " + "; ".join(f"{n}: {ms[n]['auc']:.3f}" for n in names)
-                       + " (AUC).")
-        elif sec["protocol"] == "resolution":
-            out.append("Resolution: " + "; ".join(f"{n}: {ms[n]['auc']:.3f}" for n in names)
-                       + " (AUC).")
-        elif sec["protocol"] == "confound":
-            rows = sec["tables"][0]["rows"]
-            first = rows[0]
-            worst = min(rows, key=lambda r: r[4] if r[4] is not None else math.inf)
-            def f3(v: float | None) -> str:
-                return "n/a" if v is None else f"{v:.3f}"
-
-            line = (f"Format confound: AUC {f3(first[2])} as stored vs {f3(first[3])} with both "
-                    f"classes re-encoded alike ({first[1]})")
-            if worst is not first:
-                line += f"; largest change {f3(worst[4])} ({worst[0]} vs {worst[1]})"
-            drop = worst[4] if worst[4] is not None else 0.0
-            out.append(line + (". A drop this large means part of the raw score came from file "
-                               "format or compression history, not from the content's noise."
-                               if drop < -0.05 else
-                               ". Matched formats cost less than 0.05 AUC: the score does not "
-                               "rest on file format."))
+        if sec["protocol"] in known:
+            out += known[sec["protocol"]].summarize(sec, ms)
     return out
 
 
@@ -598,10 +554,7 @@ def leave_one_out(samples: Sequence[Sample], train_fn: TrainFn, *, key: str = "g
     table = {"title": f"Leave one {key} out", "columns": ["train", "test", "n", "accuracy",
                                                           "balanced_accuracy", "auc"],
              "rows": rows, "data": data}
-    return {"protocol": "loo", "title": "Leave one manipulation out",
-            "description": "Xception paper Table 1: train on real data and all manipulations "
-                           "but one, test on the one left out and unseen reals.",
-            "tables": [table], "roc": []}
+    return get_protocol("loo").section([table])
 
 
 def cross_dataset(domains: dict[str, list[Sample]], train_fn: TrainFn, *,
@@ -628,10 +581,9 @@ def cross_dataset(domains: dict[str, list[Sample]], train_fn: TrainFn, *,
             acc_rows[-1].append(_fmt(m["accuracy"]))
             auc_rows[-1].append(_fmt(m["auc"]))
     cols = ["train \\ test"] + names
-    return {"protocol": "crossdataset", "title": "Cross-dataset",
-            "description": "Train on one dataset, test on the held-back split of each.",
-            "tables": [{"title": "Accuracy", "columns": cols, "rows": acc_rows, "data": data},
-                       {"title": "AUC", "columns": cols, "rows": auc_rows}], "roc": []}
+    return get_protocol("crossdataset").section([
+        {"title": "Accuracy", "columns": cols, "rows": acc_rows, "data": data},
+        {"title": "AUC", "columns": cols, "rows": auc_rows}])
 
 
 def score_sequences(det: Detector, samples: Sequence[Sample], length: int,
@@ -695,9 +647,6 @@ def sequence_length_sweep(samples: Sequence[Sample],
             acc[m].append(_fmt(mt["accuracy"]))
             data[f"{m} @ {L}"] = mt
     rows = [[m] + acc[m] for m in manips]
-    return {"protocol": "seqlen", "title": "Sequence length",
-            "description": "Xception paper Table 2: clip accuracy per test manipulation as "
-                           "the number of successive frames per clip grows.",
-            "tables": [{"title": "Clip accuracy", "columns": ["test"] + [str(L) for L in
-                                                                         lengths],
-                        "rows": rows, "data": data}], "roc": []}
+    return get_protocol("seqlen").section([
+        {"title": "Clip accuracy", "columns": ["test"] + [str(L) for L in lengths],
+         "rows": rows, "data": data}])

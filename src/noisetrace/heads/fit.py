@@ -214,7 +214,7 @@ def leave_one_family_out(recipe: HeadRecipe, feats: Features, bootstrap: int = 1
                          verbose: bool = True) -> dict[str, Any]:  # fmt: skip
     """Per held-out family and test transform: AUC (bootstrap CI), detection rate at the
     refitted threshold, and false-positive rates of the reals by source kind."""
-    from noisetrace.evaluate.metrics import binary_metrics, bootstrap_ci
+    from noisetrace.metrics import binary_metrics, bootstrap_ci
 
     K = recipe.folds
     gfold = np.array([fold_of(g, K, recipe.seed) for g in feats.groups])

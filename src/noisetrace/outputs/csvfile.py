@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from noisetrace.detector import ScanResult
 from noisetrace.io import atomic_path
 from noisetrace.outputs.base import OutputFormat, OutputOptions, RecordSink
 from noisetrace.outputs.records import Record, record_fields
@@ -35,6 +34,8 @@ class CsvSink(RecordSink):
 def write_csv(path: str | Path, records: Iterable[Record]) -> None:
     """Write records as CSV atomically (temporary file, then rename; no temporary file is
     left behind when writing fails)."""
+    from noisetrace.detector import ScanResult  # lazy: `--help` must not import torch
+
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=[*record_fields(), *ScanResult.NESTED],
                            extrasaction="ignore")  # fmt: skip

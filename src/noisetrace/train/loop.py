@@ -45,7 +45,7 @@ from noisetrace import models
 from noisetrace.data.augment import Augment, center_crop, matched_format
 from noisetrace.data.manifest import Sample, discover, split
 from noisetrace.detector import Detector, DetectorConfig, select_device
-from noisetrace.evaluate.metrics import binary_metrics, expected_calibration_error, fit_platt
+from noisetrace.metrics import binary_metrics, expected_calibration_error, fit_platt
 from noisetrace.runtime import Preprocess
 from noisetrace.train.card import write_model_card
 from noisetrace.train.dataset import (
