@@ -336,7 +336,9 @@ def test_image_over_the_decoding_budget_is_refused_before_a_worker(client: TestC
     r = client.post("/v1/scan", files={"file": ("bomb.jpg", bytes(data), "image/jpeg")})
     assert r.status_code == 413 and "declares 15000x15000 pixels" in r.json()["detail"]
     assert _upload_dir_empty(client)
-    assert client.app.state.service.status()["served"] == served + 1  # released at once
+    st = client.app.state.service.status()
+    # Refused while uploading: it never took a scoring slot, and its upload slot is free.
+    assert st["served"] == served and st["in_progress"] == 0 and st["uploading"] == 0
 
 
 # -- issue 20: the client chooses among the models the server offers ------------------------
