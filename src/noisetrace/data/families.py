@@ -42,10 +42,18 @@ REAL_SOURCES: tuple[tuple[str, str], ...] = (
     (r"(?i)cbsd|kodak|mcmaster|rni|film|scan", "film-scan"),
     (r"(?i)dfdc|face", "face"),
 )
+#: The face corpus (:mod:`noisetrace.data.face_corpus`) names its generators
+#: ``face:<source> ...``: each source is its own family ("face-<source>") and each source's
+#: reals their own kind ("face-real-<source>"), so a face model is validated by leaving one
+#: face-swap source out. No whole-image manifest uses the prefix (their families are unchanged).
+FACE_CORPUS = re.compile(r"^face:([A-Za-z0-9_.-]+)")
 
 
 def family_of(s: Sample) -> str:
     """Fake family of a sample (see module docstring); reals get their source kind."""
+    m = FACE_CORPUS.match(s.generator)
+    if m:
+        return f"face-{m.group(1)}" if s.label == FAKE else f"face-real-{m.group(1)}"
     rules = FAKE_FAMILIES if s.label == FAKE else REAL_SOURCES
     text = s.generator or s.dataset
     for pat, name in rules:
@@ -64,8 +72,13 @@ def load_corpus(specs: Iterable[str | Path], whole_images: bool = True) -> list[
     for spec in specs:
         out += discover(spec)
     if whole_images:
-        out = [s for s in out if family_of(s) not in ("faceswap", "face")]
+        out = [s for s in out if not is_face_family(family_of(s))]
     return out
+
+
+def is_face_family(family: str) -> bool:
+    """True for face material: face swaps, face crops and the face corpus's sources."""
+    return family in ("faceswap", "face") or family.startswith("face-")
 
 
 def families(samples: Sequence[Sample]) -> dict[str, list[int]]:

@@ -1,0 +1,133 @@
+"""Leave one face-swap source out: a fitted face recipe beside the bundled MesoNet (issue 17).
+
+    python benchmarks/faces_lofo.py --config configs/faces_clip.yaml --cache /work/data/cache \\
+        --out /work/data/runs/faces-clip/compare
+
+For each fake family F of the recipe's corpus (face-<source>, :mod:`noisetrace.data.
+face_corpus`) the recipe is refitted without F and without each fold of the reals, exactly as
+``noisetrace fit`` validates (:func:`noisetrace.heads.fit.leave_one_family_out`), but every
+held-out score is kept, so the table also has video-level AUC (mean of a video's frame scores;
+DeepFaceLive's halves are separate videos) and per-source real false-positive rates. The
+peer, the bundled ``faces`` model (MesoNet), scores the very same crops under the same
+transforms; it was never trained on any of them, so its scores need no refitting. Features
+come from the cache ``noisetrace fit`` filled (the MesoNet logits are cached there too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from noisetrace.data.manifest import FAKE, REAL
+from noisetrace.heads.fit import Features, HeadRecipe, fit_stack, fold_of
+from noisetrace.metrics import binary_metrics
+
+
+def lofo_scores(recipe: HeadRecipe, feats: Features) -> dict[str, dict[str, np.ndarray]]:
+    """family -> transform -> held-out probabilities (NaN where not scored) and thresholds."""
+    K = recipe.folds
+    gfold = np.array([fold_of(g, K, recipe.seed) for g in feats.groups])
+    real_idx = np.flatnonzero(feats.y == REAL)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for F in sorted(set(feats.family[feats.y == FAKE]) - set(recipe.exclude)):
+        fake_F = np.flatnonzero((feats.family == F) & (feats.y == FAKE))
+        res = {t: np.full(len(feats.y), np.nan) for t in recipe.test_transforms}
+        thr = {t: np.full(len(feats.y), np.nan) for t in recipe.test_transforms}
+        never = recipe.exclude + recipe.test_only
+        for k in range(K):
+            train = np.flatnonzero((gfold != k) & (feats.family != F)
+                                   & ~np.isin(feats.family, never))  # fmt: skip
+            test = np.concatenate([fake_F[gfold[fake_F] == k], real_idx[gfold[real_idx] == k]])
+            if not len(test):
+                continue
+            m = fit_stack(recipe, feats, train)
+            for t in recipe.test_transforms:
+                res[t][test] = m.proba(feats, test, t)
+                thr[t][test] = m.threshold
+        out[F] = {**{t: res[t] for t in res}, **{f"thr:{t}": thr[t] for t in thr}}
+        print(f"lofo {F}: done", flush=True)
+    return out
+
+
+def video_keys(feats: Features) -> np.ndarray:
+    """A video's frames share a key (label too: DeepFaceLive's two halves are two videos)."""
+    return np.array([f"{s.label}|{s.video or s.path}" for s in feats.samples])
+
+
+def by_video(y: np.ndarray, s: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    u, inv = np.unique(keys, return_inverse=True)
+    vs = np.bincount(inv, weights=s) / np.bincount(inv)
+    vy = np.zeros(len(u), int)
+    vy[inv] = y
+    return vy, vs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="configs/faces_clip.yaml")
+    ap.add_argument("--cache", default=None)
+    ap.add_argument("--peer", default="faces", help="bundled model or model folder")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    recipe = HeadRecipe.from_yaml(a.config, cache=a.cache)
+    samples = recipe.corpus()
+    feats = Features(recipe, samples, verbose=False)
+    peer_recipe = HeadRecipe.from_yaml(a.config, cache=a.cache,
+                                       branches={"peer": {"model": a.peer}})  # fmt: skip
+    pf = Features(peer_recipe, feats.samples, verbose=True)
+    assert [s.path for s in pf.samples] == [s.path for s in feats.samples]
+    from noisetrace.zoo import load_detector
+
+    peer = load_detector(a.peer)
+    keys = video_keys(feats)
+    scores = lofo_scores(recipe, feats)
+    real_idx = np.flatnonzero(feats.y == REAL)
+    rows, fpr_rows = [], []
+    for t in recipe.test_transforms:
+        peer_p = peer.calibrate(pf.x[("peer", t)][:, 0, 0])
+        for F, sc in scores.items():
+            fake_F = np.flatnonzero((feats.family == F) & (feats.y == FAKE))
+            sel = np.concatenate([fake_F, real_idx])
+            y = feats.y[sel]
+            row = {"family": F, "transform": t, "fake_crops": len(fake_F),
+                   "fake_videos": len(set(keys[fake_F]))}  # fmt: skip
+            peer_thr = np.full(len(sel), peer.threshold)
+            for name, s, thr in (("cand", sc[t][sel], sc[f"thr:{t}"][sel]),
+                                 ("peer", peer_p[sel], peer_thr)):  # fmt: skip
+                row[f"{name}_auc"] = round(binary_metrics(y, s, 0.5)["auc"], 4)
+                vy, vs = by_video(y, s, keys[sel])
+                row[f"{name}_video_auc"] = round(binary_metrics(vy, vs, 0.5)["auc"], 4)
+                row[f"{name}_detected"] = round(float(np.mean(s[y == FAKE] >= thr[y == FAKE])), 4)
+            rows.append(row)
+        # Reals: called fake in the share of held-out-family models that called them fake.
+        calls = np.mean([scores[F][t][real_idx] >= scores[F][f"thr:{t}"][real_idx]
+                         for F in scores], axis=0)  # fmt: skip
+        for kind in sorted(set(feats.family[real_idx])):
+            m = feats.family[real_idx] == kind
+            fpr_rows.append({"kind": kind, "transform": t, "n": int(m.sum()),
+                             "cand_fpr": round(float(calls[m].mean()), 4),
+                             "peer_fpr": round(float(np.mean(peer_p[real_idx][m]
+                                                             >= peer.threshold)), 4)})  # fmt: skip
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "faces_lofo.json").write_text(json.dumps({"rows": rows, "real_fpr": fpr_rows},
+                                                    indent=2) + "\n")  # fmt: skip
+    cols = list(rows[0])
+    md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    for t in recipe.test_transforms:
+        r = [x for x in rows if x["transform"] == t]
+        md.append(f"| mean ({t}) | | | | " + " | ".join(
+            f"{np.mean([x[c] for x in r]):.4f}" for c in cols[4:]) + " |")  # fmt: skip
+    cols2 = list(fpr_rows[0])
+    md += ["", "| " + " | ".join(cols2) + " |", "|" + "---|" * len(cols2)]
+    md += ["| " + " | ".join(str(r[c]) for c in cols2) + " |" for r in fpr_rows]
+    (out / "faces_lofo.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""The face model's corpus: face crops with one family per face-swap source (issue 17).
+
+``python -m noisetrace.data.face_corpus --out DIR SOURCE...`` reads each SOURCE (a folder
+with a ``MANIFEST.tsv``, optionally named ``tag=folder``), samples a few frames of every
+video, finds the largest face with the detector a face model scans with and cuts it with the
+same policy (:func:`noisetrace.media.crops.crop_faces`: square of ``margin`` x the face box,
+resized to ``size``), and writes lossless PNG crops plus ``DIR/MANIFEST.tsv``.
+
+Why a corpus of its own rather than ``noisetrace prepare``: validation must leave one
+face-swap *source* out, so every crop's generator is ``face:<tag> ...`` and
+:func:`noisetrace.data.families.family_of` makes the family ``face-<tag>`` (fakes) and the
+real kind ``face-real-<tag>`` (reals, so false positives are reported per source). It also
+reads what ``prepare`` does not: DeepFaceLive's side-by-side clips (label ``pair``: left
+half real, right half the swap, docs/data.md), and it makes Self-Blended Images
+(:mod:`noisetrace.data.sbi`) from real frames only, a family of their own (``face-sbi``).
+
+Groups: a crop keeps its source's ``group`` column (DeepFaceLive: the face model; styletalk:
+the identity), else the video it came from (DFDC crops ``<video>-NNN-NN.png`` -> the video),
+else the file; an SBI fake keeps the group of the real frame it was made from, so a fake and
+its real never straddle two folds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from noisetrace.data.manifest import FAKE, REAL, parse_label
+
+#: Short family tags of the known source folders (docs/data.md); others use the folder name.
+KNOWN_TAGS: dict[str, str] = {
+    "dfdc_sample_facecrops_aaronchong888": "dfdc-crops",
+    "icpr2020dfdc_ffpp_dfdc_videos": "dfdc-videos",
+    "deepfacelive": "deepfacelive",
+    "face-swapper": "inswapper",
+    "styletalk": "styletalk",
+}
+FIELDS = ("path", "label", "generator", "group", "dataset", "identity", "video", "source",
+          "frame", "kind", "box")  # fmt: skip
+VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+_DFDC_CROP = re.compile(r"^([a-z]{10})-\d+-\d+$")  # DFDC crop names: <video id>-<frame>-<face>
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Crop policy (match it in the recipe's ``face:`` block) and corpus size."""
+
+    frames: int = 4  # frames sampled evenly from each video
+    margin: float = 1.3  # face square = margin x the face box (DetectorConfig.face scale)
+    size: int = 256  # crop side in pixels (DetectorConfig.face size)
+    backend: str = "opencv"  # face detector (DetectorConfig.face backend)
+    max_per_class: int = 250  # images per (source, label), drawn at random; 0: all
+    sbi: int = 240  # self-blended fakes made from the real frames; 0: none
+    landmarks: str = "auto"  # FaceShapeDetector backend for SBI (dlib68 when importable)
+    seed: int = 0
+
+
+@dataclass
+class Item:
+    """One frame (or image, or half of a side-by-side frame) before cropping."""
+
+    image: np.ndarray
+    label: int
+    tag: str
+    generator: str
+    group: str
+    identity: str
+    video: str
+    source: str
+    frame: int
+    part: str  # "" | "left" | "right"
+
+
+def source_tag(folder: Path) -> str:
+    return KNOWN_TAGS.get(folder.name, re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.name))
+
+
+def _rows(folder: Path) -> list[dict[str, str]]:
+    text = (folder / "MANIFEST.tsv").read_text(encoding="utf-8")
+    return list(csv.DictReader(text.splitlines(), delimiter="\t"))
+
+
+def _group(row: dict[str, str], tag: str) -> str:
+    if (row.get("group") or "").strip():
+        return row["group"].strip()
+    stem = Path(row["path"]).stem
+    m = _DFDC_CROP.match(stem)
+    return f"{tag}/{m.group(1) if m else stem}"
+
+
+def _frames(path: Path, n: int) -> Iterator[tuple[int, np.ndarray]]:
+    from noisetrace.media.image import load_image
+    from noisetrace.media.video import iter_frames
+
+    if path.suffix.lower() in VIDEO_EXT:
+        for fr in iter_frames(path, mode="even", n=n):
+            yield fr.index, fr.image
+    else:
+        yield 0, load_image(path)
+
+
+def _pick(rows: list[dict[str, str]], cap: int, seed: int) -> list[dict[str, str]]:
+    """At most ``cap`` rows per label (pairs count once), drawn reproducibly."""
+    if not cap:
+        return rows
+    rng = np.random.default_rng(seed)
+    out: list[dict[str, str]] = []
+    for lab in sorted({r["label"].strip().lower() for r in rows}):
+        sel = [r for r in rows if r["label"].strip().lower() == lab]
+        if len(sel) > cap:
+            keep = sorted(rng.choice(len(sel), cap, replace=False))
+            sel = [sel[i] for i in keep]
+        out += sel
+    return out
+
+
+def read_source(folder: Path, tag: str, cfg: CorpusConfig) -> Iterator[Item]:
+    """Frames of one source with their labels; ``pair`` clips give a real left half and a
+    fake right half of every frame."""
+    for row in _pick(_rows(folder), cfg.max_per_class, cfg.seed):
+        lab = row["label"].strip().lower()
+        path = folder / row["path"]
+        group = _group(row, tag)
+        ident = (row.get("identity") or "").strip()
+        gen = (row.get("generator") or "").strip()
+        video = str(path) if path.suffix.lower() in VIDEO_EXT else ""
+        for idx, img in _frames(path, cfg.frames):
+            common = dict(tag=tag, group=group, identity=ident, video=video,
+                          source=str(path), frame=idx)  # fmt: skip
+            if lab == "pair":
+                half = img.shape[1] // 2
+                yield Item(np.ascontiguousarray(img[:, :half]), REAL,
+                           generator=f"face:{tag} real (left half of {gen})", part="left",
+                           **common)  # type: ignore[arg-type]  # fmt: skip
+                yield Item(np.ascontiguousarray(img[:, half: 2 * half]), FAKE,
+                           generator=f"face:{tag} fake (right half of {gen})", part="right",
+                           **common)  # type: ignore[arg-type]  # fmt: skip
+            else:
+                label = parse_label(lab)
+                yield Item(img, label, generator=f"face:{tag} {lab} ({gen})", part="",
+                           **common)  # type: ignore[arg-type]  # fmt: skip
+
+
+class Cropper:
+    """The scan-time crop (largest face, ``margin``, ``size``); whole-frame square when a
+    picture has no detectable face (as DetectorConfig's ``no_face: whole``), nothing for a
+    video frame without one."""
+
+    def __init__(self, cfg: CorpusConfig) -> None:
+        from noisetrace.media.faces import get_face_detector
+
+        self.cfg = cfg
+        self.det = get_face_detector(cfg.backend)
+
+    def __call__(self, img: np.ndarray, is_video: bool) -> tuple[np.ndarray, str, tuple] | None:
+        from noisetrace.media.crops import crop_faces
+
+        crops = crop_faces(img, self.det.detect(img), scale=self.cfg.margin, size=self.cfg.size,
+                           no_face="skip" if is_video else "whole", max_faces=1)  # fmt: skip
+        if not crops:
+            return None
+        c = crops[0]
+        return c.image, c.kind, tuple(int(v) for v in c.box)
+
+
+def _sbi_quota(reals: list[Item], n: int, seed: int) -> list[Item]:
+    """``n`` real frames spread evenly over the sources (round-robin), drawn reproducibly."""
+    rng = np.random.default_rng(seed + 1)
+    by_tag: dict[str, list[Item]] = {}
+    for it in reals:
+        by_tag.setdefault(it.tag, []).append(it)
+    pools = {t: [v[i] for i in rng.permutation(len(v))] for t, v in sorted(by_tag.items())}
+    out: list[Item] = []
+    while len(out) < n and any(pools.values()):
+        for t in list(pools):
+            if pools[t] and len(out) < n:
+                out.append(pools[t].pop())
+    return out
+
+
+def build(sources: list[str], out: str | Path, cfg: CorpusConfig = CorpusConfig(),
+          verbose: bool = True) -> Path:  # fmt: skip
+    """Write the crops and ``out/MANIFEST.tsv`` (see module docstring); returns the manifest."""
+    from PIL import Image
+
+    out = Path(out)
+    (out / "crops").mkdir(parents=True, exist_ok=True)
+    crop = Cropper(cfg)
+    rows: list[dict[str, str]] = []
+    reals: list[Item] = []
+
+    def save(it: Item, img: np.ndarray, generator: str, kind_prefix: str = "") -> None:
+        got = crop(img, bool(it.video))
+        if got is None:
+            return
+        c, kind, box = got
+        h = hashlib.sha1(f"{it.source}|{it.frame}|{it.part}|{kind_prefix}".encode()).hexdigest()
+        rel = Path("crops") / it.tag / f"{Path(it.source).stem}_{it.frame:05d}_{h[:8]}.png"
+        if kind_prefix:
+            rel = Path("crops") / "sbi" / rel.name
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(c).save(out / rel, compress_level=1)
+        label = FAKE if (kind_prefix or it.label == FAKE) else REAL
+        rows.append({"path": str(rel), "label": "fake" if label == FAKE else "real",
+                     "generator": generator, "group": it.group,
+                     "dataset": "sbi" if kind_prefix else it.tag, "identity": it.identity,
+                     "video": it.video, "source": it.source + (f"#{it.part}" if it.part else ""),
+                     "frame": str(it.frame), "kind": kind,
+                     "box": ",".join(map(str, box))})  # fmt: skip
+
+    for spec in sources:
+        tag, _, folder = spec.rpartition("=")
+        folder_p = Path(folder)
+        tag = tag or source_tag(folder_p)
+        n0 = len(rows)
+        for it in read_source(folder_p, tag, cfg):
+            save(it, it.image, it.generator)
+            if it.label == REAL and min(it.image.shape[:2]) >= 128:  # too small to blend
+                reals.append(it)
+        if verbose:
+            print(f"{tag}: {len(rows) - n0} crops", flush=True)
+    if cfg.sbi:
+        from noisetrace.data.sbi import FaceShapeDetector, self_blend_auto
+
+        shapes = FaceShapeDetector(cfg.landmarks)
+        rng = np.random.default_rng(cfg.seed)
+        n0 = len(rows)
+        for it in _sbi_quota(reals, cfg.sbi, cfg.seed):
+            sb = self_blend_auto(it.image, rng, shapes)
+            if sb is not None:
+                save(
+                    it,
+                    sb.image,
+                    f"face:sbi self-blended ({shapes.backend}) from {it.tag}",
+                    kind_prefix="sbi",
+                )
+        if verbose:
+            print(f"sbi: {len(rows) - n0} crops ({shapes.backend})", flush=True)
+    man = out / "MANIFEST.tsv"
+    with open(man, "w", encoding="utf-8", newline="") as fh:
+        fh.write("\t".join(FIELDS) + "\n")
+        for r in rows:
+            fh.write("\t".join(str(r[k]).replace("\t", " ") for k in FIELDS) + "\n")
+    return man
+
+
+def main(argv: list[str] | None = None) -> None:
+    d = CorpusConfig()
+    ap = argparse.ArgumentParser(prog="python -m noisetrace.data.face_corpus",
+                                 description=__doc__.split("\n\n")[0])  # fmt: skip
+    ap.add_argument("sources", nargs="+", help="folders with MANIFEST.tsv ([tag=]folder)")
+    ap.add_argument("--out", required=True, help="output folder (crops + MANIFEST.tsv)")
+    ap.add_argument("--frames", type=int, default=d.frames, help="frames per video")
+    ap.add_argument("--margin", type=float, default=d.margin, help="face box scale")
+    ap.add_argument("--size", type=int, default=d.size, help="crop side in pixels")
+    ap.add_argument("--backend", default=d.backend, help="face detector backend")
+    ap.add_argument("--max-per-class", type=int, default=d.max_per_class,
+                    help="files per source and label (0: all)")  # fmt: skip
+    ap.add_argument("--sbi", type=int, default=d.sbi, help="self-blended fakes to make")
+    ap.add_argument("--landmarks", default=d.landmarks, help="SBI landmarks: auto, dlib68, haar")
+    ap.add_argument("--seed", type=int, default=d.seed)
+    a = ap.parse_args(argv)
+    cfg = CorpusConfig(a.frames, a.margin, a.size, a.backend, a.max_per_class, a.sbi,
+                       a.landmarks, a.seed)  # fmt: skip
+    print(build(a.sources, a.out, cfg))
+
+
+if __name__ == "__main__":
+    main()

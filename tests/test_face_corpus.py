@@ -1,0 +1,81 @@
+"""The face corpus builder (issue 17) on media the tests make from scikit-image's astronaut."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cv2")
+
+from noisetrace.data.face_corpus import FIELDS, CorpusConfig, build  # noqa: E402
+from noisetrace.data.families import family_of, load_corpus  # noqa: E402
+from noisetrace.data.manifest import FAKE, REAL, read_manifest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    from PIL import Image
+    from skimage.data import astronaut
+
+    from noisetrace.media.video import write_video
+
+    root = tmp_path_factory.mktemp("src")
+    face = astronaut()[:320, 64:384]  # (320, 320, 3): one face, upper middle
+    rng = np.random.default_rng(0)
+    frames = [np.clip(face.astype(int) + rng.integers(-3, 4, face.shape), 0, 255).astype(np.uint8)
+              for _ in range(6)]  # fmt: skip
+    # A side-by-side source (left real, right swap) and a plain labelled one.
+    pair = root / "pairs"
+    (pair / "clips").mkdir(parents=True)
+    write_video(pair / "clips/a.mp4", [np.concatenate([f, f[:, ::-1]], axis=1) for f in frames])
+    (pair / "MANIFEST.tsv").write_text(
+        "path\tlabel\tgenerator\tgroup\nclips/a.mp4\tpair\ttool\tpairs/m1\n"
+    )
+    plain = root / "plain"
+    (plain / "real").mkdir(parents=True)
+    (plain / "fake").mkdir()
+    Image.fromarray(face).save(plain / "real/vidaaaaaaa-000-00.png")
+    Image.fromarray(face[:, ::-1]).save(plain / "fake/vidbbbbbbb-001-00.png")
+    write_video(plain / "fake/clip.mp4", frames)
+    (plain / "MANIFEST.tsv").write_text(
+        "path\tlabel\tgenerator\nreal/vidaaaaaaa-000-00.png\treal\tcam\n"
+        "fake/vidbbbbbbb-001-00.png\tfake\tswap\nfake/clip.mp4\tfake\tswap\n"
+    )
+    return [f"tool={pair}", str(plain)]
+
+
+def test_build_manifest(sources: list[str], tmp_path: Path) -> None:
+    from PIL import Image
+
+    cfg = CorpusConfig(frames=3, size=64, sbi=2, landmarks="haar")
+    man = build(sources, tmp_path / "corpus", cfg, verbose=False)
+    rows = list(csv.DictReader(man.read_text().splitlines(), delimiter="\t"))
+    assert tuple(rows[0]) == FIELDS
+    for r in rows:
+        assert (man.parent / r["path"]).is_file()
+    pair = [r for r in rows if r["dataset"] == "tool"]
+    # Every sampled frame gives a real left half and a fake right half, one group (the model).
+    assert {r["label"] for r in pair} == {"real", "fake"}
+    assert sum(r["label"] == "real" for r in pair) == sum(r["label"] == "fake" for r in pair)
+    assert {r["group"] for r in pair} == {"pairs/m1"}
+    assert {r["source"].rsplit("#", 1)[1] for r in pair} == {"left", "right"}
+    plain = [r for r in rows if r["dataset"] == "plain"]
+    # Groups: DFDC-style crop names -> their video id; a video -> itself (all its frames).
+    assert {r["group"] for r in plain} == {"plain/vidaaaaaaa", "plain/vidbbbbbbb", "plain/clip"}
+    assert sum(r["group"] == "plain/clip" for r in plain) == 3
+    sbi = [r for r in rows if r["dataset"] == "sbi"]
+    assert sbi and all(r["label"] == "fake" for r in sbi)
+    real_groups = {r["group"] for r in rows if r["label"] == "real"}
+    assert {r["group"] for r in sbi} <= real_groups  # an SBI fake stays with its real
+    # Families: one per source, reals by source; the whole-image corpus drops all of it.
+    samples = read_manifest(man)
+    fams = {(s.label, family_of(s)) for s in samples}
+    assert fams == {(REAL, "face-real-tool"), (FAKE, "face-tool"), (REAL, "face-real-plain"),
+                    (FAKE, "face-plain"), (FAKE, "face-sbi")}  # fmt: skip
+    assert load_corpus([man]) == []
+    assert len(load_corpus([man], whole_images=False)) == len(rows)
+    img = np.asarray(Image.open(man.parent / rows[0]["path"]))
+    assert img.shape == (64, 64, 3) and img.dtype == np.uint8
