@@ -151,6 +151,9 @@ def test_page_scans_and_shows_results(page, model_dir: Path, tmp_path: Path):
     n_frames = Detector.load(model_dir).config.video_frames
     assert page.locator("#frames-plot circle").count() == n_frames
     page.wait_for_selector("#heatmap[src^='blob:']", timeout=30_000)
+    # the heatmap names the frame it shows: the scan's most suspicious, as the CLI picks it
+    assert "the most suspicious sampled frame" in page.text_content("#heatmap-note")
+    assert page.text_content("#heatmap-note").startswith(" (frame ")
 
     # 2. a text file named like a photo: the server's message, once; no score, no preview
     _upload(page, "notes.jpg", "image/jpeg", b"not a picture\n" * 20, 2)

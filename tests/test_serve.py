@@ -181,6 +181,15 @@ def test_explain_returns_png_heatmap(client: TestClient, tmp_path: Path) -> None
     r3 = client.post("/v1/explain", files={"file": ("c.mp4", _mp4(tmp_path), "video/mp4")})
     assert r3.status_code == 200
     assert Image.open(io.BytesIO(r3.content)).size == (80, 64)
+    # The frame explained is the scan's most suspicious one, as `noisetrace explain` picks it.
+    rec = client.post("/v1/scan", files={"file": ("c.mp4", _mp4(tmp_path), "video/mp4")}).json()
+    best = int(np.argmax(rec["frame_scores"]))
+    from noisetrace.media.video import iter_frames
+
+    p = tmp_path / "c_again.mp4"
+    p.write_bytes(_mp4(tmp_path))
+    idx = [f.index for f in iter_frames(p, mode="even", n=rec["frames"])]
+    assert int(r3.headers["x-explained-frame"]) == idx[best]
     r4 = client.post("/v1/explain", files={"file": ("b.jpg", _jpeg()[:300], "image/jpeg")})
     assert r4.status_code == 422
     assert _upload_dir_empty(client)

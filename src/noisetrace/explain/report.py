@@ -207,6 +207,30 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+def explained_frame(det: Detector, path: str | Path, result: ScanResult | None = None
+                    ) -> tuple[np.ndarray, dict[str, Any], Any]:  # fmt: skip
+    """The frame of a video an explanation shows, the same in the CLI, the API and the page:
+    the video is scanned (or ``result``, a scan of it, is reused) and its sampled frame with
+    the highest fake score is chosen. Returns the frame, what it is (index, time, frame and
+    video scores, verdict) and the sampling report."""
+    from noisetrace.media.video import SampleReport, iter_frames
+
+    res = result if result is not None and result.frame_scores else det.scan(path)
+    if res.error or not res.frame_scores:
+        raise InputError(res.error or f"{path}: no frames could be scored")
+    sampled = SampleReport()
+    n = res.frames or len(res.frame_scores)
+    frames = list(iter_frames(path, mode="even", n=n, report=sampled))
+    best = int(np.argmax(res.frame_scores[: len(frames)]))
+    fr = frames[best]
+    info = {
+        "index": fr.index, "time": None if fr.time is None else round(float(fr.time), 4),
+        "frame_score": res.frame_scores[best], "video_score": res.score,
+        "video_verdict": res.verdict,
+    }  # fmt: skip
+    return fr.image, info, sampled
+
+
 def explain_file(
     det: Detector,
     path: str | Path,
@@ -248,22 +272,7 @@ def explain_file(
         if res.error:
             raise InputError(res.error)
     else:
-        from noisetrace.media.video import SampleReport, iter_frames
-
-        res = result if result is not None and result.frame_scores else det.scan(path)
-        if res.error or not res.frame_scores:
-            raise InputError(res.error or f"{path}: no frames could be scored")
-        sampled = SampleReport()
-        n = res.frames or len(res.frame_scores)
-        frames = list(iter_frames(path, mode="even", n=n, report=sampled))
-        best = int(np.argmax(res.frame_scores[: len(frames)]))
-        fr = frames[best]
-        img = fr.image
-        frame_info = {
-            "index": fr.index, "time": None if fr.time is None else round(float(fr.time), 4),
-            "frame_score": res.frame_scores[best], "video_score": res.score,
-            "video_verdict": res.verdict,
-        }  # fmt: skip
+        img, frame_info, sampled = explained_frame(det, path, result)
     ex = explain_array(det, img, method, **kwargs)
     name = _out_name(path, out)
     summary = {"path": os.path.realpath(path), "kind": kind, **ex.summary()}
@@ -273,7 +282,7 @@ def explain_file(
         # The file's verdict is the video's, not the one frame's.
         summary["score"] = frame_info["video_score"]
         summary["verdict"] = frame_info["video_verdict"]
-        note = _frame_note(frame_info, sampled.available, len(frames))
+        note = _frame_note(frame_info, sampled.available, sampled.decoded)
     else:
         summary["score"], summary["verdict"] = float(res.score), res.verdict
     fig = ex.figure(name=Path(path).name, score=summary["score"], verdict=summary["verdict"],

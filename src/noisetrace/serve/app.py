@@ -684,19 +684,23 @@ class _Late(Exception):
         self.future = future
 
 
-def _explain_png(det: Detector, upload: Upload, alpha: float, window: int, view: str) -> bytes:
-    """(H, W) heatmap of the upload blended over it (or alone), as PNG bytes."""
+def _explain_png(det: Detector, upload: Upload, alpha: float, window: int, view: str,
+                 frame: dict[str, Any] | None = None) -> bytes:  # fmt: skip
+    """(H, W) heatmap of the upload blended over it (or alone), as PNG bytes. For a video,
+    the frame `noisetrace explain` shows (the most suspicious sampled one); ``frame`` gets
+    what it is (index, time, scores)."""
     from PIL import Image
 
     from noisetrace.explain.heatmap import colormap, overlay, probability_map
+    from noisetrace.explain.report import explained_frame
     from noisetrace.media.image import load_image
-    from noisetrace.media.video import iter_frames
 
     if upload.kind == "image":
         img = load_image(upload.path)
-    else:  # the middle of three evenly spaced frames: away from fades at either end
-        frames = list(iter_frames(upload.path, mode="even", n=3))
-        img = frames[len(frames) // 2].image
+    else:
+        img, info, _ = explained_frame(det, upload.path)
+        if frame is not None:
+            frame.update(info)
     prob = probability_map(det, img, window=window)
     out = overlay(img, prob, alpha=alpha) if view == "overlay" else colormap(prob)
     im = Image.fromarray(out)
@@ -932,14 +936,18 @@ def create_app(
         model: str | None = Query(None, description=_MODEL_PARAM),
     ) -> Response:
         """PNG of local fake probabilities (blue real, yellow 0.5, red fake) over the image;
-        for a video, over its middle sampled frame. Long sides above 1600 px are shrunk.
+        for a video, over its most suspicious sampled frame, as `noisetrace explain` shows it
+        (headers ``X-Explained-Frame`` and ``X-Explained-Time`` name it). Long sides above
+        1600 px are shrunk.
         With a whole image + faces model, the whole-image model's map."""
         from noisetrace.combined import WholeAndFaces
+
+        frame: dict[str, Any] = {}
 
         def work(upload: Upload, det: Detector) -> bytes:
             # Whole image + faces: the map is the whole-image model's (faces have no map).
             whole = det.whole if isinstance(det, WholeAndFaces) else det
-            return _explain_png(whole, upload, alpha, window, view)
+            return _explain_png(whole, upload, alpha, window, view, frame)
 
         try:
             png = await guarded(request, model, work)
@@ -947,7 +955,12 @@ def create_app(
             raise UploadError(422, str(exc)) from None
         except ModelError as exc:
             raise UploadError(501, f"{exc}; /v1/scan still works with this model") from None
-        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+        headers = {"Cache-Control": "no-store"}
+        if frame:  # which frame of a video the map shows (the page names it)
+            headers["X-Explained-Frame"] = str(frame["index"])
+            if frame.get("time") is not None:
+                headers["X-Explained-Time"] = f"{frame['time']:.3f}"
+        return Response(png, media_type="image/png", headers=headers)
 
     @app.get("/v1/models", summary="The models a client may choose, and the start-up one")
     def list_models() -> dict[str, Any]:

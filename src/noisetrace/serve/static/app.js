@@ -125,7 +125,12 @@ function post(url, file, model, responseType, onUploadProgress) {
       if (ev.lengthComputable && onUploadProgress) onUploadProgress(ev.loaded / ev.total);
     };
     xhr.upload.onload = () => onUploadProgress && onUploadProgress(null);
-    xhr.onload = () => resolve({ status: xhr.status, body: xhr.response });
+    xhr.onload = () => resolve({
+      status: xhr.status, body: xhr.response,
+      // /v1/explain names the video frame it explains (the scan's most suspicious one)
+      frame: xhr.getResponseHeader("X-Explained-Frame"),
+      time: xhr.getResponseHeader("X-Explained-Time"),
+    });
     xhr.onerror = () => resolve({ status: 0, body: null });
     xhr.ontimeout = () => resolve({ status: 0, body: null });
     const form = new FormData();
@@ -222,6 +227,7 @@ async function explain(entry) {
   const res = await post("/v1/explain", entry.file, entry.model, "blob", null);
   if (res.status === 200) {
     entry.heatmapUrl = URL.createObjectURL(res.body);
+    entry.heatmapFrame = res.frame === null ? null : { index: Number(res.frame), time: res.time };
   } else {
     entry.heatmapError = "No heatmap: " + (await errorText(res));
     const info = state.models.get(entry.model);
@@ -390,7 +396,10 @@ function renderPreview(entry) {
       (modelInfo(entry.model).explain === false ? "This model cannot draw a heatmap." :
         "Computing the heatmap…");
   }
-  $("heatmap-note").textContent = rec.kind === "video" ? " (middle frame)" : "";
+  const f = entry.heatmapFrame;
+  $("heatmap-note").textContent = rec.kind !== "video" ? "" : f ?
+    ` (frame ${f.index + 1}${f.time ? `, ${Number(f.time).toFixed(1)} s` : ""}: the most suspicious sampled frame)` :
+    " (the most suspicious sampled frame)";
 }
 
 // Boxes in the decoded frame's pixels: the overlay's viewBox is that frame, and "meet"
