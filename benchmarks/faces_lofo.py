@@ -22,32 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from noisetrace.data.manifest import FAKE, REAL
-from noisetrace.heads.fit import Features, HeadRecipe, fit_stack, fold_of
+from noisetrace.heads.fit import Features, HeadRecipe, held_out_scores
 from noisetrace.metrics import binary_metrics
 
 
 def lofo_scores(recipe: HeadRecipe, feats: Features) -> dict[str, dict[str, np.ndarray]]:
-    """family -> transform -> held-out probabilities (NaN where not scored) and thresholds."""
-    K = recipe.folds
-    gfold = np.array([fold_of(g, K, recipe.seed) for g in feats.groups])
-    real_idx = np.flatnonzero(feats.y == REAL)
+    """family -> transform -> held-out probabilities (NaN where not scored) and thresholds:
+    the refits of ``noisetrace fit``'s validation (:func:`held_out_scores`), every score kept."""
     out: dict[str, dict[str, np.ndarray]] = {}
-    for F in sorted(set(feats.family[feats.y == FAKE]) - set(recipe.exclude)):
-        fake_F = np.flatnonzero((feats.family == F) & (feats.y == FAKE))
-        res = {t: np.full(len(feats.y), np.nan) for t in recipe.test_transforms}
-        thr = {t: np.full(len(feats.y), np.nan) for t in recipe.test_transforms}
-        never = recipe.exclude + recipe.test_only
-        for k in range(K):
-            train = np.flatnonzero((gfold != k) & (feats.family != F)
-                                   & ~np.isin(feats.family, never))  # fmt: skip
-            test = np.concatenate([fake_F[gfold[fake_F] == k], real_idx[gfold[real_idx] == k]])
-            if not len(test):
-                continue
-            m = fit_stack(recipe, feats, train)
-            for t in recipe.test_transforms:
-                res[t][test] = m.proba(feats, test, t)
-                thr[t][test] = m.threshold
-        out[F] = {**{t: res[t] for t in res}, **{f"thr:{t}": thr[t] for t in thr}}
+    for F, _fake, scores, thr_of, _used in held_out_scores(recipe, feats):
+        out[F] = {**scores, **{f"thr:{t}": thr_of for t in scores}}
         print(f"lofo {F}: done", flush=True)
     return out
 

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,26 +211,23 @@ def _rate(x: np.ndarray) -> float | None:
     return round(float(np.mean(x)), 4) if len(x) else None
 
 
-def leave_one_family_out(recipe: HeadRecipe, feats: Features, bootstrap: int = 1000,
-                         verbose: bool = True) -> dict[str, Any]:  # fmt: skip
-    """Per held-out family and test transform: AUC (bootstrap CI), detection rate at the
-    refitted threshold, and false-positive rates of the reals by source kind."""
-    from noisetrace.metrics import binary_metrics, bootstrap_ci
-
+def held_out_scores(recipe: HeadRecipe, feats: Features) -> Iterator[
+        tuple[str, np.ndarray, dict[str, np.ndarray], np.ndarray, list[float]]]:  # fmt: skip
+    """The refits of leave-one-family-out, one fake family F at a time: for every fold k of
+    the reals, the whole recipe is refitted without F (and test-only families) and without
+    fold k, then scores F's fakes of fold k and the reals of fold k. Yields F, its fakes'
+    indices, the held-out probabilities per test transform (NaN where not scored), the
+    threshold that scored each sample (NaN likewise) and the thresholds of the K refits."""
     K = recipe.folds
     gfold = np.array([fold_of(g, K, recipe.seed) for g in feats.groups])
-    fams = sorted(set(feats.family[feats.y == FAKE]) - set(recipe.exclude))
     real_idx = np.flatnonzero(feats.y == REAL)
-    kinds = feats.family  # reals carry their source kind
-    rows: list[dict[str, Any]] = []
-    real_scores = {t: {} for t in recipe.test_transforms}  # (family, sample) -> prob
-    t0 = time.perf_counter()
-    for F in fams:
+    never = recipe.exclude + recipe.test_only
+    for F in sorted(set(feats.family[feats.y == FAKE]) - set(recipe.exclude)):
         fake_F = np.flatnonzero((feats.family == F) & (feats.y == FAKE))
         scores = {t: np.full(len(feats.y), np.nan) for t in recipe.test_transforms}
-        thr_used = []
+        thr_of = np.full(len(feats.y), np.nan)
+        thr_used: list[float] = []
         for k in range(K):
-            never = recipe.exclude + recipe.test_only
             train = np.flatnonzero((gfold != k) & (feats.family != F)
                                    & ~np.isin(feats.family, never))  # fmt: skip
             test = np.concatenate([fake_F[gfold[fake_F] == k], real_idx[gfold[real_idx] == k]])
@@ -237,8 +235,24 @@ def leave_one_family_out(recipe: HeadRecipe, feats: Features, bootstrap: int = 1
                 continue
             m = fit_stack(recipe, feats, train)
             thr_used.append(m.threshold)
+            thr_of[test] = m.threshold
             for t in recipe.test_transforms:
                 scores[t][test] = m.proba(feats, test, t)
+        yield F, fake_F, scores, thr_of, thr_used
+
+
+def leave_one_family_out(recipe: HeadRecipe, feats: Features, bootstrap: int = 1000,
+                         verbose: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Per held-out family and test transform: AUC (bootstrap CI), detection rate at the
+    refitted threshold, and false-positive rates of the reals by source kind."""
+    from noisetrace.metrics import binary_metrics, bootstrap_ci
+
+    real_idx = np.flatnonzero(feats.y == REAL)
+    kinds = feats.family  # reals carry their source kind
+    rows: list[dict[str, Any]] = []
+    real_scores = {t: {} for t in recipe.test_transforms}  # (family, sample) -> prob
+    t0 = time.perf_counter()
+    for F, fake_F, scores, _thr_of, thr_used in held_out_scores(recipe, feats):
         thr = float(np.mean(thr_used))
         for t in recipe.test_transforms:
             sel = np.concatenate([fake_F, real_idx])
