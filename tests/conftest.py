@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,3 +71,37 @@ def media_dir(tmp_path, photo) -> Path:
     (d / "truncated.jpg").write_bytes(good[: len(good) // 3])
     (d / "text.jpg").write_text("hello, I am not a picture\n")
     return d
+
+
+def save_tiny_model(d: Path, name: str, seed: int, **cfg: Any) -> Path:
+    """A randomly initialised srm-cnn saved as a model directory; ``cfg`` goes to its
+    DetectorConfig (e.g. ``input="face"`` for a face model)."""
+    import torch
+
+    torch.manual_seed(seed)
+    Detector(models.create("srm-cnn"), DetectorConfig(name=name, arch="srm-cnn", **cfg)).save(d)
+    return d
+
+
+@contextlib.contextmanager
+def live_server(app: Any) -> Iterator[int]:
+    """Run a FastAPI app under a real uvicorn server on a free local port (yields the port);
+    for what the in-process test client cannot do (sockets, a browser)."""
+    import uvicorn
+
+    from noisetrace.serve.app import free_port
+
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    try:
+        yield port
+    finally:
+        srv.should_exit = True
+        thread.join(10)

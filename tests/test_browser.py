@@ -11,8 +11,6 @@ import base64
 import io
 import os
 import re
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,11 +29,13 @@ pytest.importorskip("fastapi")
 playwright_sync = pytest.importorskip("playwright.sync_api")
 uvicorn = pytest.importorskip("uvicorn")
 
+from conftest import live_server, save_tiny_model  # noqa: E402
+
 from noisetrace import models  # noqa: E402
 from noisetrace.detector import Detector, DetectorConfig  # noqa: E402
 from noisetrace.media.image import decode_image  # noqa: E402
 from noisetrace.media.video import write_video  # noqa: E402
-from noisetrace.serve.app import create_app, free_port  # noqa: E402
+from noisetrace.serve.app import create_app  # noqa: E402
 
 LAUNCH_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -56,14 +56,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def face_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random face model (as tests/test_combined.py builds one), offered as "faces"."""
-    import torch
-
-    torch.manual_seed(1)
-    d = tmp_path_factory.mktemp("faces")
-    cfg = DetectorConfig(name="faces", arch="srm-cnn", input="face", threshold=0.5)
-    Detector(models.create("srm-cnn"), cfg).save(d)
-    return d
+    """A tiny random face model, offered as "faces"."""
+    return save_tiny_model(tmp_path_factory.mktemp("faces"), "faces", 1, input="face")
 
 
 @pytest.fixture(scope="module")
@@ -71,18 +65,8 @@ def server(model_dir: Path, face_model_dir: Path) -> Iterator[str]:
     # Offering the tiny face model as "faces" makes "<start-up>+faces" pair the tiny models.
     app = create_app(str(model_dir), max_upload_mb=5, workers=2, timeout_s=60, device="cpu",
                      offer={"faces": face_model_dir})  # fmt: skip
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with live_server(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from conftest import save_tiny_model
 from PIL import Image
 from skimage import data
 
-from noisetrace import models
 from noisetrace.cli import main
 from noisetrace.combined import WholeAndFaces
-from noisetrace.detector import Detector, DetectorConfig
+from noisetrace.detector import Detector
 from noisetrace.errors import ModelError
 from noisetrace.media.video import write_video
 from noisetrace.zoo import load_detector
@@ -24,11 +23,8 @@ FACE_CENTER = (222, 115)  # the astronaut's face in skimage.data.astronaut()
 
 @pytest.fixture(scope="module")
 def face_model_dir(tmp_path_factory):
-    torch.manual_seed(1)
-    d = tmp_path_factory.mktemp("face_model")
-    cfg = DetectorConfig(name="tinyface", arch="srm-cnn", input="face", threshold=0.0)
-    Detector(models.create("srm-cnn"), cfg).save(d)
-    return d
+    return save_tiny_model(tmp_path_factory.mktemp("face_model"), "tinyface", 1, input="face",
+                           threshold=0.0)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from conftest import save_tiny_model
 from PIL import Image
 from skimage import data
 
-from noisetrace import models
 from noisetrace.data.manifest import Sample
-from noisetrace.detector import Detector, DetectorConfig
+from noisetrace.detector import Detector
 from noisetrace.evaluate.protocols import Condition, EvalOptions, score_conditions
 from noisetrace.explain.report import explain_file
 from noisetrace.media.video import write_video
@@ -22,10 +21,8 @@ from noisetrace.media.video import write_video
 
 @pytest.fixture(scope="module")
 def face_detector(tmp_path_factory) -> Detector:
-    torch.manual_seed(2)
-    d = tmp_path_factory.mktemp("face_model")
-    cfg = DetectorConfig(name="tinyface", arch="srm-cnn", input="face", video_frames=4)
-    Detector(models.create("srm-cnn"), cfg).save(d)
+    d = save_tiny_model(tmp_path_factory.mktemp("face_model"), "tinyface", 2, input="face",
+                        video_frames=4)  # fmt: skip
     return Detector.load(d, device="cpu")
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 pytest.importorskip("fastapi")
 pytest.importorskip("python_multipart")
+from conftest import save_tiny_model  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from noisetrace import models  # noqa: E402
@@ -354,23 +355,16 @@ def test_image_over_the_decoding_budget_is_refused_before_a_worker(client: TestC
 FACE_CENTER = (222, 115)  # the astronaut's face in skimage.data.astronaut()
 
 
-def _save_model(d: Path, name: str, seed: int, **cfg) -> Path:
-    import torch
-
-    torch.manual_seed(seed)
-    Detector(models.create("srm-cnn"), DetectorConfig(name=name, arch="srm-cnn", **cfg)).save(d)
-    return d
-
-
 @pytest.fixture(scope="module")
 def face_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # threshold 0: every face found is "fake", so the combined verdict is known in advance
-    return _save_model(tmp_path_factory.mktemp("faces"), "faces", 1, input="face", threshold=0.0)
+    return save_tiny_model(tmp_path_factory.mktemp("faces"), "faces", 1, input="face",
+                           threshold=0.0)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def other_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _save_model(tmp_path_factory.mktemp("other"), "other", 2)
+    return save_tiny_model(tmp_path_factory.mktemp("other"), "other", 2)
 
 
 @pytest.fixture(scope="module")
@@ -573,50 +567,42 @@ def test_stalled_uploads_do_not_hold_scoring_slots(model_dir: Path) -> None:
     import socket
 
     httpx = pytest.importorskip("httpx")
-    uvicorn = pytest.importorskip("uvicorn")
-    from noisetrace.serve.app import free_port
+    pytest.importorskip("uvicorn")
+    from conftest import live_server
 
     app = create_app(model_dir, bundled=False, workers=1, queue=0, timeout_s=60,
                      uploads_per_client=11, idle_s=2.0)  # fmt: skip
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
     svc = app.state.service
     socks = []
-    try:
-        head = (b"POST /v1/scan HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n"
-                b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\nContent-Disposition"
-                b": form-data; name=\"file\"; filename=\"a.jpg\"\r\n\r\n\xff\xd8")  # fmt: skip
-        for _ in range(10):
-            s = socket.create_connection(("127.0.0.1", port))
-            s.sendall(head)
-            socks.append(s)
-        for _ in range(200):
-            if svc.status()["uploading"] == 10:
-                break
-            time.sleep(0.02)
-        assert svc.status()["uploading"] == 10
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/scan",
-                       files={"file": ("a.jpg", _jpeg(), "image/jpeg")}, timeout=30)  # fmt: skip
-        assert r.status_code == 200, r.text
-        for s in socks:
-            s.settimeout(15)
-            assert b" 408 " in s.recv(4096).split(b"\r\n")[0]
-        for _ in range(100):
-            if svc.status()["uploading"] == 0 and not any(svc.upload_root.iterdir()):
-                break
-            time.sleep(0.05)
-        assert svc.status()["uploading"] == 0 and not any(svc.upload_root.iterdir())
-    finally:
-        for s in socks:
-            s.close()
-        srv.should_exit = True
-        thread.join(10)
+    with live_server(app) as port:
+        try:
+            head = (b"POST /v1/scan HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n"
+                    b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+                    b"Content-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n\r\n"
+                    b"\xff\xd8")  # fmt: skip
+            for _ in range(10):
+                s = socket.create_connection(("127.0.0.1", port))
+                s.sendall(head)
+                socks.append(s)
+            for _ in range(200):
+                if svc.status()["uploading"] == 10:
+                    break
+                time.sleep(0.02)
+            assert svc.status()["uploading"] == 10
+            files = {"file": ("a.jpg", _jpeg(), "image/jpeg")}
+            r = httpx.post(f"http://127.0.0.1:{port}/v1/scan", files=files, timeout=30)
+            assert r.status_code == 200, r.text
+            for s in socks:
+                s.settimeout(15)
+                assert b" 408 " in s.recv(4096).split(b"\r\n")[0]
+            for _ in range(100):
+                if svc.status()["uploading"] == 0 and not any(svc.upload_root.iterdir()):
+                    break
+                time.sleep(0.05)
+            assert svc.status()["uploading"] == 0 and not any(svc.upload_root.iterdir())
+        finally:
+            for s in socks:
+                s.close()
 
 
 # -- issue 18, item 1: a memory ceiling that holds for --workers N at once -----------------------
