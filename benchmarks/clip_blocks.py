@@ -58,7 +58,6 @@ def screen(recipe, samples, feature: str, C: float) -> dict[str, list[float]]:  
 
 
 def main() -> int:
-    from noisetrace.data.families import load_corpus
     from noisetrace.heads.fit import HeadRecipe
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -73,7 +72,7 @@ def main() -> int:
     if missing:
         print(f"data not found ({', '.join(missing)}); see docs/data.md", file=sys.stderr)
         return 2
-    samples = load_corpus(recipe.data)
+    samples = recipe.corpus()  # whole images, or face crops for a face recipe
     from rich.console import Console
     from rich.table import Table
 

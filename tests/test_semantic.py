@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from PIL import Image
@@ -465,3 +466,14 @@ def test_block_taps_read_every_block_from_one_pass(tmp_path, photo):
                       opset_version=17, dynamo=False)  # fmt: skip
     with pytest.raises(ModelError, match="no per-block outputs"):
         backbones.create_backbone("onnx", file=str(no_blocks), taps="blocks").embed(v)
+    # A head reading only early blocks runs the graph only that deep: the same arrays, the
+    # same cache identity, fewer nodes.
+    e3 = ClipExtractor("onnx", file=str(f), sha256=sha, taps="blocks")
+    e3.read_only("block_cls@0")
+    cut = e3(photo)
+    assert e3.id == e2.id and cut["block_cls"].shape == (1, 1, 12) and "embeds" not in cut
+    assert np.array_equal(cut["block_cls"][:, 0], b["block_cls"][:, 0])
+    assert np.array_equal(select_feature(cut, "block_cls@0"), select_feature(b, "block_cls@0"))
+    n_nodes = [len(onnx.load_from_string(e._tapped_graph()).graph.node)
+               for e in (e2.encoder, e3.encoder)]  # fmt: skip
+    assert n_nodes[1] < n_nodes[0]

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             if ext.get("kind") == "clip":
                 ext.update(backbone="onnx", file=str(Path(args.backbone_file).resolve()))
                 ext.pop("sha256", None)
-    card = fit_recipe(recipe, args.out, lofo=args.lofo)
+    card = fit_recipe(recipe, args.out, lofo=args.lofo, config_path=args.config)
     out = Path(args.out)
     if card.get("lofo"):
         md = markdown_tables(lofo_section(card["lofo"]))

@@ -50,6 +50,8 @@ class FeatureDetector(Detector):
 
         self.device = torch.device("cpu")
         self.config, self.extractor, self.head, self.feature = config, extractor, head, feature
+        if hasattr(extractor, "read_only"):  # scoring computes only what the head reads
+            extractor.read_only(feature)
         self.model = _NoTorchModel()
         self.cfg = dict(_IMAGE_CFG)
         self.runtime = None  # type: ignore[assignment]

@@ -75,6 +75,13 @@ class ClipExtractor:
     def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
         return self.batch([img])[0]
 
+    def read_only(self, feature: str) -> None:
+        """Run the encoder only as deep as ``feature`` reads (``block_*@i,j``: up to block
+        max(i, j)); the arrays it reads do not change, the time does (by the blocks cut)."""
+        key, _, layers = feature.partition("@")
+        if self.taps == "blocks" and key.startswith("block_") and layers:
+            self.encoder.last_block = max(int(i) for i in layers.split(","))
+
 
 class SpamExtractor:
     kind = "spam"

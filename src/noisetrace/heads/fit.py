@@ -316,7 +316,7 @@ def build_detector(recipe: HeadRecipe, feats: Features, model: StackedModel) -> 
 
 
 def fit_recipe(recipe: HeadRecipe, out: str | Path, lofo: bool = True,
-               verbose: bool = True) -> dict[str, Any]:  # fmt: skip
+               verbose: bool = True, config_path: str | None = None) -> dict[str, Any]:
     """Validate (leave-one-family-out), then fit on all the data and write the model
     directory ``out`` with ``card.json`` (recipe, validation tables, data counts)."""
     samples = recipe.corpus()
@@ -338,6 +338,7 @@ def fit_recipe(recipe: HeadRecipe, out: str | Path, lofo: bool = True,
         counts[key] = counts.get(key, 0) + 1
     # The cache folder is this machine's business, not the model's.
     card = {"name": recipe.name, "recipe": {**asdict(recipe), "cache": None}, "lofo": report,
+            "config_path": config_path, "out_name": out.name,
             "fusion": {"coef": model.coef, "intercept": model.intercept,
                        "threshold": model.threshold},
             "training_counts": dict(sorted(counts.items())),
@@ -399,13 +400,18 @@ def markdown_tables(section: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def model_card(card: dict[str, Any], config_path: str = "configs/default_fusion.yaml") -> str:
+def model_card(card: dict[str, Any]) -> str:
     """MODEL_CARD.md of a fitted fusion: what it is, its data, recipe and validation tables."""
     r = card["recipe"]
     fu = card["fusion"]
+    config_path = card.get("config_path") or "configs/default_fusion.yaml"
+    face = r.get("input") == "face"
+    what_it_scores = ("that a face is swapped, re-enacted or generated, from crops of the faces "
+                      "it finds in each image or video frame" if face else
+                      "that a whole image is AI-generated")  # fmt: skip
     lines = [f"# Model card: {card['name']}", "",
-             "Scores the probability that a whole image is AI-generated, from two lines of "
-             "evidence fused by a learned, calibrated late fusion.", "", "## Architecture", ""]
+             f"Scores the probability {what_it_scores}, from two lines of evidence fused by a "
+             "learned, calibrated late fusion.", "", "## Architecture", ""]
     for name, b in r["branches"].items():
         if "model" in b:
             lines.append(f"- **{name}**: the raw logit of model `{b['model']}`")
@@ -431,7 +437,8 @@ def model_card(card: dict[str, Any], config_path: str = "configs/default_fusion.
               "every file JPEG Q: both classes carry one compression history)."
               + (" Validated on, never trained on: " + ", ".join(r["test_only"]) + "."
                  if r.get("test_only") else ""), "",
-              "## Recipe", "", "```", f"noisetrace fit --config {config_path} --out runs/default",
+              "## Recipe", "", "```",
+              f"noisetrace fit --config {config_path} --out runs/{card.get('out_name', 'default')}",
               "```", ""]
     if card.get("lofo"):
         rep = card["lofo"]
@@ -447,10 +454,11 @@ def model_card(card: dict[str, Any], config_path: str = "configs/default_fusion.
                   "false alarms on real photos, so many fakes of unseen families score below "
                   "it; rank by score when triaging.",
                   "- Validation families are small (12-125 images each); intervals are wide.",
-                  "- Videos are scored frame by frame (no temporal model); faces are better "
-                  "served by the `faces` model.", ""]
+                  "- Videos are scored frame by frame (no temporal model)"
+                  + ("; a video's score is the mean of its sampled frames' face scores." if face
+                     else "; faces are better served by the `faces` model."), ""]
         lines += ["## Validation: leave one family out", "",
-                  "Reproduce: `noisetrace evaluate --model default --protocol lofo --out "
-                  "reports/lofo` (refits this recipe without each family and fold).", "",
+                  f"Reproduce: `noisetrace evaluate --model {card['name']} --protocol lofo "
+                  "--out reports/lofo` (refits this recipe without each family and fold).", "",
                   markdown_tables(lofo_section(card["lofo"]))]
     return "\n".join(lines) + "\n"

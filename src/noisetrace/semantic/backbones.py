@@ -79,6 +79,11 @@ class OnnxImageEncoder:
     install_hint: str = ""
     threads: int | None = None
     taps: str | None = None  # None or "blocks" (see the module docstring)
+    # With taps: run the graph only up to this block, when a head reads nothing later. The
+    # kept blocks' outputs are the same (each block sees only the blocks before it; the INT8
+    # activation scales are per tensor), so this is a runtime setting, not part of the
+    # features' identity. Outputs then hold block_cls/block_tokens of blocks 0..last_block.
+    last_block: int | None = None
     _session: Any = field(default=None, init=False, repr=False)
     _block_names: list[str] = field(default_factory=list, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -143,6 +148,13 @@ class OnnxImageEncoder:
             if name not in have:
                 m.graph.output.append(onnx.helper.make_tensor_value_info(
                     name, onnx.TensorProto.FLOAT, None))  # fmt: skip
+        if self.last_block is not None and self.last_block in found:
+            from onnx.utils import Extractor
+
+            self._block_names = [found[i] for i in sorted(found) if i <= self.last_block]
+            inputs = [i.name for i in m.graph.input
+                      if i.name not in {t.name for t in m.graph.initializer}]  # fmt: skip
+            return Extractor(m).extract_model(inputs, self._block_names).SerializeToString()
         return m.SerializeToString()
 
     def preprocess(self, views: np.ndarray) -> np.ndarray:
@@ -173,7 +185,7 @@ class OnnxImageEncoder:
         if self._block_names:
             st = np.stack(taps, axis=1)  # (B, L, T, W)
             res["block_cls"], res["block_tokens"] = st[:, :, 0], st[:, :, 1:].mean(axis=2)
-        if "embeds" not in res:
+        if "embeds" not in res and not (self._block_names and self.last_block is not None):
             raise ModelError(f"image encoder {self.path} has no (B, D) embedding output")
         return res
 
