@@ -3,14 +3,12 @@ or an error record a person understands) and the batch always goes on."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import struct
-import zlib
 
 import numpy as np
 import pytest
+from hostile_corpus import bomb_png, save, zero_frame_mkv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -21,35 +19,13 @@ from noisetrace.media.image import decode_image
 from noisetrace.media.video import read_frames, write_video
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def bomb_png() -> bytes:
-    """A tiny PNG whose header claims 100,000 x 100,000 pixels."""
-    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", idat)
-        + _png_chunk(b"IEND", b"")
-    )
-
-
-def _save(im: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
 @pytest.fixture()
 def corpus(tmp_path, photo):
     """name -> expected outcome: 'score' or a phrase the error message must contain."""
     d = tmp_path / "corpus"
     d.mkdir()
     im = Image.fromarray(photo[:96, :128])
-    jpg, png = _save(im, "JPEG", quality=90), _save(im, "PNG")
+    jpg, png = save(im, "JPEG", quality=90), save(im, "PNG")
     frames = [np.ascontiguousarray(photo[i : i + 64, i : i + 64]) for i in range(0, 40, 4)]
     write_video(d / "good.mp4", frames, fps=5)
     mp4 = (d / "good.mp4").read_bytes()
@@ -68,31 +44,26 @@ def corpus(tmp_path, photo):
         "png_named.mp4": (png, "score"),
         "jpeg_named.png": (jpg, "score"),
         "bomb.png": (bomb_png(), "too large"),
-        "one_pixel.png": (_save(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"), "score"),
-        "thin.png": (_save(Image.new("RGB", (3000, 2), (100, 50, 0)), "PNG"), "score"),
+        "one_pixel.png": (save(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"), "score"),
+        "thin.png": (save(Image.new("RGB", (3000, 2), (100, 50, 0)), "PNG"), "score"),
         "sixteen_bit.png": (
-            _save(Image.frombytes("I;16", (48, 32), g16.astype("<u2").tobytes()), "PNG"),
+            save(Image.frombytes("I;16", (48, 32), g16.astype("<u2").tobytes()), "PNG"),
             "score",
         ),
-        "cmyk.jpg": (_save(im.convert("CMYK"), "JPEG"), "score"),
-        "grey.png": (_save(im.convert("L"), "PNG"), "score"),
-        "rgba.png": (_save(im.convert("RGBA"), "PNG"), "score"),
-        "palette.png": (_save(im.quantize(16), "PNG"), "score"),
-        "exif_rotated.jpg": (_save(im, "JPEG", exif=exif.tobytes()), "score"),
-        "animated.gif": (_save(anim[0], "GIF", save_all=True, append_images=anim[1:]), "score"),
-        "animated.webp": (_save(anim[0], "WEBP", save_all=True, append_images=anim[1:]), "score"),
+        "cmyk.jpg": (save(im.convert("CMYK"), "JPEG"), "score"),
+        "grey.png": (save(im.convert("L"), "PNG"), "score"),
+        "rgba.png": (save(im.convert("RGBA"), "PNG"), "score"),
+        "palette.png": (save(im.quantize(16), "PNG"), "score"),
+        "exif_rotated.jpg": (save(im, "JPEG", exif=exif.tobytes()), "score"),
+        "animated.gif": (save(anim[0], "GIF", save_all=True, append_images=anim[1:]), "score"),
+        "animated.webp": (save(anim[0], "WEBP", save_all=True, append_images=anim[1:]), "score"),
     }
     expected = {}
     for name, (data, outcome) in files.items():
         (d / name).write_bytes(data)
         expected[name] = outcome
     expected["good.mp4"] = "score"
-    # A Matroska header with a video track and not one frame after it.
-    write_video(d / "tmp.mkv", frames, fps=5)
-    mkv = (d / "tmp.mkv").read_bytes()
-    (d / "tmp.mkv").unlink()
-    cluster = mkv.find(b"\x1f\x43\xb6\x75")  # first Cluster: frames start here
-    (d / "zero_frames.mkv").write_bytes(mkv[:cluster])
+    (d / "zero_frames.mkv").write_bytes(zero_frame_mkv(d, frames))  # a header, no frames
     expected["zero_frames.mkv"] = "video"
     os.symlink(d, d / "loop", target_is_directory=True)
     return d, expected
@@ -177,12 +148,12 @@ def test_permission_denied_is_reported(tmp_path, photo, tiny_detector, monkeypat
 
 # -- fuzzing: any bytes give an image or an InputError, nothing else ---------------------------
 _SEEDS = [
-    _save(Image.new("RGB", (20, 12), (200, 10, 10)), "PNG"),
-    _save(Image.new("RGB", (20, 12), (200, 10, 10)), "JPEG"),
-    _save(Image.new("RGB", (20, 12), (200, 10, 10)), "GIF"),
-    _save(Image.new("RGB", (20, 12), (200, 10, 10)), "WEBP"),
-    _save(Image.new("RGB", (20, 12), (200, 10, 10)), "BMP"),
-    _save(Image.new("RGB", (20, 12), (200, 10, 10)), "TIFF"),
+    save(Image.new("RGB", (20, 12), (200, 10, 10)), "PNG"),
+    save(Image.new("RGB", (20, 12), (200, 10, 10)), "JPEG"),
+    save(Image.new("RGB", (20, 12), (200, 10, 10)), "GIF"),
+    save(Image.new("RGB", (20, 12), (200, 10, 10)), "WEBP"),
+    save(Image.new("RGB", (20, 12), (200, 10, 10)), "BMP"),
+    save(Image.new("RGB", (20, 12), (200, 10, 10)), "TIFF"),
 ]
 
 

@@ -8,14 +8,12 @@ import csv
 import io
 import json
 import os
-import signal
-import socket
 import struct
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile_corpus import deadline, forged_avi, gif_screen, jpeg_declaring, unix_socket
 from PIL import Image
 
 from noisetrace.cli import main
@@ -24,22 +22,6 @@ from noisetrace.media.formats import sniff, sniff_bytes
 from noisetrace.media.image import decode_image
 from noisetrace.media.video import SampleReport, count_frames, read_frames, write_video
 from noisetrace.scan import escape_path, for_terminal, iter_inputs, unescape_path, write_csv
-
-
-@contextmanager
-def deadline(seconds: int):
-    """Fail instead of hanging: a blocked open() of a FIFO is interrupted by SIGALRM."""
-
-    def boom(*_):
-        raise TimeoutError(f"still running after {seconds} s (blocked on a FIFO?)")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _png(path: Path, photo: np.ndarray, size: int = 48) -> None:
@@ -65,10 +47,8 @@ def special_dir(tmp_path, photo):
     os.mkfifo(d / "pipe.jpg")  # a media name: listed by name, must not be opened
     os.mkfifo(d / "pipe")  # no extension: content sniffing must not open it either
     (d / "null.jpg").symlink_to("/dev/null")  # a character device behind a link
-    sock = socket.socket(socket.AF_UNIX)
-    sock.bind(str(d / "sock.png"))
-    yield d
-    sock.close()
+    unix_socket(d / "sock.png")
+    return d
 
 
 def test_fifos_sockets_and_devices_in_folders_are_error_records(special_dir, tiny_model_dir,
@@ -276,23 +256,10 @@ def test_real_symlink_loop_is_still_reported(many):
 
 
 # -- item 8: a forged frame count ------------------------------------------------------------
-def _forged_avi(tmp_path: Path, frames: int = 8, claim: int = 2**31 - 1) -> Path:
-    """An AVI whose headers (avih total frames, strh length) claim ``claim`` frames."""
-    p = tmp_path / "real.avi"
-    write_video(p, [np.full((32, 32, 3), i * 25, np.uint8) for i in range(frames)], fps=5)
-    data = bytearray(p.read_bytes())
-    avih, strh = data.find(b"avih"), data.find(b"strh")
-    data[avih + 24 : avih + 28] = struct.pack("<I", claim)  # dwTotalFrames
-    data[strh + 40 : strh + 44] = struct.pack("<I", claim)  # dwLength
-    out = tmp_path / "forged.avi"
-    out.write_bytes(bytes(data))
-    return out
-
-
 def test_forged_frame_count_does_not_decide_the_sampled_frames(tmp_path, tiny_detector):
     import av
 
-    forged = _forged_avi(tmp_path)
+    forged = forged_avi(tmp_path)
     with av.open(str(forged)) as c:  # the forgery works: the header says 2**31 - 1
         assert c.streams.video[0].frames == 2**31 - 1
     assert count_frames(forged) == 8
@@ -345,23 +312,6 @@ def test_avif_is_an_image_and_heic_is_clearly_unsupported(tmp_path, photo, tiny_
 
 
 # -- item 1: a decoding budget checked before decoding ---------------------------------------
-def _jpeg_declaring(w: int, h: int) -> bytes:
-    """A tiny JPEG whose frame header (SOF0) declares ``w`` x ``h`` pixels."""
-    buf = io.BytesIO()
-    Image.new("RGB", (16, 16)).save(buf, format="JPEG")
-    data = bytearray(buf.getvalue())
-    sof = data.find(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", h, w)
-    return bytes(data)
-
-
-def _gif_screen(w: int, h: int) -> bytes:
-    """35 bytes: a GIF whose logical screen is ``w`` x ``h`` around a 1-pixel frame."""
-    head = b"GIF89a" + struct.pack("<HH", w, h) + b"\x80\x00\x00" + b"\x00\x00\x00\xff\xff\xff"
-    frame = b"\x2c" + struct.pack("<HHHH", 0, 0, 1, 1) + b"\x00\x02\x02\x44\x01\x00"
-    return head + frame + b"\x3b"
-
-
 @pytest.fixture()
 def budget():
     from noisetrace.media.image import set_max_pixels
@@ -372,7 +322,7 @@ def budget():
 
 @pytest.mark.parametrize(
     "data, declared",
-    [(_jpeg_declaring(15000, 15000), "15000x15000"), (_gif_screen(16000, 16000), "16000x16000")],
+    [(jpeg_declaring(15000, 15000), "15000x15000"), (gif_screen(16000, 16000), "16000x16000")],
 )
 def test_image_over_the_budget_is_refused_before_decoding(data, declared):
     import time

@@ -223,6 +223,10 @@ def run_scan(
         return 130
     done: set[str] = set()
     if resume is not None:
+        # Drop a last line cut short by a crash before reading what is done: appending drops
+        # it anyway, so counting it as done (a complete record that lost only its newline
+        # parses) would lose that file.
+        repair_jsonl(resume)
         done, outputs.earlier = read_resume(resume)
         outputs.resume = True
         if isinstance(files, list):

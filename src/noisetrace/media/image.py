@@ -28,6 +28,11 @@ _budget = {"image": MAX_PIXELS, "frame": MAX_FRAME_PIXELS}
 #: far above the budget so the budget's message (with its --max-pixels hint) is the one seen.
 _PIL_CEILING = 1 << 31
 Image.MAX_IMAGE_PIXELS = _PIL_CEILING
+# Pillow warns about corrupt EXIF it then skips: the pixels still decode, and the warning
+# would print source lines amid a scan's output. Set once, for the process: a filter set
+# inside catch_warnings() is undone by other threads leaving theirs (--workers, serve).
+warnings.filterwarnings("ignore", message=r".*corrupt EXIF", category=UserWarning,
+                        module=r"PIL\.")  # fmt: skip
 
 
 def set_max_pixels(limit: int | None) -> None:
