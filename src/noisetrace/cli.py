@@ -1,9 +1,13 @@
-"""Command line: ``noisetrace <command>``; every subcommand is listed in :data:`COMMANDS`.
+"""Command line: ``noisetrace <command>``; every subcommand is registered in one place, the
+:data:`COMMANDS` table, and nowhere else.
 
-Start-up is kept light (``benchmarks/startup.py``): this module imports no torch, numpy or
-feature code. A command's arguments are defined by its ``add_arguments(parser)`` function,
-whose module is imported only when that command is run or asked for ``--help``; the heavy
-work is imported inside the function the command runs.
+Each entry names the function that adds the command's arguments as ``"module:function"``
+(``scan``, ``models`` and ``train`` here, the others in their own packages, e.g.
+``noisetrace.train.stego_command:add_arguments``); that function also sets ``func``, what
+the command runs, and optionally ``needs``, its optional requirements. The module is
+imported only when its command is run or asked for ``--help``, and the heavy work is
+imported inside ``func``: start-up stays light (``benchmarks/startup.py``), and this module
+imports no torch, numpy or feature code.
 """
 
 from __future__ import annotations
@@ -205,7 +209,7 @@ def _check_training_data(cfg: Any) -> None:
     from noisetrace.data.manifest import discover
     from noisetrace.train.card import MIN_VALIDATION
     from noisetrace.train.dataset import crop_meta
-    from noisetrace.train.loop import _split  # the loop's own split, so the counts agree
+    from noisetrace.train.loop import split_pool  # the loop's own split: counts agree
 
     samples, kind = [], {}
     for spec in cfg.data:
@@ -224,7 +228,7 @@ def _check_training_data(cfg: Any) -> None:
         samples = samples[: cfg.max_images]
     pats = [re.compile(p) for p in cfg.holdout]
     pool = [s for s in samples if not any(p.search(s.generator) for p in pats)]
-    tr, va = _split(pool, cfg)
+    tr, va = split_pool(pool, cfg)
 
     def counts(ss: list) -> str:
         n_fake = sum(s.label for s in ss)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from noisetrace.errors import InputError, NoisetraceError
+from noisetrace.io import atomic_path
 
 if TYPE_CHECKING:  # imported where used, so `noisetrace prepare --help` starts at once
     import numpy as np
@@ -229,12 +230,10 @@ def write_manifest(cache: Path, records: dict[str, dict], splits: dict[str, str]
                 "score": "" if c["score"] is None else c["score"],
             })  # fmt: skip
     out = cache / "manifest.tsv"
-    tmp = cache / ".manifest.tsv.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
         fh.write("\t".join(MANIFEST_FIELDS) + "\n")
         for r in rows:
             fh.write("\t".join(str(r[k]).replace("\t", " ") for k in MANIFEST_FIELDS) + "\n")
-    os.replace(tmp, out)
     return out
 
 

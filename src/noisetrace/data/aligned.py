@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from noisetrace.io import atomic_path
+
 LATENT_CHANNELS = 32
 
 
@@ -202,13 +204,11 @@ def main(argv: list[str] | None = None) -> int:
             f = _save_like(rec, src, out / stem)
             rows.append((f.name, "fake", "taef2", str(src), f"{psnr(rec, img):.2f}"))
             print(f"{f.name}\t{rows[-1][-1]} dB", flush=True)
-    tmp = out / ".MANIFEST.tsv.tmp"
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(out / "MANIFEST.tsv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh, delimiter="\t")
         # group = the real twin's path, so a pair never straddles a train/test split
         w.writerow(["path", "label", "generator", "group", "psnr"])
         w.writerows(rows)
-    tmp.replace(out / "MANIFEST.tsv")
     return 0
 
 

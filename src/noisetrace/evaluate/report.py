@@ -18,16 +18,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from noisetrace.io import atomic_write
+
 REPORT_FILES = ("report.json", "report.md", "report.html", "scores.csv")
-
-
-def _atomic_write(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(data, str):
-        tmp.write_text(data, encoding="utf-8")
-    else:
-        tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _clean(obj: Any) -> Any:
@@ -184,7 +177,7 @@ def write_scores_csv(path: Path, scores: list[dict[str, Any]]) -> None:
     w = csv.DictWriter(buf, fieldnames=cols or ["path"])
     w.writeheader()
     w.writerows(scores)
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
@@ -203,15 +196,15 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
             name = f"roc_{_slug(sec['protocol'])}.png"
             pngs[sec["protocol"]] = roc_png(report, sec["roc"], sec["title"])
             png_names[sec["protocol"]] = name
-            _atomic_write(d / name, pngs[sec["protocol"]])
+            atomic_write(d / name, pngs[sec["protocol"]])
             written[name] = d / name
     scores = report.pop("scores", None)
     if scores is not None:
         write_scores_csv(d / "scores.csv", scores)
         written["scores.csv"] = d / "scores.csv"
-    _atomic_write(d / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
-    _atomic_write(d / "report.md", render_markdown(report, png_names))
-    _atomic_write(d / "report.html", render_html(report, pngs))
+    atomic_write(d / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    atomic_write(d / "report.md", render_markdown(report, png_names))
+    atomic_write(d / "report.html", render_html(report, pngs))
     for n in ("report.json", "report.md", "report.html"):
         written[n] = d / n
     return written

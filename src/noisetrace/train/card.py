@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from noisetrace.io import atomic_write
+
 log = logging.getLogger("noisetrace.train")
 
 # Below this many validation items an AUC or a Platt fit says little: 6 images gave
@@ -96,10 +98,6 @@ def write_model_card(directory: str | Path, card: dict[str, Any]) -> Path:
         lines += ["```json", json.dumps(card["calibration"], indent=2), "```", ""]
     if card.get("limitations"):
         lines += ["## Limitations", ""] + [f"- {x}" for x in card["limitations"]] + [""]
-    tmp = d / ".MODEL_CARD.md.tmp"
-    tmp.write_text("\n".join(lines))
-    tmp.replace(d / "MODEL_CARD.md")
-    tmpj = d / ".card.json.tmp"
-    tmpj.write_text(json.dumps(card, indent=2, default=str) + "\n")
-    tmpj.replace(d / "card.json")
+    atomic_write(d / "MODEL_CARD.md", "\n".join(lines))
+    atomic_write(d / "card.json", json.dumps(card, indent=2, default=str) + "\n")
     return d / "MODEL_CARD.md"

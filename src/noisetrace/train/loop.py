@@ -1,4 +1,5 @@
-"""The one training loop: every detector trains here, from a YAML recipe.
+"""``noisetrace train``: the classification recipe of the one training engine
+(:mod:`noisetrace.train.engine`), from a YAML recipe.
 
 Strategies are chosen by the data a model takes (``task``, from its ``pretrained_cfg``):
 
@@ -14,23 +15,20 @@ when ReduceLROnPlateau drives the rate below ``min_lr`` (DJIN) or on no improvem
 weighting by loss or by sampler. Validation keeps the best model by matched-format AUC;
 ``last.pt`` (atomic) lets ``--resume`` continue an interrupted run with the same result.
 
-Runs on CPU or CUDA (bf16 autocast there), and under ``torchrun --nproc_per_node=N`` with
-DDP (gloo on CPU, nccl on GPU) and a distributed sampler; rank 0 validates and writes.
+The engine runs it on CPU or CUDA (bf16 autocast there), and under
+``torchrun --nproc_per_node=N`` with DDP (gloo on CPU, nccl on GPU); the recipe gives each
+rank its share through a distributed (or balanced) sampler; rank 0 validates and writes.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import hashlib
 import json
 import logging
 import math
-import os
 import random
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +36,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
 from noisetrace import models
 from noisetrace.data.augment import Augment, center_crop, matched_format
 from noisetrace.data.manifest import Sample, discover, split
-from noisetrace.detector import Detector, DetectorConfig, select_device
+from noisetrace.detector import Detector, DetectorConfig
 from noisetrace.metrics import binary_metrics, expected_calibration_error, fit_platt
 from noisetrace.runtime import Preprocess
 from noisetrace.train.card import write_model_card
@@ -58,13 +55,15 @@ from noisetrace.train.dataset import (
     fit_input,
     load_samples,
 )
+from noisetrace.train.engine import DUMP_ENV, Context, Epoch, Optim, load_init, run
+
+__all__ = ["DUMP_ENV", "Classification", "TrainConfig", "finalize", "train"]  # DUMP_ENV: engine's
 
 log = logging.getLogger("noisetrace.train")
 
 TASKS = ("auto", "image", "sequence", "pair")
 SCHEDULERS = ("none", "plateau", "cosine", "step", "multistep")
 BALANCE = ("pos_weight", "balanced", "sampler", "none")
-DUMP_ENV = "NOISETRACE_TRAIN_DUMP"  # debug hook: every rank writes its final weights here
 
 
 @dataclass
@@ -160,20 +159,6 @@ class TrainConfig:
 
 
 # -- helpers -------------------------------------------------------------------------------
-def _dist_info() -> tuple[int, int, int]:
-    return (
-        int(os.environ.get("RANK", 0)),
-        int(os.environ.get("WORLD_SIZE", 1)),
-        int(os.environ.get("LOCAL_RANK", 0)),
-    )
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     kind = cfg.optimizer.lower()
     if kind == "adam":
@@ -202,12 +187,6 @@ def _make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer):
     if cfg.scheduler == "multistep":
         return S.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
     return None
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 def resolve_task(cfg: TrainConfig, model: torch.nn.Module) -> str:
@@ -277,14 +256,6 @@ def _phase(cfg: TrainConfig, epoch: int) -> tuple[str, bool]:
 
 def _frozen(name: str, prefixes: list[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
-
-
-def _state_digest(model: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -364,7 +335,7 @@ class _Data:
     info: dict[str, Any]
 
 
-def _split(pool: list[Sample], cfg: TrainConfig) -> tuple[list[Sample], list[Sample]]:
+def split_pool(pool: list[Sample], cfg: TrainConfig) -> tuple[list[Sample], list[Sample]]:
     """A prepared cache's own train/val split when every sample has one, else a stratified
     group-preserving split (``noisetrace.data.manifest.split``)."""
     if pool and all(s.split in ("train", "val", "test") for s in pool):
@@ -393,7 +364,7 @@ def _load_data(cfg: TrainConfig, task: str, model: torch.nn.Module, rank: int) -
     held = [s for s in samples if any(p.search(s.generator) for p in pats)]
     held_set = set(held)
     pool = [s for s in samples if s not in held_set]
-    tr_s, va_s = _split(pool, cfg)
+    tr_s, va_s = split_pool(pool, cfg)
     aug = Augment(size=cfg.patch, **cfg.augment)
     info: dict[str, Any] = {"held": len(held)}
     if task == "image":
@@ -433,18 +404,168 @@ def _load_data(cfg: TrainConfig, task: str, model: torch.nn.Module, rank: int) -
                  [g.members[0] for g in va_g], held, [g.label for g in tr_g], info)  # fmt: skip
 
 
-# -- the loop --------------------------------------------------------------------------------
-def _progress(enabled: bool, total: int):
-    """A rich progress bar on a terminal (rank 0), or a no-op."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+# -- the classification recipe -----------------------------------------------------------
+class Classification:
+    """``noisetrace train``'s task for :func:`noisetrace.train.engine.run`: real/fake
+    classification of images, face-track sequences or face/background pairs, with the
+    recipe's phases (CFFN's triplet epochs train ``model.embed``; warm-up epochs freeze
+    ``cfg.freeze``). Ranked by matched-format validation AUC; the best epoch is saved to
+    ``OUT/best`` and calibrated by :func:`finalize`."""
 
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"), console=console, transient=True,
-        disable=not (enabled and console.is_terminal),
-    )  # fmt: skip
+    checkpoint_name = "last.pt"
+    history_name = "metrics.csv"
+    key_names = ("epoch",)
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.device, self.seed, self.resume = cfg.device, cfg.seed, cfg.resume
+        self.amp, self.progress = cfg.amp, cfg.progress
+        self.min_lr, self.early_stopping = cfg.min_lr, cfg.early_stopping
+
+    def setup(self, ctx: Context) -> torch.nn.Module:
+        cfg, device = self.cfg, ctx.device
+        self.ctx = ctx
+        if ctx.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "train_config.json").write_text(
+                json.dumps(dataclasses.asdict(cfg), indent=2)
+            )
+        model = models.create(cfg.arch, **cfg.arch_config).to(device)
+        if cfg.init:  # safetensors only; a resumed run's last.pt overrides it
+            load_init(model, cfg.init)
+        task = resolve_task(cfg, model)
+        if cfg.triplet_epochs and not hasattr(model, "embed"):
+            raise SystemExit(
+                f"noisetrace train: triplet_epochs needs a model with embed(); "
+                f"{cfg.arch!r} has none (use cffn, or set triplet_epochs: 0)"
+            )
+        self.data = data = _load_data(cfg, task, model, ctx.rank)
+        if len(data.train_ds) == 0 or len(set(data.train_labels)) < 2:
+            raise SystemExit(
+                "noisetrace train: the training split needs both real and fake "
+                f"{data.info.get('unit', 'images')}"
+            )
+        log.info("task %s: %s", task, json.dumps(data.info))
+        self.imagenet = model.pretrained_cfg.get("normalize", "unit") == "imagenet"
+        self.pre_mean = torch.tensor((0.485, 0.456, 0.406), device=device).view(3, 1, 1)
+        self.pre_std = torch.tensor((0.229, 0.224, 0.225), device=device).view(3, 1, 1)
+
+        ds = data.train_ds
+        self.sampler: Sampler | None
+        if cfg.class_balance == "sampler":
+            self.sampler = BalancedSampler(ds.labels, cfg.seed, ctx.rank, ctx.world)
+        elif ctx.distributed:
+            from torch.utils.data import DistributedSampler
+
+            self.sampler = DistributedSampler(
+                ds, num_replicas=ctx.world, rank=ctx.rank, seed=cfg.seed
+            )
+        else:
+            self.sampler = None
+        per_rank = len(ds) if self.sampler is None else len(self.sampler)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.loader = DataLoader(
+            ds, batch_size=cfg.batch_size, shuffle=self.sampler is None, sampler=self.sampler,
+            num_workers=cfg.workers, generator=self.generator,
+            drop_last=per_rank > cfg.batch_size,
+        )  # fmt: skip
+        # Class imbalance: weights from the training counts (a balanced sampler needs none).
+        n, n_fake = len(data.train_labels), sum(data.train_labels)
+        self.pos_weight = torch.tensor((n - n_fake) / max(1, n_fake), device=device)
+        self.class_w = torch.tensor(
+            [n / (2 * max(1, n - n_fake)), n / (2 * max(1, n_fake))], device=device
+        )
+        self.det_cfg = DetectorConfig(name=cfg.name, arch=cfg.arch, arch_config=cfg.arch_config)
+        self.det: Detector | None = None
+        return model
+
+    def resumed(self, state: dict[str, Any] | None) -> None:
+        """Any ``last.pt`` in ``--out`` continues: it was written by this run's recipe."""
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def schedule(self) -> list[Epoch]:
+        out = []
+        for e in range(self.cfg.epochs):
+            phase, frozen = _phase(self.cfg, e)
+            out.append(Epoch(
+                key=(e,), phase=(phase, frozen), ranked=phase == "classify",
+                title=f"epoch {e} {phase}",
+                row={"epoch": e, "phase": phase + (" (frozen)" if frozen else "")},
+            ))  # fmt: skip
+        return out
+
+    def optimizer(self, epoch: Epoch, model: torch.nn.Module) -> Optim:
+        opt = _make_optimizer(self.cfg, model.parameters())
+        # "step" is stepped after every optimizer step, the others once per epoch.
+        return Optim(opt, _make_scheduler(self.cfg, opt), per_step=self.cfg.scheduler == "step")
+
+    def trainable(self, epoch: Epoch, model: torch.nn.Module) -> tuple[torch.nn.Module, bool]:
+        phase, frozen = epoch.phase
+        for name, p in model.named_parameters():
+            p.requires_grad_(not (frozen and _frozen(name, self.cfg.freeze)))
+        # The triplet phase leaves the classifier without gradients: DDP must allow that.
+        return (_Embed(model) if phase == "triplet" else model), phase == "triplet"
+
+    def batches(self, epoch: Epoch, model: torch.nn.Module, ctx: Context) -> DataLoader:
+        e = epoch.key[-1]
+        self.data.train_ds.set_epoch(e)
+        self.generator.manual_seed(self.cfg.seed * 1000 + e)  # per-epoch order: exact resume
+        if self.sampler is not None:
+            self.sampler.set_epoch(e)  # type: ignore[attr-defined]
+        if epoch.phase[1]:  # frozen layers keep their statistics too (BN running means)
+            for name, mod in model.named_modules():
+                if name and _frozen(name, self.cfg.freeze):
+                    mod.eval()
+        return self.loader
+
+    def forward(self, epoch: Epoch, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.imagenet:
+            x = (x - self.pre_mean) / self.pre_std
+        return net(x)
+
+    def loss(self, epoch: Epoch, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        cfg, bce = self.cfg, torch.nn.functional.binary_cross_entropy_with_logits
+        if epoch.phase[0] == "triplet":
+            return batch_all_triplet_loss(z, y, cfg.triplet_margin)
+        # Two-class cross-entropy on [0, z] equals BCE on z = logit_fake - logit_real.
+        if cfg.class_balance == "pos_weight":
+            return bce(z, y, pos_weight=self.pos_weight)
+        w = self.class_w[y.long()] if cfg.class_balance == "balanced" else None
+        return bce(z, y, weight=w)
+
+    def validate(self, epoch: Epoch, model: torch.nn.Module) -> tuple[dict[str, Any], float]:
+        if epoch.phase[0] != "classify":  # the triplet phase has no trained head yet
+            return {}, math.nan
+        self.det = Detector(model, self.det_cfg, device=str(self.ctx.device))
+        row: dict[str, Any] = {}
+        for view, lv in score_views(self.det, self.data.val_views).items():
+            m = binary_metrics(self.data.val_labels, lv, threshold=0.0)
+            row[f"val_auc_{view}"] = m["auc"]
+            row[f"val_acc_{view}"] = m["accuracy"]
+        return row, row["val_auc_matched"]
+
+    def keep_best(self, model: torch.nn.Module) -> None:
+        assert self.det is not None  # validate() built it for this epoch's model
+        self.det.save(self.out / "best")
+
+    def describe(self, row: dict[str, Any]) -> str:
+        return (
+            f"epoch {row['epoch']} {row['phase']}  loss {row['train_loss']:.4f}  val AUC "
+            f"matched {row.get('val_auc_matched', math.nan):.4f} "
+            f"raw {row.get('val_auc_raw', math.nan):.4f}  lr {row['lr']:.3g}  "
+            f"({row['seconds']:.0f}s)"
+        )
+
+    def finish(
+        self, model: torch.nn.Module, ctx: Context, best: float, history: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        if ctx.rank != 0:
+            return {"best_val_auc_matched": best}
+        d = self.data
+        return finalize(self.cfg, self.out, d.val_samples, d.val_views, d.held)
 
 
 def train(
@@ -453,224 +574,8 @@ def train(
     """Train ``cfg`` and return the model card of the best model (rank 0; other ranks get
     ``{"best_val_auc_matched": ...}``). ``on_epoch_end(epoch, row)`` runs after each epoch's
     checkpoint is written (an exception there leaves a resumable run)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg.check()
-    rank, world, local_rank = _dist_info()
-    distributed = world > 1
-    device = select_device(cfg.device)
-    if distributed and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    if distributed and device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    _seed_all(cfg.seed)
-    out = Path(cfg.out)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-
-    model = models.create(cfg.arch, **cfg.arch_config).to(device)
-    if cfg.init:  # safetensors only; a resumed run's last.pt overrides it below
-        from noisetrace.train.stego import load_init
-
-        load_init(model, cfg.init)
-    task = resolve_task(cfg, model)
-    if cfg.triplet_epochs and not hasattr(model, "embed"):
-        raise SystemExit(
-            f"noisetrace train: triplet_epochs needs a model with embed(); "
-            f"{cfg.arch!r} has none (use cffn, or set triplet_epochs: 0)"
-        )
-    data = _load_data(cfg, task, model, rank)
-    if len(data.train_ds) == 0 or len(set(data.train_labels)) < 2:
-        raise SystemExit(
-            "noisetrace train: the training split needs both real and fake "
-            f"{data.info.get('unit', 'images')}"
-        )
-    log.info("task %s: %s", task, json.dumps(data.info))
-    normalize = model.pretrained_cfg.get("normalize", "unit")
-    pre_mean = torch.tensor((0.485, 0.456, 0.406), device=device).view(3, 1, 1)
-    pre_std = torch.tensor((0.229, 0.224, 0.225), device=device).view(3, 1, 1)
-
-    ds = data.train_ds
-    sampler: Sampler | None
-    if cfg.class_balance == "sampler":
-        sampler = BalancedSampler(ds.labels, cfg.seed, rank, world)
-    elif distributed:
-        from torch.utils.data import DistributedSampler
-
-        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, seed=cfg.seed)
-    else:
-        sampler = None
-    per_rank = len(ds) if sampler is None else len(sampler)
-    g = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(
-        ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-        num_workers=cfg.workers, generator=g, drop_last=per_rank > cfg.batch_size,
-    )  # fmt: skip
-
-    opt = _make_optimizer(cfg, model.parameters())
-    sched = _make_scheduler(cfg, opt)
-    n = len(data.train_labels)
-    n_fake = sum(data.train_labels)
-    # Class imbalance: weights from the training counts (a balanced sampler needs none).
-    pos_weight = torch.tensor((n - n_fake) / max(1, n_fake), device=device)
-    class_w = torch.tensor([n / (2 * max(1, n - n_fake)), n / (2 * max(1, n_fake))],
-                           device=device)  # fmt: skip
-
-    def cls_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        # Two-class cross-entropy on [0, z] equals BCE on z = logit_fake - logit_real.
-        if cfg.class_balance == "pos_weight":
-            return torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, y, pos_weight=pos_weight
-            )
-        w = class_w[y.long()] if cfg.class_balance == "balanced" else None
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits, y, weight=w)
-
-    use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
-
-    det_cfg = DetectorConfig(name=cfg.name, arch=cfg.arch, arch_config=cfg.arch_config)
-    start_epoch, best_auc, bad_epochs, history = 0, -math.inf, 0, []
-    ckpt_path = out / "last.pt"
-    if cfg.resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if sched is not None and state.get("scheduler"):
-            sched.load_state_dict(state["scheduler"])
-        start_epoch, best_auc = state["epoch"] + 1, state["best_auc"]
-        bad_epochs = state.get("bad_epochs", 0)
-        history = json.loads(state["history"])
-        torch.set_rng_state(state["torch_rng"])
-        log.info("resumed from epoch %d (best val AUC %.4f)", start_epoch, best_auc)
-    elif cfg.resume:
-        log.info("--resume: no %s yet, starting from scratch", ckpt_path)
-
-    net: torch.nn.Module = model
-    wrapped_for: tuple[str, bool] | None = None
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        phase, frozen = _phase(cfg, epoch)
-        if (phase, frozen) != wrapped_for:
-            # The trainable set changes between phases: set it, then (re)wrap for DDP, which
-            # fixes the parameters it synchronises when it is built.
-            for name, p in model.named_parameters():
-                p.requires_grad_(not (frozen and _frozen(name, cfg.freeze)))
-            inner = _Embed(model) if phase == "triplet" else model
-            net = inner
-            if distributed:
-                net = torch.nn.parallel.DistributedDataParallel(
-                    inner, device_ids=[device.index] if device.type == "cuda" else None,
-                    find_unused_parameters=phase == "triplet",  # the classifier sits idle
-                )  # fmt: skip
-            wrapped_for = (phase, frozen)
-        ds.set_epoch(epoch)
-        g.manual_seed(cfg.seed * 1000 + epoch)  # per-epoch order, so --resume replays exactly
-        if sampler is not None:
-            sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-        net.train()
-        if frozen:  # frozen layers keep their statistics too (BN running means)
-            for name, mod in model.named_modules():
-                if name and _frozen(name, cfg.freeze):
-                    mod.eval()
-        total, count = 0.0, 0
-        with _progress(cfg.progress and rank == 0, len(loader)) as bar:
-            task_id = bar.add_task(f"epoch {epoch} {phase}", total=len(loader), loss=0.0)
-            for x, y in loader:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if normalize == "imagenet":
-                    x = (x - pre_mean) / pre_std
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    z = net(x).float()
-                loss = (batch_all_triplet_loss(z, y, cfg.triplet_margin)
-                        if phase == "triplet" else cls_loss(z, y))  # fmt: skip
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if cfg.scheduler == "step":
-                    sched.step()
-                total += float(loss.detach()) * len(y)
-                count += len(y)
-                bar.update(task_id, advance=1, loss=total / count)
-        row: dict[str, Any] = {
-            "epoch": epoch, "phase": phase + (" (frozen)" if frozen else ""),
-            "train_loss": total / max(1, count), "lr": opt.param_groups[0]["lr"],
-        }  # fmt: skip
-        auc = math.nan
-        if rank == 0 and phase == "classify":  # the triplet phase has no trained head yet
-            det = Detector(model, det_cfg, device=str(device))
-            logits_v = score_views(det, data.val_views)
-            for view, lv in logits_v.items():
-                m = binary_metrics(data.val_labels, lv, threshold=0.0)
-                row[f"val_auc_{view}"] = m["auc"]
-                row[f"val_acc_{view}"] = m["accuracy"]
-            row["seconds"] = round(time.perf_counter() - t0, 1)
-            auc = row["val_auc_matched"]
-        row.setdefault("seconds", round(time.perf_counter() - t0, 1))
-        if distributed:  # every rank steps its scheduler and stops on rank 0's validation
-            t = torch.tensor([auc], dtype=torch.float64, device=device)
-            dist.broadcast(t, 0)
-            auc = float(t.item())
-        improved = False
-        if phase == "classify":  # the triplet phase's head is untrained: no model to keep
-            improved = auc > best_auc or not math.isfinite(best_auc)
-            bad_epochs = 0 if improved else bad_epochs + 1
-            best_auc = auc if improved else best_auc
-        if cfg.scheduler == "plateau":
-            sched.step(auc if math.isfinite(auc) else 0.5)  # one-class validation: no signal
-        elif sched is not None and cfg.scheduler != "step":
-            sched.step()
-        low_lr = cfg.min_lr > 0 and opt.param_groups[0]["lr"] < cfg.min_lr
-        patience_out = cfg.early_stopping > 0 and bad_epochs >= cfg.early_stopping
-        if rank == 0:
-            if improved:
-                det.save(out / "best")
-            history.append(row)
-            write_history(out / "metrics.csv", history)
-            log.info(
-                "epoch %d %s  loss %.4f  val AUC matched %.4f raw %.4f  lr %.3g  (%.0fs)",
-                epoch, row["phase"], row["train_loss"], row.get("val_auc_matched", math.nan),
-                row.get("val_auc_raw", math.nan), row["lr"], row["seconds"],
-            )  # fmt: skip
-            _atomic_torch_save({
-                "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict() if sched is not None else None,
-                "epoch": epoch, "best_auc": best_auc, "bad_epochs": bad_epochs,
-                "history": json.dumps(history), "torch_rng": torch.get_rng_state(),
-            }, ckpt_path)  # fmt: skip
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, row)
-        if low_lr or patience_out:
-            log.info("stopping: %s", f"learning rate below {cfg.min_lr:g}" if low_lr else
-                     f"no better validation AUC for {bad_epochs} epochs")  # fmt: skip
-            break
-
-    if distributed:
-        # DDP syncs parameters every step but buffers (BN statistics) only at the next
-        # forward: give every rank rank 0's, the ones it saved, so all hold one model.
-        for buf in model.buffers():
-            dist.broadcast(buf, 0)
-    if os.environ.get(DUMP_ENV):
-        d = Path(os.environ[DUMP_ENV])
-        d.mkdir(parents=True, exist_ok=True)
-        (d / f"rank{rank}.sha256").write_text(_state_digest(model) + "\n")
-    result: dict[str, Any] = {"best_val_auc_matched": best_auc}
-    if rank == 0:
-        result = finalize(cfg, out, data.val_samples, None, data.val_views, data.held)
-    if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
-    return result
-
-
-def write_history(path: Path, history: list[dict]) -> None:
-    """Per-epoch metrics as CSV, written atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(history)
-    tmp.replace(path)
+    return run(Classification(cfg), on_epoch_end)
 
 
 _SUMMARY = {
@@ -683,11 +588,17 @@ _SUMMARY = {
 }  # fmt: skip
 
 
-def finalize(cfg: TrainConfig, out: Path, va_s, va_img, val_views, held) -> dict[str, Any]:
+def finalize(
+    cfg: TrainConfig,
+    out: Path,
+    va_s: list[Sample],
+    val_views: dict[str, list[np.ndarray]],
+    held: list[Sample],
+) -> dict[str, Any]:
     """Calibrate the best model on validation (matched) logits and write its model card.
 
-    ``va_s``: one sample per validation item (its labels and datasets); ``va_img`` unused
-    (kept for callers of the earlier signature)."""
+    ``va_s``: one sample per validation item (its labels and datasets); ``held``: held-out
+    generators' samples (scored for the card when the task is ``image``)."""
     det = Detector.load(out / "best", device=cfg.device, backend="torch")
     task = resolve_task(cfg, det.model)
     labels = np.array([s.label for s in va_s])

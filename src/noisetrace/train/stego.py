@@ -17,10 +17,13 @@ content. Those weights are not downloadable here, so this module reproduces the 
 3. **Curriculum.** Payload from high to low (e.g. 0.4, 0.2, 0.1 bits per non-zero AC
    coefficient / per pixel); each stage starts from the previous one's weights.
 4. **Resumable.** ``state.pt`` (weights, optimiser, stage, epoch) after every epoch; pairs are
-   cached per stage as ``.npz``, so an interrupted run restarts where it stopped.
+   cached per stage as ``.npz``, so an interrupted run restarts where it stopped. The epochs
+   run in the one training engine (:mod:`noisetrace.train.engine`, :class:`Steganalysis` is
+   this task's recipe), so DDP under ``torchrun`` and ``--resume`` work as for
+   ``noisetrace train``.
 5. **Output.** ``model.safetensors`` + ``config.json`` (a regular noisetrace model directory,
    whose logit means "stego"), which a ``djin`` training run starts from with
-   :func:`load_init` (``init: DIR`` in a training config).
+   :func:`~noisetrace.train.engine.load_init` (``init: DIR`` in a training config).
 """
 
 from __future__ import annotations
@@ -47,8 +50,16 @@ from torch.utils.data import Dataset, Sampler
 
 from noisetrace.data.manifest import LOSSLESS_FORMATS, REAL, Sample, discover
 from noisetrace.errors import InputError, NoisetraceError
+from noisetrace.io import atomic_path
 from noisetrace.media.formats import IMAGE_EXTENSIONS
 from noisetrace.media.image import decode_image, load_image
+from noisetrace.train.engine import Context, Epoch, Optim, load_init, run
+
+__all__ = [  # load_init lives in the engine (any model directory can start a run); kept here
+    "PairBatchSampler", "PairSet", "StegoConfig", "StegoPairDataset", "Steganalysis",
+    "discover_covers", "evaluate_pairs", "jpeg_pair", "load_init", "make_pairs", "pretrain",
+    "spatial_pair", "split_covers",
+]  # fmt: skip
 
 log = logging.getLogger("noisetrace.stego")
 
@@ -263,9 +274,8 @@ class PairSet:
         return len(self.covers)
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, **dataclasses.asdict(self))
-        tmp.replace(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a handle: no ".npz" added
+            np.savez(fh, **dataclasses.asdict(self))
 
     @classmethod
     def load(cls, path: Path) -> PairSet:
@@ -352,82 +362,42 @@ class StegoPairDataset(Dataset):
 class PairBatchSampler(Sampler[list[int]]):
     """Batches of ``pairs_per_batch`` whole pairs: indices ``2p, 2p + 1`` always together.
 
-    Pairs are shuffled per epoch (``set_epoch``), reproducibly from ``seed``.
+    Pairs are shuffled per epoch (``set_epoch``), reproducibly from ``seed``. Under DDP each
+    of ``world`` ranks takes every ``world``-th batch from ``rank`` on; the ranks that run
+    short repeat a batch from the start, so every rank takes the same number of steps.
     """
 
     def __init__(
         self, n_pairs: int, pairs_per_batch: int, shuffle: bool = True, seed: int = 0,
-        drop_last: bool = False,
+        drop_last: bool = False, rank: int = 0, world: int = 1,
     ) -> None:  # fmt: skip
         if pairs_per_batch < 1:
             raise ValueError("pairs_per_batch must be at least 1")
         self.n_pairs, self.pairs_per_batch = n_pairs, pairs_per_batch
         self.shuffle, self.seed, self.drop_last, self.epoch = shuffle, seed, drop_last, 0
+        self.rank, self.world = rank, world
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
+    def n_batches(self) -> int:
+        """Batches of the whole epoch, over all ranks."""
         if self.drop_last:
             return self.n_pairs // self.pairs_per_batch
         return math.ceil(self.n_pairs / self.pairs_per_batch)
+
+    def __len__(self) -> int:
+        return math.ceil(self.n_batches() / self.world)
 
     def __iter__(self) -> Iterator[list[int]]:
         order = np.arange(self.n_pairs)
         if self.shuffle:
             order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n_pairs)
-        for b in range(len(self)):
+        total = self.n_batches()
+        for k in range(len(self)):
+            b = (self.rank + k * self.world) % total
             chunk = order[b * self.pairs_per_batch : (b + 1) * self.pairs_per_batch]
             yield [int(i) for p in chunk for i in (2 * p, 2 * p + 1)]
-
-
-# -- initialisation for djin -----------------------------------------------------------------
-def load_init(model: nn.Module, path: str | Path, head: bool = True) -> dict[str, list[str]]:
-    """Initialise ``model`` from a pre-training output (a directory holding
-    ``model.safetensors`` or the file itself); safetensors only, never pickles.
-
-    Loads with ``strict=False``: tensors whose name and shape match are copied, the rest keep
-    their fresh values. ``head=False`` leaves the final classifier (``fc``) fresh. Returns
-    ``{"matched", "missing", "unexpected", "mismatched"}`` key lists (also logged), and raises
-    if nothing matched (wrong architecture).
-    """
-    from safetensors.torch import load_file
-
-    p = Path(path)
-    f = p / "model.safetensors" if p.is_dir() else p
-    if f.suffix != ".safetensors" or not f.is_file():
-        raise NoisetraceError(
-            f"init {p}: expected a pretrain-stego output directory with model.safetensors "
-            "(or a .safetensors file); pickled checkpoints are not loaded"
-        )
-    state = load_file(str(f))
-    own = model.state_dict()
-    keep, mismatched = {}, []
-    for k, v in state.items():
-        if not head and k.startswith("fc."):
-            continue
-        if k in own and own[k].shape == v.shape:
-            keep[k] = v
-        elif k in own:
-            mismatched.append(k)
-    if not keep:
-        raise NoisetraceError(
-            f"init {f}: no tensor fits this model (different architecture?); "
-            "pre-train the same arch with `noisetrace pretrain-stego --arch ...`"
-        )
-    missing, unexpected = model.load_state_dict(keep, strict=False)
-    report = {
-        "matched": sorted(keep),
-        "missing": sorted(missing),
-        "unexpected": sorted(k for k in state if k not in own),
-        "mismatched": sorted(mismatched),
-    }
-    log.info(
-        "init from %s: %d tensors loaded, %d missing, %d unexpected, %d shape mismatches",
-        f, len(report["matched"]), len(report["missing"]), len(report["unexpected"]),
-        len(report["mismatched"]),
-    )  # fmt: skip
-    return report
 
 
 # -- pre-training ----------------------------------------------------------------------------
@@ -469,14 +439,31 @@ class StegoConfig:
             raise NoisetraceError(f"--spatial must be one of {SPATIAL_METHODS}")
 
 
-def _batches(pairs: PairSet, batch_pairs: int, seed: int, epoch: int, train: bool):
+def _batches(
+    pairs: PairSet, batch_pairs: int, seed: int, epoch: int, train: bool, rank: int = 0,
+    world: int = 1,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
     ds = StegoPairDataset(pairs, augment=train, seed=seed)
     ds.set_epoch(epoch)
-    sampler = PairBatchSampler(len(pairs), batch_pairs, shuffle=train, seed=seed)
+    sampler = PairBatchSampler(len(pairs), batch_pairs, shuffle=train, seed=seed,
+                               rank=rank, world=world)  # fmt: skip
     sampler.set_epoch(epoch)
     for idx in sampler:
         xs, ys = zip(*(ds[i] for i in idx), strict=True)
         yield torch.stack(xs), torch.stack(ys)
+
+
+class _Sized:
+    """An iterable of a known number of batches (for the progress bar)."""
+
+    def __init__(self, it: Iterator, n: int) -> None:
+        self.it, self.n = it, n
+
+    def __iter__(self) -> Iterator:
+        return self.it
+
+    def __len__(self) -> int:
+        return self.n
 
 
 @torch.no_grad()
@@ -502,12 +489,6 @@ def evaluate_pairs(
     return out
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
 def _stage_pairs(cfg: StegoConfig, out: Path, name: str, samples, payload: float) -> PairSet:
     """Pairs for one split and payload, generated once and cached in ``out/pairs``."""
     key = f"{name}_p{payload:g}_q{cfg.quality}_{cfg.spatial_method}_c{cfg.crop}"
@@ -526,123 +507,173 @@ def _stage_pairs(cfg: StegoConfig, out: Path, name: str, samples, payload: float
     return pairs
 
 
+# Settings a resumed run must share with the run it continues (they define the pairs).
+_RESUME_FIXED = ("arch", "arch_config", "payloads", "crop", "quality", "spatial_method")
+
+
+class Steganalysis:
+    """``noisetrace pretrain-stego``'s task for :func:`noisetrace.train.engine.run`: cover vs
+    stego on pair-constrained batches, one stage per payload (high to low), each with a fresh
+    Adamax and cosine decay. Every epoch is validated on held-out pairs; the last weights (not
+    a best epoch) are the output, as in the SRNet curriculum."""
+
+    checkpoint_name = "state.pt"
+    history_name = "history.csv"
+    key_names = ("stage", "epoch")
+    amp = "off"  # a +-1 embedding is at the edge of bf16's resolution: train in float32
+    progress = True
+    min_lr = 0.0
+    early_stopping = 0
+
+    def __init__(self, cfg: StegoConfig) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.device, self.seed, self.resume = cfg.device, cfg.seed, cfg.resume
+        self.cfg_json = json.dumps(dataclasses.asdict(cfg), indent=2)
+        self._pairs: dict[tuple[str, int], PairSet] = {}
+
+    def setup(self, ctx: Context) -> nn.Module:
+        from noisetrace import models
+
+        self.ctx = ctx
+        samples = discover_covers(self.cfg.covers)
+        self.train_s, self.val_s = split_covers(
+            samples, self.cfg.val_fraction, self.cfg.seed, self.cfg.max_images
+        )
+        log.info("covers: %d train images, %d held-out images", len(self.train_s),
+                 len(self.val_s))  # fmt: skip
+        if ctx.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+        return models.create(self.cfg.arch, **self.cfg.arch_config).to(ctx.device)
+
+    def resumed(self, state: dict[str, Any] | None) -> None:
+        """Refuse to overwrite a run without ``--resume``, or to continue one whose pairs
+        were made with other settings."""
+        out = self.out
+        if state is None and (out / self.checkpoint_name).is_file():
+            raise NoisetraceError(
+                f"{out} holds an unfinished or finished pre-training run: add --resume to "
+                "continue it, or choose another --out"
+            )
+        if state is not None:
+            old, now = json.loads(state["config"]), dataclasses.asdict(self.cfg)
+            for k in _RESUME_FIXED:
+                if old[k] != now[k]:
+                    raise NoisetraceError(
+                        f"--resume: {k} was {old[k]!r} in {out}, now {now[k]!r}; "
+                        "use the same settings or another --out"
+                    )
+        if self.ctx.rank == 0:
+            (out / "pretrain_config.json").write_text(self.cfg_json)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"config": self.cfg_json}
+
+    def schedule(self) -> list[Epoch]:
+        return [
+            Epoch(key=(s, e), phase="train", ranked=False, title=f"payload {p:g} epoch {e}",
+                  row={"stage": s, "payload": p, "epoch": e})
+            for s, p in enumerate(self.cfg.payloads)
+            for e in range(self.cfg.stage_epochs(s))
+        ]  # fmt: skip
+
+    def optimizer(self, epoch: Epoch, model: nn.Module) -> Optim:
+        # Fresh per stage (the SRNet curriculum re-trains from the previous stage's weights),
+        # cosine decay within the stage.
+        n_epochs = self.cfg.stage_epochs(epoch.key[0])
+        opt = torch.optim.Adamax(model.parameters(), lr=self.cfg.lr,
+                                 weight_decay=self.cfg.weight_decay)  # fmt: skip
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_epochs,
+                                                           eta_min=self.cfg.lr * 0.05)  # fmt: skip
+        return Optim(opt, sched)
+
+    def trainable(self, epoch: Epoch, model: nn.Module) -> tuple[nn.Module, bool]:
+        return model, False
+
+    def train_pairs(self, stage: int) -> PairSet:
+        """The stage's training pairs: made once by rank 0, read from its cache by the rest."""
+        if ("train", stage) not in self._pairs:
+            self._pairs = {}  # one stage in memory at a time
+            payload = self.cfg.payloads[stage]
+            self._pairs["train", stage] = self.ctx.rank0_first(
+                lambda: _stage_pairs(self.cfg, self.out, "train", self.train_s, payload)
+            )
+        return self._pairs["train", stage]
+
+    def val_pairs(self, stage: int) -> PairSet:
+        """The stage's held-out pairs (rank 0 only: it alone validates)."""
+        if ("val", stage) not in self._pairs:
+            payload = self.cfg.payloads[stage]
+            self._pairs["val", stage] = _stage_pairs(self.cfg, self.out, "val", self.val_s,
+                                                     payload)  # fmt: skip
+        return self._pairs["val", stage]
+
+    def batches(self, epoch: Epoch, model: nn.Module, ctx: Context) -> _Sized:
+        stage, e = epoch.key
+        tr = self.train_pairs(stage)
+        n = PairBatchSampler(len(tr), self.cfg.batch_pairs, rank=ctx.rank, world=ctx.world)
+        it = _batches(tr, self.cfg.batch_pairs, self.cfg.seed + stage, e, train=True,
+                      rank=ctx.rank, world=ctx.world)  # fmt: skip
+        return _Sized(it, len(n))
+
+    def forward(self, epoch: Epoch, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return net(x)
+
+    def loss(self, epoch: Epoch, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.binary_cross_entropy_with_logits(z, y)
+
+    def validate(self, epoch: Epoch, model: nn.Module) -> tuple[dict[str, Any], float]:
+        if not self.val_s:
+            return {}, math.nan
+        metrics = evaluate_pairs(model, self.val_pairs(epoch.key[0]), self.ctx.device)
+        return {f"val_{k}": v for k, v in metrics.items()}, metrics["pair_acc"]
+
+    def keep_best(self, model: nn.Module) -> None:
+        """Never called: no epoch is ranked (the curriculum's last weights are the output)."""
+
+    def describe(self, row: dict[str, Any]) -> str:
+        shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
+        return f"stage {row['stage']} (payload {row['payload']:g}) epoch {row['epoch']}: {shown}"
+
+    def finish(
+        self, model: nn.Module, ctx: Context, best: float, history: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        if ctx.rank != 0:
+            return {}
+        from noisetrace.detector import Detector, DetectorConfig
+
+        cfg, out = self.cfg, self.out
+        final = [r for r in history if r["stage"] == len(cfg.payloads) - 1]
+        summary = {
+            "arch": cfg.arch,
+            "logit": "stego (cover/stego steganalysis), not fake",
+            "payloads": cfg.payloads,
+            "quality": cfg.quality,
+            "spatial_method": cfg.spatial_method,
+            "crop": cfg.crop,
+            "train_images": len(self.train_s),
+            "heldout_images": len(self.val_s),
+            "final": final[-1] if final else None,
+            "per_stage": {
+                str(p): next((r for r in reversed(history) if r["stage"] == s), None)
+                for s, p in enumerate(cfg.payloads)
+            },
+        }
+        det_cfg = DetectorConfig(
+            name=f"{cfg.arch}-stego-init", arch=cfg.arch, arch_config=cfg.arch_config,
+            extra={"kind": "steganalysis-init", "pretrain": summary},
+        )  # fmt: skip
+        Detector(model, det_cfg, device=str(ctx.device), backend="torch").save(out)
+        (out / "pretrain.json").write_text(json.dumps(summary, indent=2) + "\n")
+        log.info("initialisation written to %s (start a djin run from it with init: %s)", out,
+                 out)  # fmt: skip
+        return summary
+
+
 def pretrain(cfg: StegoConfig) -> dict[str, Any]:
     """Run the payload curriculum; write ``out/model.safetensors`` + ``config.json``.
 
     Returns the summary also written to ``out/pretrain.json`` (per-stage held-out metrics).
     """
-    from noisetrace import models
-    from noisetrace.detector import Detector, DetectorConfig, select_device
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg.validate()
-    device = select_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    state_path = out / "state.pt"
-    cfg_json = json.dumps(dataclasses.asdict(cfg), indent=2)
-
-    samples = discover_covers(cfg.covers)
-    tr_s, va_s = split_covers(samples, cfg.val_fraction, cfg.seed, cfg.max_images)
-    log.info("covers: %d train images, %d held-out images", len(tr_s), len(va_s))
-
-    model = models.create(cfg.arch, **cfg.arch_config).to(device)
-    loss_fn = nn.BCEWithLogitsLoss()
-    start_stage, start_epoch, history = 0, 0, []
-    opt_state = sched_state = None
-    if state_path.is_file():
-        if not cfg.resume:
-            raise NoisetraceError(
-                f"{out} holds an unfinished or finished pre-training run: add --resume to "
-                "continue it, or choose another --out"
-            )
-        st = torch.load(state_path, map_location=device, weights_only=True)
-        old = json.loads(st["config"])
-        for k in ("arch", "arch_config", "payloads", "crop", "quality", "spatial_method"):
-            if old[k] != dataclasses.asdict(cfg)[k]:
-                raise NoisetraceError(
-                    f"--resume: {k} was {old[k]!r} in {out}, now {dataclasses.asdict(cfg)[k]!r}; "
-                    "use the same settings or another --out"
-                )
-        model.load_state_dict(st["model"])
-        start_stage, start_epoch = st["stage"], st["epoch"] + 1
-        opt_state, sched_state = st["optimizer"], st["scheduler"]
-        history = json.loads(st["history"])
-        torch.set_rng_state(st["torch_rng"])
-        log.info("resumed at stage %d epoch %d", start_stage, start_epoch)
-    (out / "pretrain_config.json").write_text(cfg_json)
-
-    for stage, payload in enumerate(cfg.payloads):
-        n_epochs = cfg.stage_epochs(stage)
-        if stage < start_stage or (stage == start_stage and start_epoch >= n_epochs):
-            continue
-        tr = _stage_pairs(cfg, out, "train", tr_s, payload)
-        va = _stage_pairs(cfg, out, "val", va_s, payload) if va_s else None
-        # Fresh optimiser per stage (the SRNet curriculum re-trains from the previous stage's
-        # weights), cosine decay within the stage.
-        opt = torch.optim.Adamax(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_epochs, eta_min=cfg.lr * 0.05)
-        first = 0
-        if stage == start_stage and opt_state is not None:
-            opt.load_state_dict(opt_state)
-            sched.load_state_dict(sched_state)
-            first = start_epoch
-        for epoch in range(first, n_epochs):
-            t0 = time.perf_counter()
-            model.train()
-            total, count = 0.0, 0
-            for x, y in _batches(tr, cfg.batch_pairs, cfg.seed + stage, epoch, train=True):
-                x, y = x.to(device), y.to(device)
-                loss = loss_fn(model(x).float(), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(y)
-                count += len(y)
-            sched.step()
-            row: dict[str, Any] = {
-                "stage": stage, "payload": payload, "epoch": epoch,
-                "train_loss": total / max(1, count), "lr": opt.param_groups[0]["lr"],
-            }  # fmt: skip
-            if va is not None:
-                row.update({f"val_{k}": v for k, v in evaluate_pairs(model, va, device).items()})
-            row["seconds"] = round(time.perf_counter() - t0, 1)
-            history.append(row)
-            log.info("stage %d (payload %g) epoch %d: %s", stage, payload, epoch,
-                     {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})  # fmt: skip
-            _atomic_torch_save({
-                "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "stage": stage, "epoch": epoch,
-                "history": json.dumps(history), "config": cfg_json,
-                "torch_rng": torch.get_rng_state(),
-            }, state_path)  # fmt: skip
-            from noisetrace.train.loop import write_history  # the one CSV history writer
-
-            write_history(out / "history.csv", history)
-        start_epoch = 0
-
-    final = [r for r in history if r["stage"] == len(cfg.payloads) - 1]
-    summary = {
-        "arch": cfg.arch,
-        "logit": "stego (cover/stego steganalysis), not fake",
-        "payloads": cfg.payloads,
-        "quality": cfg.quality,
-        "spatial_method": cfg.spatial_method,
-        "crop": cfg.crop,
-        "train_images": len(tr_s),
-        "heldout_images": len(va_s),
-        "final": final[-1] if final else None,
-        "per_stage": {
-            str(p): next((r for r in reversed(history) if r["stage"] == s), None)
-            for s, p in enumerate(cfg.payloads)
-        },
-    }
-    det_cfg = DetectorConfig(
-        name=f"{cfg.arch}-stego-init", arch=cfg.arch, arch_config=cfg.arch_config,
-        extra={"kind": "steganalysis-init", "pretrain": summary},
-    )  # fmt: skip
-    Detector(model, det_cfg, device=str(device), backend="torch").save(out)
-    (out / "pretrain.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log.info("initialisation written to %s (start a djin run from it with init: %s)", out, out)
-    return summary
+    return run(Steganalysis(cfg))

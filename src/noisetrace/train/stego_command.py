@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 
 
@@ -40,6 +41,8 @@ def _run(args: argparse.Namespace) -> int:
     if not raw.get("covers"):
         raise SystemExit("noisetrace pretrain-stego: give --covers (folders of real photos)")
     summary = pretrain(StegoConfig(**raw))
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone reports
+        return 0
     final = summary.get("final") or {}
     if "val_acc" in final:
         print(
