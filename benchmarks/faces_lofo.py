@@ -1,6 +1,6 @@
 """Leave one face-swap source out: a fitted face recipe beside the bundled MesoNet (issue 17).
 
-    python benchmarks/faces_lofo.py --config configs/faces_clip.yaml --cache /work/data/cache \\
+    python benchmarks/faces_lofo.py --config configs/faces.yaml --cache /work/data/cache \\
         --out /work/data/runs/faces-clip/compare
 
 For each fake family F of the recipe's corpus (face-<source>, :mod:`noisetrace.data.
@@ -9,7 +9,8 @@ face_corpus`) the recipe is refitted without F and without each fold of the real
 held-out score is kept, so the table also has video-level AUC (mean of a video's frame scores;
 DeepFaceLive's halves are separate videos) and per-source real false-positive rates. The
 peer, the bundled ``faces`` model (MesoNet), scores the very same crops under the same
-transforms; it was never trained on any of them, so its scores need no refitting. Features
+transforms; it was never trained on any of them, so its scores need no refitting. Bootstrap
+intervals (by video) go with the candidate's video AUC. Features
 come from the cache ``noisetrace fit`` filled (the MesoNet logits are cached there too).
 """
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from noisetrace.data.manifest import FAKE, REAL
 from noisetrace.heads.fit import Features, HeadRecipe, held_out_scores
-from noisetrace.metrics import binary_metrics
+from noisetrace.metrics import binary_metrics, bootstrap_ci
 
 
 def lofo_scores(recipe: HeadRecipe, feats: Features) -> dict[str, dict[str, np.ndarray]]:
@@ -37,8 +38,9 @@ def lofo_scores(recipe: HeadRecipe, feats: Features) -> dict[str, dict[str, np.n
 
 
 def video_keys(feats: Features) -> np.ndarray:
-    """A video's frames share a key (label too: DeepFaceLive's two halves are two videos)."""
-    return np.array([f"{s.label}|{s.video or s.path}" for s in feats.samples])
+    """A video's frames share a key (label too: DeepFaceLive's two halves are two videos);
+    crops without a video column share their group (DFDC crops: the video they came from)."""
+    return np.array([f"{s.label}|{s.video or s.group or s.path}" for s in feats.samples])
 
 
 def by_video(y: np.ndarray, s: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,12 +51,39 @@ def by_video(y: np.ndarray, s: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray
     return vy, vs
 
 
+NAMES = {"family": "held-out source", "transform": "transform", "fake_crops": "fake crops",
+         "fake_videos": "fake videos", "cand_auc": "crop AUC", "cand_video_auc": "video AUC",
+         "cand_video_auc_95ci": "video AUC 95% CI", "cand_detected": "detected",
+         "peer_auc": "peer crop AUC", "peer_video_auc": "peer video AUC",
+         "peer_detected": "peer detected", "kind": "real source", "n": "crops",
+         "cand_fpr": "called fake", "peer_fpr": "peer called fake"}  # fmt: skip
+
+
+def render(rows: list[dict], fpr_rows: list[dict]) -> str:
+    """Markdown: per held-out source (with the mean per transform), then reals called fake."""
+    cols = list(rows[0])
+    md = ["| " + " | ".join(NAMES.get(c, c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    for t in dict.fromkeys(r["transform"] for r in rows):
+        r = [x for x in rows if x["transform"] == t]
+        md.append(f"| **mean** | {t} | | | " + " | ".join(
+            f"**{np.mean([x[c] for x in r]):.3f}**" if not isinstance(r[0][c], str) else ""
+            for c in cols[4:]) + " |")  # fmt: skip
+    cols2 = list(fpr_rows[0])
+    md += ["", "| " + " | ".join(NAMES.get(c, c) for c in cols2) + " |",
+           "|" + "---|" * len(cols2)]  # fmt: skip
+    md += ["| " + " | ".join(str(r[c]) for c in cols2) + " |" for r in fpr_rows]
+    return "\n".join(md) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="configs/faces_clip.yaml")
+    ap.add_argument("--config", default="configs/faces.yaml")
     ap.add_argument("--cache", default=None)
-    ap.add_argument("--peer", default="faces", help="bundled model or model folder")
+    ap.add_argument("--peer", required=True,
+                    help="model folder to compare with (benchmarks/select_faces.py builds MesoNet)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--card", help="also add the table to this fitted model's card")
     a = ap.parse_args()
     recipe = HeadRecipe.from_yaml(a.config, cache=a.cache)
     samples = recipe.corpus()
@@ -84,6 +113,9 @@ def main() -> None:
                 row[f"{name}_auc"] = round(binary_metrics(y, s, 0.5)["auc"], 4)
                 vy, vs = by_video(y, s, keys[sel])
                 row[f"{name}_video_auc"] = round(binary_metrics(vy, vs, 0.5)["auc"], 4)
+                if name == "cand":  # resampled by video: frames of one video are not independent
+                    lo, hi = bootstrap_ci(vy, vs, "auc", n=500)
+                    row["cand_video_auc_95ci"] = f"{lo:.2f}-{hi:.2f}"
                 row[f"{name}_detected"] = round(float(np.mean(s[y == FAKE] >= thr[y == FAKE])), 4)
             rows.append(row)
         # Reals: called fake in the share of held-out-family models that called them fake.
@@ -99,18 +131,19 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "faces_lofo.json").write_text(json.dumps({"rows": rows, "real_fpr": fpr_rows},
                                                     indent=2) + "\n")  # fmt: skip
-    cols = list(rows[0])
-    md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    md += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    for t in recipe.test_transforms:
-        r = [x for x in rows if x["transform"] == t]
-        md.append(f"| mean ({t}) | | | | " + " | ".join(
-            f"{np.mean([x[c] for x in r]):.4f}" for c in cols[4:]) + " |")  # fmt: skip
-    cols2 = list(fpr_rows[0])
-    md += ["", "| " + " | ".join(cols2) + " |", "|" + "---|" * len(cols2)]
-    md += ["| " + " | ".join(str(r[c]) for c in cols2) + " |" for r in fpr_rows]
-    (out / "faces_lofo.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    md = render(rows, fpr_rows)
+    (out / "faces_lofo.md").write_text(md)
+    print(md)
+    if a.card:  # the fitted model's card gets this table (card.json and MODEL_CARD.md)
+        from noisetrace.heads.fit import model_card
+
+        d = Path(a.card)
+        card = json.loads((d / "card.json").read_text())
+        card["video_lofo"] = {"command": "python benchmarks/faces_lofo.py --config "
+                                         f"{a.config} --peer <MesoNet model folder>",
+                              "markdown": md}  # fmt: skip
+        (d / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        (d / "MODEL_CARD.md").write_text(model_card(card))
 
 
 if __name__ == "__main__":

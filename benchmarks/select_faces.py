@@ -1,11 +1,12 @@
-"""Choose and build the bundled `faces` model: `python benchmarks/select_faces.py --out DIR`.
+"""The MesoNet peer of the `faces` model: `python benchmarks/select_faces.py --out DIR`.
 
-Candidates are the MesoNet authors' released weights (../shared/weights/mesonet, Apache-2.0;
-trained on real face-swap data, which this project cannot train on: ../shared/data holds two
-real videos in all) at two face margins. Each candidate scans the face material of
-../shared/data through the one scanning path (face detection, crops, scores); the winner by
-AUC over all files is Platt-calibrated on the (balanced) face crops and written to --out
-with its card.
+Until 2026-12-02 this built the bundled `faces` model; the project now fits its own
+(configs/faces.yaml), and this builds the best released MesoNet as a model directory to
+compare with (`benchmarks/faces_lofo.py --peer DIR`). Candidates are the MesoNet authors'
+released weights (../shared/weights/mesonet, Apache-2.0) at two face margins. Each
+candidate scans the face material of ../shared/data through the one scanning path (face
+detection, crops, scores); the winner by AUC over all files is Platt-calibrated on the
+(balanced) face crops and written to --out with its card.
 Prints the candidate table. Formats are matched by construction: real and fake crops are both
 PNG face crops, real and fake videos both H.264 MP4.
 """

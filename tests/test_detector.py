@@ -161,19 +161,25 @@ def test_face_model_video_scores_each_frame_by_its_faces(tmp_path, tiny_model_di
 
 
 def test_bundled_faces_model_finds_and_scores_a_face(tmp_path):
+    """`faces` is the project's own fitted face model: it crops the face it finds the way
+    its training crops were cut, and its card names the face sources it was validated on."""
+    import json
+
     from PIL import Image
     from skimage import data
 
-    from noisetrace.zoo import list_bundled, load_detector
+    from noisetrace.zoo import ZOO_DIR, list_bundled, load_detector
 
     assert {"default", "faces"} <= set(list_bundled())
     Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
-    torch_det = load_detector("faces", device="cpu", backend="torch")
-    onnx_det = load_detector("faces", device="cpu", backend="onnx")
-    assert torch_det.config.input == "face" and onnx_det.backend == "onnx"
-    a, b = torch_det.scan(tmp_path / "astronaut.png"), onnx_det.scan(tmp_path / "astronaut.png")
-    assert a.error is None and a.faces == 1 and 0 < a.score < 1
-    assert b.score == pytest.approx(a.score, abs=1e-4)
+    det = load_detector("faces", device="cpu")
+    assert det.config.input == "face" and det.config.face["scale"] == 1.3
+    a, b = det.scan(tmp_path / "astronaut.png"), det.scan(tmp_path / "astronaut.png")
+    assert a.error is None and a.faces == 1 and 0 < a.score < 1 and b.score == a.score
+    card = json.loads((ZOO_DIR / "faces" / "card.json").read_text())
+    assert card["recipe"]["input"] == "face"
+    held_out = {f["family"] for f in card["lofo"]["families"]}
+    assert {"face-deepfacelive", "face-inswapper", "face-sbi"} <= held_out
 
 
 def test_set_threshold_is_the_one_validated_setter(tiny_detector):

@@ -338,7 +338,7 @@ def fit_recipe(recipe: HeadRecipe, out: str | Path, lofo: bool = True,
         counts[key] = counts.get(key, 0) + 1
     # The cache folder is this machine's business, not the model's.
     card = {"name": recipe.name, "recipe": {**asdict(recipe), "cache": None}, "lofo": report,
-            "config_path": config_path, "out_name": out.name,
+            "config_path": config_path,
             "fusion": {"coef": model.coef, "intercept": model.intercept,
                        "threshold": model.threshold},
             "training_counts": dict(sorted(counts.items())),
@@ -409,6 +409,8 @@ def model_card(card: dict[str, Any]) -> str:
     what_it_scores = ("that a face is swapped, re-enacted or generated, from crops of the faces "
                       "it finds in each image or video frame" if face else
                       "that a whole image is AI-generated")  # fmt: skip
+    kinds = ("real source of faces" if face else
+             "kind of real image (camera, web, film scan, ...)")  # fmt: skip
     lines = [f"# Model card: {card['name']}", "",
              f"Scores the probability {what_it_scores}, from two lines of evidence fused by a "
              "learned, calibrated late fusion.", "", "## Architecture", ""]
@@ -427,7 +429,7 @@ def model_card(card: dict[str, Any]) -> str:
               "branch logits, fitted on out-of-fold logits (stacking), so it is calibrated on "
               "data the branches did not train on. Threshold "
               f"**{fu['threshold']:.3f}**: at most {r['target_fpr']:.0%} false positives on "
-              "out-of-fold images of each kind of real image (camera, web, film scan, ...); "
+              f"out-of-fold images of each {kinds}; "
               f"over all reals {card.get('oof_real_fpr', float('nan')):.1%}.", "",
               "## Training data", "", "| class:family | images |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in card["training_counts"].items()]
@@ -438,10 +440,12 @@ def model_card(card: dict[str, Any]) -> str:
               + (" Validated on, never trained on: " + ", ".join(r["test_only"]) + "."
                  if r.get("test_only") else ""), "",
               "## Recipe", "", "```",
-              f"noisetrace fit --config {config_path} --out runs/{card.get('out_name', 'default')}",
+              f"noisetrace fit --config {config_path} --out runs/{card['name']}",
               "```", ""]
     if card.get("lofo"):
         rep = card["lofo"]
+        n_fakes = [x["n_fake"] for x in rep["families"]]
+        sizes = f"{min(n_fakes)}-{max(n_fakes)}" if n_fakes else "few"
         weak = sorted({f"{x['family']} (AUC {x['auc']:.2f} at {x['transform']})"
                        for x in rep["families"] if x["auc"] < 0.85})  # fmt: skip
         high = sorted({f"{x['kind']} ({x['fpr']:.1%} at {x['transform']})"
@@ -453,12 +457,17 @@ def model_card(card: dict[str, Any]) -> str:
                   "- Detection rates at the threshold are modest: the threshold is set for few "
                   "false alarms on real photos, so many fakes of unseen families score below "
                   "it; rank by score when triaging.",
-                  "- Validation families are small (12-125 images each); intervals are wide.",
+                  f"- Validation families are small ({sizes} images each); intervals are wide.",
                   "- Videos are scored frame by frame (no temporal model)"
-                  + ("; a video's score is the mean of its sampled frames' face scores." if face
+                  + ("; a video's score combines its sampled frames' face scores." if face
                      else "; faces are better served by the `faces` model."), ""]
         lines += ["## Validation: leave one family out", "",
                   f"Reproduce: `noisetrace evaluate --model {card['name']} --protocol lofo "
                   "--out reports/lofo` (refits this recipe without each family and fold).", "",
                   markdown_tables(lofo_section(card["lofo"]))]
+    if card.get("video_lofo"):  # written by benchmarks/faces_lofo.py --card
+        v = card["video_lofo"]
+        lines += ["## Leave one source out, by video, beside a peer", "",
+                  f"Reproduce: `{v['command']}`. A video's score is the mean of its frames' "
+                  "scores; the interval is a bootstrap over videos.", "", v["markdown"]]
     return "\n".join(lines) + "\n"
