@@ -135,15 +135,13 @@ def main() -> None:
     (out / "faces_lofo.md").write_text(md)
     print(md)
     if a.card:  # the fitted model's card gets this table (card.json and MODEL_CARD.md)
-        from noisetrace.heads.fit import model_card
+        from noisetrace.heads.fit import write_card
 
-        d = Path(a.card)
-        card = json.loads((d / "card.json").read_text())
+        card = json.loads((Path(a.card) / "card.json").read_text())
         card["video_lofo"] = {"command": "python benchmarks/faces_lofo.py --config "
                                          f"{a.config} --peer <MesoNet model folder>",
                               "markdown": md}  # fmt: skip
-        (d / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-        (d / "MODEL_CARD.md").write_text(model_card(card))
+        write_card(a.card, card)
 
 
 if __name__ == "__main__":

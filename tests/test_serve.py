@@ -245,20 +245,29 @@ def test_timeout_is_504_and_upload_removed_when_work_ends(model_dir: Path) -> No
         assert not any(svc.upload_root.iterdir())
 
 
+def _post_in_threads(
+    c: TestClient, n: int, url: str = "/v1/scan"
+) -> tuple[list[int], list[threading.Thread]]:
+    """Start ``n`` concurrent uploads of one JPEG; ``codes`` fills as they answer (join the
+    threads before reading it)."""
+    codes: list[int] = []
+
+    def post() -> None:
+        r = c.post(url, files={"file": ("a.jpg", _jpeg(), "image/jpeg")})
+        codes.append(r.status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(n)]
+    for t in threads:
+        t.start()
+    return codes, threads
+
+
 def test_full_queue_is_503_not_unbounded(model_dir: Path) -> None:
     gate = threading.Event()
     det = _slow_detector(model_dir, delay=0, gate=gate)
     app = create_app(det, max_upload_mb=1, workers=1, queue=1, timeout_s=30)
     with TestClient(app, base_url=LOCAL) as c:
-        codes: list[int] = []
-
-        def post() -> None:
-            r = c.post("/v1/scan", files={"file": ("a.jpg", _jpeg(), "image/jpeg")})
-            codes.append(r.status_code)
-
-        threads = [threading.Thread(target=post) for _ in range(2)]
-        for t in threads:
-            t.start()
+        codes, threads = _post_in_threads(c, 2)
         svc = app.state.service
         for _ in range(200):
             if svc.status()["in_progress"] == 2:
@@ -508,15 +517,7 @@ def test_models_are_loaded_once_on_first_use(
     with TestClient(app, base_url=LOCAL) as c:
         assert [o["name"] for o in c.get("/v1/models").json()["offered"]] == ["test", "other"]
         assert loads == []  # offered is not loaded
-        codes: list[int] = []
-
-        def post() -> None:
-            r = c.post("/v1/scan?model=other", files={"file": ("a.jpg", _jpeg(), "image/jpeg")})
-            codes.append(r.status_code)
-
-        threads = [threading.Thread(target=post) for _ in range(3)]
-        for t in threads:
-            t.start()
+        codes, threads = _post_in_threads(c, 3, "/v1/scan?model=other")
         for t in threads:
             t.join(30)
         assert codes == [200, 200, 200] and loads == [other_model_dir.name]
@@ -623,15 +624,7 @@ def test_memory_ceiling_holds_across_workers(model_dir: Path) -> None:
                      max_pixels_at_once=int(96 * 128 * 1.5))  # fmt: skip
     with TestClient(app, base_url=LOCAL) as c:
         svc = app.state.service
-        codes: list[int] = []
-
-        def post() -> None:
-            r = c.post("/v1/scan", files={"file": ("a.jpg", _jpeg(), "image/jpeg")})
-            codes.append(r.status_code)
-
-        threads = [threading.Thread(target=post) for _ in range(2)]
-        for t in threads:
-            t.start()
+        codes, threads = _post_in_threads(c, 2)
         for _ in range(200):
             if svc.status()["in_progress"] == 2 and svc.status()["pixels_reserved"]:
                 break

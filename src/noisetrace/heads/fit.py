@@ -351,8 +351,7 @@ def fit_recipe(recipe: HeadRecipe, out: str | Path, lofo: bool = True,
             card["metrics"][f"leave-one-family-out, JPEG {q}"] = {
                 "mean over families": {"auc": v["mean_auc"], "n": n},
                 f"worst ({v['worst_family']})": {"auc": v["min_auc"]}}
-    (tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    (tmp / "MODEL_CARD.md").write_text(model_card(card))
+    write_card(tmp, card)
     if out.exists():
         import shutil
 
@@ -398,6 +397,13 @@ def markdown_tables(section: dict[str, Any]) -> str:
         out += ["| " + " | ".join(str(c) for c in r) + " |" for r in t["rows"]]
         out.append("")
     return "\n".join(out)
+
+
+def write_card(directory: str | Path, card: dict[str, Any]) -> None:
+    """A fitted model's ``card.json`` and the ``MODEL_CARD.md`` rendered from it."""
+    d = Path(directory)
+    (d / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (d / "MODEL_CARD.md").write_text(model_card(card))
 
 
 def model_card(card: dict[str, Any]) -> str:
