@@ -180,6 +180,11 @@ def test_bundled_faces_model_finds_and_scores_a_face(tmp_path):
     assert card["recipe"]["input"] == "face"
     held_out = {f["family"] for f in card["lofo"]["families"]}
     assert {"face-deepfacelive", "face-inswapper", "face-sbi"} <= held_out
+    # Its card is written from that record: what it scores, its recipe, its source table.
+    md = (ZOO_DIR / "faces" / "MODEL_CARD.md").read_text()
+    assert "probability that a face is swapped" in md and "whole image" not in md.split("\n")[2]
+    assert "noisetrace fit --config configs/faces.yaml --out runs/faces" in md
+    assert "each real source of faces" in md and "| held-out source |" in md
 
 
 def test_set_threshold_is_the_one_validated_setter(tiny_detector):
