@@ -21,20 +21,10 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-# (importing module, "target.module._name") -> why it is allowed for now. The Detector split
-# (issue 19 item 3: detector.py, heads/, zoo/, semantic/, combined.py) has no entry: what
-# reaches into Detector's private members does so through instances (``det._fit_size``),
-# which this static check cannot see; that split removes them.
-ALLOWED: dict[tuple[str, str], str] = {
-    # Files outside issue 19 items 5-6 (media/, explain/): each needs a public name in the
-    # module that defines it, left to a change that edits those packages.
-    ("noisetrace.data.sbi", "noisetrace.media.faces._import_cv2"):
-        "cv2 imported under media.faces' import lock; needs a public import_cv2 there",
-    ("noisetrace.media.video", "noisetrace.media.image._to_rgb"):
-        "needs a public to_rgb in media.image (tests/test_hostile.py calls image._to_rgb)",
-    ("noisetrace.explain.report", "noisetrace.explain.ig._gaussian_blur"):
-        "needs a public gaussian_blur in explain.ig",
-}  # fmt: skip
+# (importing module, "target.module._name") -> why it is allowed for now. None: what one
+# module needs of another has a public name there (media.image.to_rgb, media.faces.import_cv2,
+# explain.ig.gaussian_blur, Detector.fit_size).
+ALLOWED: dict[tuple[str, str], str] = {}
 # Accepted cycles (the modules in one) -> why. None: keep it that way.
 ALLOWED_CYCLES: dict[frozenset[str], str] = {}
 

@@ -47,7 +47,9 @@ def test_help_has_an_example_and_help_with_defaults_for_every_option(name):
             continue
         assert a.help, f"{name} {a.option_strings[0]} has no help text"
         fmt = cli.HelpFormatter(name)._get_help_string(a) or ""
-        if a.default not in (None, False, argparse.SUPPRESS) and not a.required:
+        if a.nargs == 0 and isinstance(a.default, bool):  # a flag: "(default: True)" misleads
+            assert "(default:" not in fmt, f"{name} {a.option_strings[0]} shows a flag default"
+        elif a.default not in (None, False, argparse.SUPPRESS) and not a.required:
             assert "default" in fmt.lower(), f"{name} {a.option_strings[0]} hides its default"
 
 

@@ -380,9 +380,9 @@ def test_sixteen_bit_and_float_conversion_is_exact_without_a_float64_copy(monkey
 
     monkeypatch.setattr(image, "_ROWS_PIXELS", 64)  # many row blocks
     a = np.linspace(0, 65535, 48 * 32).astype(np.uint16).reshape(32, 48)
-    out = image._to_rgb(Image.frombytes("I;16", (48, 32), a.astype("<u2").tobytes()))
+    out = image.to_rgb(Image.frombytes("I;16", (48, 32), a.astype("<u2").tobytes()))
     want = np.clip(a / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8)
     assert np.abs(np.asarray(out)[..., 0].astype(int) - want).max() <= 1
     f = np.linspace(0, 1, 48 * 32, dtype=np.float32).reshape(32, 48)
-    out = image._to_rgb(Image.fromarray(f, "F"))
+    out = image.to_rgb(Image.fromarray(f, "F"))
     assert np.abs(np.asarray(out)[..., 0].astype(int) - np.round(f * 255)).max() <= 1

@@ -284,8 +284,12 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         d = action.default
+        # A flag's default (store_true/store_false) says nothing a reader can use:
+        # "--no-lofo ... (default: True)" reads as "skipped by default".
+        flag = action.nargs == 0 and isinstance(d, bool)
         if (d is not None and d is not False and d is not argparse.SUPPRESS and d != []
-                and "default" not in text.lower() and action.option_strings):  # fmt: skip
+                and not flag and "default" not in text.lower()
+                and action.option_strings):  # fmt: skip
             text += " (default: %(default)s)"
         return text
 

@@ -304,7 +304,7 @@ class Detector:
             imgs = imgs[None]
         return self._pre(torch.from_numpy(np.require(imgs, np.uint8, ["C", "W"])).to(self.device))
 
-    def _fit_size(self, img: np.ndarray) -> np.ndarray:
+    def fit_size(self, img: np.ndarray) -> np.ndarray:
         """Resize to the model's fixed input size, or pad tiny images to a workable size."""
         size = self.cfg.get("input_size")
         if size:
@@ -321,7 +321,7 @@ class Detector:
 
     def logit(self, img: np.ndarray) -> float:
         """Raw fake logit of one (H, W, 3) uint8 image at full resolution."""
-        img = self._fit_size(img)
+        img = self.fit_size(img)
         h, w = img.shape[:2]
         t = self.config.tile
         rt = self.runtime
@@ -344,7 +344,7 @@ class Detector:
 
     def logits_batch(self, imgs: list[np.ndarray]) -> np.ndarray:
         """Logits of same-sized images in one batch (video frames); else one by one."""
-        imgs = [self._fit_size(i) for i in imgs]
+        imgs = [self.fit_size(i) for i in imgs]
         t = self.config.tile
         if len({i.shape for i in imgs}) == 1 and max(imgs[0].shape[:2]) <= t:
             return self.runtime.forward(np.stack(imgs)).astype(np.float64)

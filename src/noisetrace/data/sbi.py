@@ -82,9 +82,9 @@ class SelfBlended(NamedTuple):
 
 
 def _cv2():  # noqa: ANN202 - the cv2 module
-    from noisetrace.media.faces import _import_cv2
+    from noisetrace.media.faces import import_cv2
 
-    return _import_cv2()
+    return import_cv2()
 
 
 def _check_image(img: np.ndarray) -> np.ndarray:

@@ -612,7 +612,7 @@ def score_sequences(det: Detector, samples: Sequence[Sample], length: int,
             clip = frames[k * length : (k + 1) * length]
             if seq:
                 with torch.inference_mode():
-                    x = det.to_tensor(np.stack([det._fit_size(f) for f in clip]))
+                    x = det.to_tensor(np.stack([det.fit_size(f) for f in clip]))
                     lg = det.model(x.unsqueeze(0)).float().cpu().numpy().reshape(-1)
                 p = float(det.calibrate(lg)[0])
             else:

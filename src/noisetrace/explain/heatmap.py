@@ -22,7 +22,7 @@ def local_logit_map(det: Detector, img: np.ndarray, window: int = 64) -> np.ndar
     model = det.model
     if not hasattr(model, "forward_features"):
         raise ModelError(f"model {det.config.arch!r} has no spatial features to map")
-    img = det._fit_size(img)
+    img = det.fit_size(img)
     h, w = img.shape[:2]
     t = det.config.tile
     x = det.to_tensor(img)

@@ -86,7 +86,7 @@ def normalize_map(values: np.ndarray, percentile: float = 99.0) -> np.ndarray:
     return np.clip(v / scale, 0.0, 1.0).astype(np.float32)
 
 
-def _gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     """(H, W, 3) float32 -> same, separable Gaussian blur with reflect padding (float, no
     rounding, so the baseline carries no quantisation noise of its own)."""
     radius = max(1, int(math.ceil(3 * sigma)))
@@ -114,7 +114,7 @@ def make_baseline(
     if kind == "black":
         return np.zeros(img.shape, dtype=np.float32)
     if kind == "blurred":
-        return _gaussian_blur(img.astype(np.float32), sigma)
+        return gaussian_blur(img.astype(np.float32), sigma)
     if kind == "noise":
         rng = np.random.default_rng(seed)
         return rng.uniform(0.0, 255.0, size=img.shape).astype(np.float32)
@@ -154,7 +154,7 @@ def integrated_gradients(
         raise InputError("expected an (H, W, 3) uint8 RGB array")
     if steps < 1 or internal_batch_size < 1:
         raise InputError("steps and internal_batch_size must be at least 1")
-    img = det._fit_size(img)
+    img = det.fit_size(img)
     base = make_baseline(img, baseline, sigma=sigma, seed=seed)
     model = det.model.eval()
     t = tile or det.config.tile

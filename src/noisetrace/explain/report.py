@@ -158,7 +158,7 @@ def explain_array(
         ov = overlay(img, m)
         details["window"] = window
     else:
-        from noisetrace.explain.ig import _gaussian_blur, integrated_gradients, normalize_map
+        from noisetrace.explain.ig import gaussian_blur, integrated_gradients, normalize_map
 
         r = integrated_gradients(
             det, img, baseline=baseline, steps=steps,  # type: ignore[arg-type]
@@ -168,7 +168,7 @@ def explain_array(
         m = r.normalized_influence()
         # Pixel-level IG is speckle; a light blur makes the overlay readable (the JSON regions
         # and the map itself stay unblurred).
-        soft = normalize_map(_gaussian_blur(np.repeat(m[..., None], 3, 2), 2.0)[..., 0])
+        soft = normalize_map(gaussian_blur(np.repeat(m[..., None], 3, 2), 2.0)[..., 0])
         alpha = (0.8 * soft)[..., None]
         ov = (img * (1 - alpha) + colormap(0.5 + soft / 2) * alpha).clip(0, 255)
         ov = ov.astype(np.uint8)

@@ -76,7 +76,7 @@ class FeatureDetector(Detector):
         return encode_jpeg(img, int(q))
 
     def prepare(self, img: np.ndarray) -> np.ndarray:
-        return self.canonical(self._fit_size(img))
+        return self.canonical(self.fit_size(img))
 
     def logits_batch(self, imgs: list[np.ndarray]) -> np.ndarray:
         return self.logits_prepared([self.prepare(i) for i in imgs])

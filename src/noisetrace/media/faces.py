@@ -185,7 +185,7 @@ class OpenCVHaarDetector(FaceDetector):
         **kw,
     ) -> None:
         super().__init__(**kw)
-        cv2 = _import_cv2()
+        cv2 = import_cv2()
 
         path = (
             Path(cascade)
@@ -227,7 +227,7 @@ class OpenCVYuNetDetector(FaceDetector):
 
     def __init__(self, model: str | Path, confidence: float = 0.6, **kw) -> None:
         super().__init__(**kw)
-        cv2 = _import_cv2()
+        cv2 = import_cv2()
 
         if not Path(model).is_file():
             raise FaceBackendError(
@@ -328,7 +328,7 @@ class SkimageLBPDetector(FaceDetector):
 _IMPORT_LOCK = threading.Lock()
 
 
-def _import_cv2():  # noqa: ANN202 - the cv2 module
+def import_cv2():  # noqa: ANN202 - the cv2 module
     with _IMPORT_LOCK:
         import cv2
 

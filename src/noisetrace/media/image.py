@@ -63,7 +63,7 @@ def _jpeg_scans(data: bytes) -> int:
     return data.count(b"\xff\xda")
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def to_rgb(im: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB, the way a viewer would show it."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16/32-bit greyscale: scale the full range down to 8 bits instead of clipping.
@@ -163,7 +163,7 @@ def decode_image(data: bytes | str | Path, max_pixels: int | None = None) -> np.
                 im.seek(0)
                 im.load()
                 im = ImageOps.exif_transpose(im) or im
-                rgb = _to_rgb(im)
+                rgb = to_rgb(im)
                 arr = np.asarray(rgb, dtype=np.uint8)
     except InputError:
         raise

@@ -167,7 +167,7 @@ def _iter_pil(
     path: str | Path, mode: SampleMode, n: int, max_side: int | None, report: SampleReport
 ) -> Iterator[Frame]:
     """Frames of an animated GIF/WebP; composited frames (what a viewer shows), RGB."""
-    from noisetrace.media.image import _to_rgb
+    from noisetrace.media.image import to_rgb
 
     try:
         with Image.open(path) as im:  # the canvas every frame is composited on, before any
@@ -187,7 +187,7 @@ def _iter_pil(
                 if "timestamp" in fr.info:
                     t_ms = float(fr.info["timestamp"])
                 if _keep(mode, n, index, wanted):
-                    img = np.asarray(_to_rgb(fr.convert("RGBA")), dtype=np.uint8)
+                    img = np.asarray(to_rgb(fr.convert("RGBA")), dtype=np.uint8)
                     yielded += 1
                     yield Frame(index, t_ms / 1000.0, _resize(img, max_side), key=True)
                 elif mode == "first" and index >= n:
