@@ -209,6 +209,17 @@ def test_spam_matches_the_definition_and_has_686_features(photo):
     assert np.all((np.abs(rows - 1) < 1e-5) | (rows == 0))
 
 
+def test_spam_opposite_directions_are_the_forward_counts_permuted(photo):
+    """spam() counts each opposite direction as a permutation of the forward one: the
+    same integers as counting the flipped image, for all eight directions."""
+    from noisetrace.residuals.spam import _counts, _reversed
+
+    a = np.round(photo[:37, :53].astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.int16)
+    for x, diag in [(a, False), (a.T, False), (a, True), (a[::-1, :], True)]:
+        flipped = x[::-1, ::-1] if diag else x[:, ::-1]
+        assert np.array_equal(_reversed(_counts(x, 3, diag)), _counts(flipped, 3, diag))
+
+
 # -- families and the stacked fit -------------------------------------------------------------
 def test_family_rules():
     from noisetrace.data.families import family_of

@@ -15,19 +15,37 @@ import numpy as np
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
+def _counts(a: np.ndarray, t: int, diagonal: bool) -> np.ndarray:
+    """(2t+1)^3 counts of clipped difference triples along +x (or the +x+y diagonal) of
+    ``a``, as a (k, k, k) array indexed by the shifted differences (d1, d2, d3) + t."""
+    if diagonal:
+        c = np.clip(a[:-1, :-1] - a[1:, 1:], -t, t) + t
+        c1, c2, c3 = c[:-2, :-2], c[1:-1, 1:-1], c[2:, 2:]
+    else:
+        c = np.clip(a[:, :-1] - a[:, 1:], -t, t) + t
+        c1, c2, c3 = c[:, :-2], c[:, 1:-1], c[:, 2:]
+    k = 2 * t + 1
+    return np.bincount(((c1 * k + c2) * k + c3).ravel(), minlength=k**3).reshape(k, k, k)
+
+
+def _reversed(counts: np.ndarray) -> np.ndarray:
+    """Counts of the opposite direction: walking a line backwards turns the triple
+    (d1, d2, d3) into (-d3, -d2, -d1), so they are a permutation of the forward counts
+    (half the work, exactly the same integers as counting again)."""
+    return counts[::-1, ::-1, ::-1].transpose(2, 1, 0)
+
+
+def _probabilities(counts: np.ndarray) -> np.ndarray:
+    """(k, k, k) counts -> (k^3,) transition probabilities P(d3 | d1, d2)."""
+    k = counts.shape[0]
+    c = counts.astype(np.float64).reshape(k * k, k)
+    pair = c.sum(axis=1, keepdims=True)
+    return np.divide(c, pair, out=np.zeros_like(c), where=pair > 0).ravel()
+
+
 def _transitions(a: np.ndarray, t: int, diagonal: bool) -> np.ndarray:
     """(2t+1)^3 transition probabilities along +x (or the +x+y diagonal) of ``a``."""
-    if diagonal:
-        d = a[:-1, :-1] - a[1:, 1:]
-        d1, d2, d3 = d[:-2, :-2], d[1:-1, 1:-1], d[2:, 2:]
-    else:
-        d = a[:, :-1] - a[:, 1:]
-        d1, d2, d3 = d[:, :-2], d[:, 1:-1], d[:, 2:]
-    k = 2 * t + 1
-    idx = ((np.clip(d1, -t, t) + t) * k + (np.clip(d2, -t, t) + t)) * k + np.clip(d3, -t, t) + t
-    counts = np.bincount(idx.ravel(), minlength=k**3).astype(np.float64).reshape(k * k, k)
-    pair = counts.sum(axis=1, keepdims=True)
-    return np.divide(counts, pair, out=np.zeros_like(counts), where=pair > 0).ravel()
+    return _probabilities(_counts(a, t, diagonal))
 
 
 def spam(img: np.ndarray, t: int = 3) -> np.ndarray:
@@ -39,8 +57,11 @@ def spam(img: np.ndarray, t: int = 3) -> np.ndarray:
     a = np.round(g).astype(np.int16)
     if min(a.shape) < 4:
         raise ValueError(f"SPAM needs at least 4x4 pixels, got {a.shape}")
-    axis = [a, a[:, ::-1], a.T, a.T[:, ::-1]]  # right, left, down, up
-    diag = [a, a[::-1, ::-1], a[::-1, :], a[:, ::-1]]  # the four diagonal directions
-    f1 = np.mean([_transitions(x, t, False) for x in axis], axis=0)
-    f2 = np.mean([_transitions(x, t, True) for x in diag], axis=0)
+    # Directions in the order right, left, down, up and the diagonals down-right, up-left,
+    # up-right, down-left; each opposite pair from one count.
+    right, down = _counts(a, t, False), _counts(a.T, t, False)
+    dr, ur = _counts(a, t, True), _counts(a[::-1, :], t, True)
+    f1 = np.mean([_probabilities(c) for c in (right, _reversed(right), down, _reversed(down))],
+                 axis=0)  # fmt: skip
+    f2 = np.mean([_probabilities(c) for c in (dr, _reversed(dr), ur, _reversed(ur))], axis=0)
     return np.concatenate([f1, f2]).astype(np.float32)
