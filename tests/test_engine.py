@@ -71,3 +71,68 @@ def test_stego_pretraining_resumes_through_the_engine_to_the_same_weights(tmp_pa
     assert np.allclose([r["train_loss"] for r in rows_a], [r["train_loss"] for r in rows_b])
     assert resumed["final"]["val_acc"] == whole["final"]["val_acc"]
     assert (tmp_path / "b" / "model.safetensors").is_file()
+
+
+def _toy_images(root):
+    """real/: noisy crops of a photo; fake/smooth/: the same crops blurred (no noise)."""
+    skdata = pytest.importorskip("skimage.data")
+    from PIL import ImageFilter
+
+    (root / "real").mkdir(parents=True)
+    (root / "fake" / "smooth").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    photo = skdata.astronaut()
+    for k in range(10):
+        y, x = rng.integers(0, photo.shape[0] - 48, size=2)
+        crop = photo[y : y + 48, x : x + 48]
+        noisy = np.clip(crop + rng.normal(0, 6, crop.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(root / "real" / f"r{k}.png")
+        Image.fromarray(crop).filter(ImageFilter.GaussianBlur(1.5)).save(
+            root / "fake" / "smooth" / f"f{k}.png")  # fmt: skip
+    return root
+
+
+def test_time_budget_stops_after_the_epoch_that_spent_it_and_resume_continues(
+    tmp_path, caplog
+) -> None:
+    from noisetrace.train.loop import TrainConfig, train
+
+    data = _toy_images(tmp_path / "toy")
+
+    def cfg(out: str, budget: float, resume: bool = False) -> TrainConfig:
+        return TrainConfig(
+            data=[str(data)], out=str(tmp_path / out), arch="srm-cnn",
+            arch_config={"widths": [4, 8], "hidden": 8}, epochs=3, batch_size=8, patch=32,
+            crops_per_image=1, augment={"jpeg_p": 0.0, "prior_jpeg_p": 0.0},
+            val_fraction=0.3, val_max_side=48, device="cpu", progress=False,
+            time_budget_s=budget, resume=resume,
+        )  # fmt: skip
+
+    with pytest.raises(SystemExit, match="time_budget_s"):
+        cfg("x", -1.0).check()
+    whole = train(cfg("a", 0.0))  # 0: no limit, all 3 epochs
+
+    caplog.set_level("INFO", logger="noisetrace.train")
+    card = train(cfg("b", 1e-6))  # any epoch takes longer: stops after the first
+    hist = (tmp_path / "b" / "metrics.csv").read_text().splitlines()
+    assert len(hist) == 2  # header + epoch 0
+    assert any("stopping: time budget of 1e-06s spent" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    best = json.loads((tmp_path / "b" / "best" / "config.json").read_text())
+    assert set(best["calibration"]) == {"a", "b"}  # calibrated as after any run
+    assert "validation" in card["metrics"]
+    state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert state["epoch"] == 0
+
+    caplog.clear()
+    train(cfg("b", 1e-6, resume=True))  # the budget is spent already: no further epoch
+    assert len((tmp_path / "b" / "metrics.csv").read_text().splitlines()) == 2
+    assert any("before resuming" in r.getMessage() for r in caplog.records)
+
+    resumed = train(cfg("b", 0.0, resume=True))  # lifted: continues to the same end
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert b["epoch"] == 2
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k  # interrupted by its budget or not
+    assert resumed["metrics"]["validation"] == whole["metrics"]["validation"]

@@ -2,34 +2,39 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
-from noisetrace import models
+from noisetrace.checkpoint import (  # re-exported: the config travels with the detector
+    DetectorConfig,
+    load_weights,
+    onnx_cache_dir,
+    onnx_complete,
+    read_config,
+    save_checkpoint,
+    state_sha256,
+)
 from noisetrace.errors import InputError, ModelError
 from noisetrace.io import sha256_file
-from noisetrace.media.crops import Crop, crop_faces
+from noisetrace.media.crops import FaceCropper
 from noisetrace.media.formats import sniff
 from noisetrace.media.image import load_image
 from noisetrace.media.video import SampleReport, iter_frames
 from noisetrace.runtime import OnnxRuntime, Preprocess, TorchRuntime, export_onnx, onnx_available
 
-ONNX_FILES = ("features.onnx", "head.onnx", "forward.onnx")
+__all__ = ["Detector", "DetectorConfig", "ScanResult", "read_config", "select_device",
+           "state_sha256"]  # fmt: skip
+
 MIN_SIDE = 16  # smaller images are edge-padded to this before scoring
-FACE_THREADS = 2  # face detection threads per detector (the CPU this is built for has two)
+FACE_THREADS = 2  # face detection threads per model (the CPU this is built for has two)
 FACE_BATCH = 64  # face crops scored per forward pass
 FRAME_BATCH = 8  # video frames scored per forward pass (and held in memory at once)
 _POOL_LOCK = threading.Lock()
@@ -40,27 +45,6 @@ def select_device(device: str | None = "auto") -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("NOISETRACE_CACHE") or os.environ.get("XDG_CACHE_HOME")
-    return Path(base or Path.home() / ".cache") / "noisetrace"
-
-
-def _onnx_complete(d: Path) -> bool:
-    return (d / "forward.onnx").is_file() or all(
-        (d / f).is_file() for f in ("features.onnx", "head.onnx")
-    )
-
-
-def state_sha256(model: torch.nn.Module) -> str:
-    """SHA-256 of a model's parameters and buffers (names, shapes, values)."""
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        t = v.detach().cpu().contiguous()
-        h.update(f"{k}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 @dataclass
@@ -107,48 +91,6 @@ class ScanResult:
         return rec
 
 
-@dataclass
-class DetectorConfig:
-    """What travels with the weights (``config.json``)."""
-
-    name: str
-    arch: str
-    arch_config: dict[str, Any] = field(default_factory=dict)
-    threshold: float = 0.5
-    # Platt scaling fitted on validation data: p = sigmoid(a * logit + b).
-    calibration: dict[str, float] = field(default_factory=lambda: {"a": 1.0, "b": 0.0})
-    tile: int = 1024  # tile side for full-resolution scoring with bounded memory
-    video_frames: int = 16
-    # Face models: "face" makes scanning find faces and score their crops (see face_scores).
-    input: str = "image"
-    face: dict[str, Any] = field(
-        default_factory=lambda: {"backend": "auto", "scale": 1.3, "size": 128, "no_face": "whole"}
-    )
-    weights_sha256: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def read_config(d: Path) -> DetectorConfig:
-    """``d/config.json`` as a :class:`DetectorConfig`; a missing, unreadable or malformed file
-    is a :class:`ModelError` that says which file and what is wrong."""
-    cfg_path = d / "config.json"
-    if not cfg_path.is_file():
-        raise ModelError(
-            f"{d} is not a noisetrace model directory (no config.json); train one with "
-            "`noisetrace train`, or pick a bundled model (`noisetrace models`)"
-        )
-    try:
-        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
-        if not isinstance(raw, dict):
-            raise TypeError("expected a JSON object")
-        return DetectorConfig(**raw)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
-        raise ModelError(
-            f"{cfg_path} is not a valid model config ({type(exc).__name__}: {exc}); restore it "
-            "from the model's source or retrain"
-        ) from None
-
-
 class Detector:
     """Scores images (arrays or files) and videos with one model.
 
@@ -183,9 +125,8 @@ class Detector:
         try:
             if onnx_dir is None:
                 # Keyed on the weights' content: two unsaved models never share a graph.
-                key = self.config.weights_sha256 or state_sha256(self.model)
-                onnx_dir = _cache_dir() / "onnx" / f"{self.config.arch}-{key[:16]}"
-                if not _onnx_complete(Path(onnx_dir)):
+                onnx_dir = onnx_cache_dir(self.model, self.config)
+                if not onnx_complete(onnx_dir):
                     export_onnx(self.model, onnx_dir)
                     self.model.to(self.device)
             self.runtime = OnnxRuntime(onnx_dir)
@@ -221,28 +162,7 @@ class Detector:
 
         if config.arch in HEAD_ARCHS:  # heads on frozen features, late fusion of branches
             return load_head_model(d, config, device=device, backend=backend)
-        w_path = d / "model.safetensors"
-        if not w_path.is_file():
-            raise ModelError(
-                f"{d} is not a noisetrace model directory (needs config.json and "
-                "model.safetensors); train one with `noisetrace train` or pick a bundled model"
-            )
-        if config.weights_sha256 and sha256_file(w_path) != config.weights_sha256:
-            raise ModelError(
-                f"weights in {w_path} do not match the hash recorded in config.json; "
-                "the file is damaged or was replaced. Reinstall noisetrace or retrain."
-            )
-        try:
-            model = models.create(config.arch, **config.arch_config)
-        except KeyError as exc:
-            raise ModelError(str(exc)) from None
-        state = load_file(str(w_path))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ModelError(
-                f"weights do not fit architecture {config.arch!r}: "
-                f"missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]}"
-            )
+        model = load_weights(d, config)
         onnx_dir = None
         recorded = config.extra.get("onnx_sha256", {})
         if recorded and all(
@@ -257,24 +177,7 @@ class Detector:
         ``onnx=True`` also exports the ONNX graphs and records their hashes; otherwise stale
         graphs from an earlier save are removed so they can never disagree with the weights.
         """
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        tmp_w = d / ".model.safetensors.tmp"
-        save_file(state, str(tmp_w))
-        self.config.weights_sha256 = sha256_file(tmp_w)
-        for f in ONNX_FILES:
-            (d / f).unlink(missing_ok=True)
-        self.config.extra.pop("onnx_sha256", None)
-        if onnx:
-            files = export_onnx(self.model, d)
-            self.model.to(self.device)
-            self.config.extra["onnx_sha256"] = {f.name: sha256_file(f) for f in files}
-        tmp_c = d / ".config.json.tmp"
-        tmp_c.write_text(json.dumps(asdict(self.config), indent=2) + "\n")
-        tmp_w.replace(d / "model.safetensors")
-        tmp_c.replace(d / "config.json")
-        return d
+        return save_checkpoint(self.model, self.config, directory, onnx=onnx, device=self.device)
 
     # -- scoring -----------------------------------------------------------------------
     @property
@@ -359,37 +262,16 @@ class Detector:
         return float(self.calibrate(np.array([self.logit(img)]))[0])
 
     # -- faces -------------------------------------------------------------------------
-    def _face_pool(self) -> ThreadPoolExecutor:
-        """Threads that find faces while frames are still being decoded (OpenCV and ONNX
-        Runtime release the GIL, so detection and decoding overlap on two cores)."""
-        with _POOL_LOCK:  # scan_paths may call from several threads at once: one pool
-            if getattr(self, "_pool", None) is None:
-                self._local = threading.local()
-                self._pool = ThreadPoolExecutor(FACE_THREADS, thread_name_prefix="faces")
-        return self._pool
-
-    def _face_crops(self, img: np.ndarray, no_face: str | None = None) -> list[Crop]:
-        """Face crops of one frame as the model was trained on (runs in a pool thread).
-        ``no_face`` overrides the model's policy for frames without a face."""
-        from noisetrace.media.faces import NoFaceError, get_face_detector
-
-        fc = self.config.face
-        det = getattr(self._local, "faces", None)
-        if det is None:  # detectors are not thread-safe: one per pool thread
-            det = self._local.faces = get_face_detector(
-                fc.get("backend", "auto"), **fc.get("detect", {})
-            )
-        try:
-            return crop_faces(
-                img,
-                det.detect(img),
-                scale=float(fc.get("scale", 1.3)),
-                size=int(fc.get("size", 128)) or None,
-                no_face=no_face or fc.get("no_face", "whole"),
-                max_faces=fc.get("max_faces", 4),
-            )
-        except NoFaceError:
-            raise InputError("no face found (this model scores faces)") from None
+    @property
+    def face_cropper(self) -> FaceCropper:
+        """The face/view policy of a face model (``config.face``), made on first use and
+        following later changes of ``config.face``."""
+        with _POOL_LOCK:  # scan_paths may call from several threads at once: one cropper
+            if getattr(self, "_faces", None) is None:
+                self._faces = FaceCropper(self.config.face, threads=FACE_THREADS)
+            elif self._faces.policy != self.config.face:
+                self._faces.set_policy(self.config.face)
+        return self._faces
 
     def face_details(self, frames: Iterable[np.ndarray], found_only: bool = False
                      ) -> tuple[np.ndarray, list[dict[str, Any]]]:  # fmt: skip
@@ -404,10 +286,12 @@ class Detector:
         InputError), or gets no crop and a NaN score with ``found_only``.
         Crops: ``{"frame", "box": [x0, y0, x1, y1], "kind": "face"|"whole", "score"}``.
         """
-        pool = self._face_pool()
-        policy = "skip" if found_only else None
-        futures = [pool.submit(self._face_crops, img, policy) for img in frames]
-        per_frame = [f.result() for f in futures]
+        from noisetrace.media.faces import NoFaceError
+
+        try:
+            per_frame = self.face_cropper.map(frames, "skip" if found_only else None)
+        except NoFaceError:
+            raise InputError("no face found (this model scores faces)") from None
         images = [c.image for crops in per_frame for c in crops]
         logits = np.concatenate(
             [self.logits_batch(images[i : i + FACE_BATCH])

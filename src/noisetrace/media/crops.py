@@ -15,8 +15,11 @@ Conventions (boxes are (x0, y0, x1, y1) pixels, x1/y1 exclusive):
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -167,3 +170,54 @@ def crop_faces(
             if bg is not None:
                 out.append(Crop(cut(img, bg, size), bg, "background", f))
     return out
+
+
+class FaceCropper:
+    """A face model's view policy: finds faces and cuts the crops the model was trained on.
+
+    ``policy`` is the model's ``face`` config: ``backend`` and ``detect`` (detector options),
+    ``scale`` (margin), ``size`` (crop side, 0 = native), ``no_face`` (``skip``, ``whole`` or
+    ``error``) and ``max_faces``. Frames go to a small thread pool as they arrive, so face
+    detection overlaps decoding on two cores (OpenCV and ONNX Runtime release the GIL); each
+    thread keeps its own detector (they are not thread-safe).
+    """
+
+    def __init__(self, policy: dict[str, Any], threads: int = 2) -> None:
+        self.policy, self.threads = dict(policy), threads
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+
+    def set_policy(self, policy: dict[str, Any]) -> None:
+        """Follow a changed policy; detectors are remade only if their options changed."""
+        key = ("backend", "detect")
+        if any(policy.get(k) != self.policy.get(k) for k in key):
+            self._local = threading.local()
+        self.policy = dict(policy)
+
+    def _detector(self) -> Any:
+        from noisetrace.media.faces import get_face_detector
+
+        det = getattr(self._local, "faces", None)
+        if det is None:
+            det = self._local.faces = get_face_detector(
+                self.policy.get("backend", "auto"), **self.policy.get("detect", {})
+            )
+        return det
+
+    def crops(self, img: np.ndarray, no_face: NoFacePolicy | None = None) -> list[Crop]:
+        """Crops of one (H, W, 3) uint8 frame; ``no_face`` overrides the policy's."""
+        p = self.policy
+        return crop_faces(img, self._detector().detect(img), scale=float(p.get("scale", 1.3)),
+                          size=int(p.get("size", 128)) or None,
+                          no_face=no_face or p.get("no_face", "whole"),
+                          max_faces=p.get("max_faces", 4))  # fmt: skip
+
+    def map(self, frames: Iterable[np.ndarray], no_face: NoFacePolicy | None = None
+            ) -> list[list[Crop]]:  # fmt: skip
+        """Crops of every frame, in order; frames are handed to the pool as they arrive."""
+        with self._lock:  # several scan threads may share one model: one pool
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="faces")
+        futures = [self._pool.submit(self.crops, img, no_face) for img in frames]
+        return [f.result() for f in futures]

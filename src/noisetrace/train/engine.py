@@ -20,6 +20,10 @@ per payload). Everything around it is here, the same for every recipe:
   key with the same result as an uninterrupted run.
 * **Best epoch.** A ``ranked`` epoch's validation score competes; the recipe keeps the best
   model; ``early_stopping`` and ``min_lr`` end a run early.
+* **Time budget.** A recipe with a ``time_budget_s`` above 0 stops after the epoch during
+  which its epochs' wall-clock seconds (training and validation, summed over the history, so
+  a resumed run counts the epochs before the interruption) reached the budget; the
+  checkpoint, the best model and the recipe's ``finish`` are as after any other stop.
 """
 
 from __future__ import annotations
@@ -120,6 +124,9 @@ class Recipe(Protocol):
     progress: bool
     min_lr: float  # stop once the learning rate falls below this (0: never)
     early_stopping: int  # stop after this many ranked epochs without a better score (0: off)
+    # Optional (read with getattr, 0 when absent): wall-clock seconds of epochs after which
+    # the run stops at the end of the epoch that used them up (0: no limit).
+    # time_budget_s: float
 
     def setup(self, ctx: Context) -> nn.Module:
         """Build the model (on ``ctx.device``) and the data; return the model."""
@@ -322,6 +329,16 @@ def run(
     elif recipe.resume:
         log.info("--resume: no %s yet, starting from scratch", ckpt_path)
 
+    budget = float(getattr(recipe, "time_budget_s", 0) or 0)
+    spent = sum(float(r.get("seconds") or 0) for r in history)  # resumed epochs count too
+
+    def over_budget(after: str) -> bool:
+        if budget > 0 and spent >= budget:
+            log.info("stopping: time budget of %gs spent (%.1fs of epochs) %s",
+                     budget, spent, after)  # fmt: skip
+            return True
+        return False
+
     use_amp = recipe.amp == "bf16" or (recipe.amp == "auto" and device.type == "cuda")
     optim: Optim | None = None
     stage: tuple[int, ...] | None = None
@@ -330,6 +347,8 @@ def run(
     for epoch in schedule:
         if done is not None and epoch.key <= done:
             continue
+        if over_budget("before resuming"):  # a resumed run whose budget was already spent
+            break
         t0 = time.perf_counter()
         if optim is None or epoch.stage != stage:
             optim, stage = recipe.optimizer(epoch, model), epoch.stage
@@ -376,9 +395,10 @@ def run(
             row.update(extra)
         row["seconds"] = round(time.perf_counter() - t0, 1)
         if ctx.distributed:  # every rank steps its scheduler and stops on rank 0's validation
-            t = torch.tensor([score], dtype=torch.float64, device=device)
-            dist.broadcast(t, 0)
-            score = float(t.item())
+            t = torch.tensor([score, row["seconds"]], dtype=torch.float64, device=device)
+            dist.broadcast(t, 0)  # ... and on rank 0's clock
+            score, row["seconds"] = float(t[0]), float(t[1])
+        spent += row["seconds"]  # what the history will sum on resume
         improved = False
         if epoch.ranked:
             improved = score > best or not math.isfinite(best)
@@ -409,6 +429,8 @@ def run(
         if low_lr or patience_out:
             log.info("stopping: %s", f"learning rate below {recipe.min_lr:g}" if low_lr else
                      f"no better validation score for {bad_epochs} epochs")  # fmt: skip
+            break
+        if epoch is not schedule[-1] and over_budget(f"after {epoch.title or epoch.key}"):
             break
 
     if ctx.distributed:

@@ -11,9 +11,10 @@ Strategies are chosen by the data a model takes (``task``, from its ``pretrained
 
 and hooks set by the recipe: a triplet phase before classification (CFFN), warm-up epochs
 with a frozen backbone (Xception), learning-rate schedules per epoch or per step, stopping
-when ReduceLROnPlateau drives the rate below ``min_lr`` (DJIN) or on no improvement, class
-weighting by loss or by sampler. Validation keeps the best model by matched-format AUC;
-``last.pt`` (atomic) lets ``--resume`` continue an interrupted run with the same result.
+when ReduceLROnPlateau drives the rate below ``min_lr`` (DJIN), on no improvement or once
+``time_budget_s`` seconds of epochs are spent, class weighting by loss or by sampler.
+Validation keeps the best model by matched-format AUC; ``last.pt`` (atomic) lets
+``--resume`` continue an interrupted run with the same result.
 
 The engine runs it on CPU or CUDA (bf16 autocast there), and under
 ``torchrun --nproc_per_node=N`` with DDP (gloo on CPU, nccl on GPU); the recipe gives each
@@ -100,6 +101,9 @@ class TrainConfig:
     triplet_epochs: int = 0  # first epochs train model.embed with a batch-all triplet loss
     triplet_margin: float = 0.8
     early_stopping: int = 0  # stop after this many epochs without a better val AUC (0: off)
+    # Stop after the epoch during which the epochs' wall-clock seconds (training + validation,
+    # resumed epochs included) reached this; best model and calibration as usual (0: off).
+    time_budget_s: float = 0.0
     sequence_length: int | None = None  # sequence task: frames per item (None: the model's)
     patch: int = 128
     crops_per_image: int = 4
@@ -151,6 +155,8 @@ class TrainConfig:
         ):
             if value not in allowed:
                 raise SystemExit(f"noisetrace train: {name} {value!r}: use one of {allowed}")
+        if self.time_budget_s < 0:
+            raise SystemExit("noisetrace train: time_budget_s must be 0 (no limit) or more")
         if self.triplet_epochs >= self.epochs:
             raise SystemExit(
                 "noisetrace train: triplet_epochs must leave classifier epochs "
@@ -422,6 +428,7 @@ class Classification:
         self.device, self.seed, self.resume = cfg.device, cfg.seed, cfg.resume
         self.amp, self.progress = cfg.amp, cfg.progress
         self.min_lr, self.early_stopping = cfg.min_lr, cfg.early_stopping
+        self.time_budget_s = float(cfg.time_budget_s)
 
     def setup(self, ctx: Context) -> torch.nn.Module:
         cfg, device = self.cfg, ctx.device
