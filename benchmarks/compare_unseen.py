@@ -43,7 +43,7 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -159,8 +159,9 @@ def train(name: str, spec: Spec, train_tsv: Path, run: Path, args: argparse.Name
                "epoch_s": round(sum(float(r["seconds"]) for r in hist), 1),
                "budget_stop": f"stopping: time budget of {args.budget_s:g}s" in
                text[text.rfind(f"--out {run} "):],
-               "best_val_auc_matched": max(float(r.get("val_auc_matched") or "nan")
-                                           for r in hist)}  # fmt: skip
+               "best_val_auc_matched": max((float(r["val_auc_matched"]) for r in hist
+                                            if r.get("val_auc_matched") not in (None, "", "nan")),
+                                           default=None)}  # fmt: skip
     timing.write_text(json.dumps(rec, indent=2))
     return model, rec
 
@@ -168,13 +169,19 @@ def train(name: str, spec: Spec, train_tsv: Path, run: Path, args: argparse.Name
 def evaluate(name: str, spec: Spec, model: Path, test_tsv: Path, args: argparse.Namespace,
              log: Path) -> dict:  # fmt: skip
     out = Path(args.out) / "reports" / name
-    if (out / "report.json").is_file() and not args.force:
-        return json.loads((out / "report.json").read_text())
-    extra = ["--max-side", str(spec.max_side)] if spec.max_side else []
-    cli("evaluate", "--model", str(model), "--data", str(test_tsv), "--protocol", "jpeg,confound",
-        "--qualities", "65", "--bootstrap", "200", "--device", "cpu", "--quiet", "--out",
-        str(out), *extra, log=log)  # fmt: skip
-    return json.loads((out / "report.json").read_text())
+    if not (out / "report.json").is_file() or args.force:
+        extra = ["--max-side", str(spec.max_side)] if spec.max_side else []
+        cli("evaluate", "--model", str(model), "--data", str(test_tsv), "--protocol",
+            "jpeg,confound", "--qualities", "65", "--bootstrap", "200", "--device", "cpu",
+            "--quiet", "--out", str(out), *extra, log=log)  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    import csv
+
+    with open(out / "scores.csv", newline="") as fh:  # the per-sample scores
+        report["scores"] = [
+            {**r, "label": int(r["label"]), **{c: float(r[c]) for c in CONDITIONS.values()}}
+            for r in csv.DictReader(fh)]  # fmt: skip
+    return report
 
 
 def measures(report: dict) -> dict:
@@ -262,6 +269,9 @@ def main() -> int:
                     help=f"these detectors, in this order (default: "
                          f"{' '.join(n for n, s in DETECTORS.items() if s.default)}; "
                          f"choices: {', '.join(DETECTORS)})")  # fmt: skip
+    ap.add_argument("--max-side", nargs="+", default=[], metavar="NAME=PX",
+                    help="evaluate NAME with this --max-side instead of its own (0: the whole "
+                         "image), e.g. djin=128 on a busy machine (default: none)")  # fmt: skip
     ap.add_argument("--force", action="store_true",
                     help="retrain and rescore even where a model or report exists")
     args = ap.parse_args()
@@ -284,6 +294,11 @@ def main() -> int:
         print(f"warning: families in both training and test data: {sorted(seen)}",
               file=sys.stderr)  # fmt: skip
     names = args.only or [n for n, s in DETECTORS.items() if s.default]
+    for item in args.max_side:
+        name, _, px = item.partition("=")
+        if name not in DETECTORS or not px.isdigit():
+            ap.error(f"--max-side {item}: use NAME=PX with NAME one of {', '.join(DETECTORS)}")
+        DETECTORS[name] = replace(DETECTORS[name], max_side=int(px))
     json_path = args.out / "compare_unseen.json"
     results: list[dict] = []
     for name in names:

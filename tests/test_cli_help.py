@@ -183,22 +183,22 @@ def test_optional_requirements_are_named_before_any_work(missing, capsys, argv, 
 def test_failed_export_leaves_no_folder_and_success_replaces_stale_graphs(
     tiny_model_dir, tmp_path, monkeypatch, capsys
 ):
-    import noisetrace.detector as detector_mod
+    import noisetrace.runtime as runtime_mod  # checkpoint.save_checkpoint exports through it
     from noisetrace.export import export
 
-    real = detector_mod.export_onnx
+    real = runtime_mod.export_onnx
 
     def broken(model, directory):
         (Path(directory) / "features.onnx").write_bytes(b"half")
         raise RuntimeError("exporter failed")
 
-    monkeypatch.setattr(detector_mod, "export_onnx", broken)
+    monkeypatch.setattr(runtime_mod, "export_onnx", broken)
     out = tmp_path / "models" / "mine"
     with pytest.raises(RuntimeError):
         export(str(tiny_model_dir), out)
     assert not out.exists() and list(out.parent.iterdir()) == []
 
-    monkeypatch.setattr(detector_mod, "export_onnx", real)
+    monkeypatch.setattr(runtime_mod, "export_onnx", real)
     out.mkdir()
     (out / "forward.onnx").write_bytes(b"stale")  # from other weights
     (out / "notes.txt").write_text("mine")

@@ -136,3 +136,65 @@ def test_time_budget_stops_after_the_epoch_that_spent_it_and_resume_continues(
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k  # interrupted by its budget or not
     assert resumed["metrics"]["validation"] == whole["metrics"]["validation"]
+
+
+class _Tiny:
+    """A minimal engine recipe: a linear model on fixed random data; the first epoch is not
+    ranked (like CFFN's triplet phase), so there is no model to keep after it."""
+
+    checkpoint_name, history_name, key_names = "last.pt", "history.csv", ("epoch",)
+    device, seed, resume, amp, progress = "cpu", 0, False, "off", False
+    min_lr, early_stopping = 0.0, 0
+
+    def __init__(self, out, budget: float) -> None:
+        self.out, self.time_budget_s, self.kept = out, budget, 0
+        g = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(16, 3, generator=g), (torch.rand(16, generator=g) > 0.5)
+
+    def setup(self, ctx):
+        self.out.mkdir(parents=True, exist_ok=True)
+        return torch.nn.Linear(3, 1)
+
+    def resumed(self, state) -> None: ...
+
+    def schedule(self):
+        from noisetrace.train.engine import Epoch
+
+        return [Epoch((e,), ranked=e > 0, row={"epoch": e}) for e in range(4)]
+
+    def extra_state(self):
+        return {}
+
+    def optimizer(self, epoch, model):
+        from noisetrace.train.engine import Optim
+
+        return Optim(torch.optim.SGD(model.parameters(), lr=0.1))
+
+    def trainable(self, epoch, model):
+        return model, False
+
+    def batches(self, epoch, model, ctx):
+        return [(self.x, self.y.float())]
+
+    def forward(self, epoch, net, x):
+        return net(x).squeeze(1)
+
+    def loss(self, epoch, z, y):
+        return torch.nn.functional.binary_cross_entropy_with_logits(z, y)
+
+    def validate(self, epoch, model):
+        return {}, 0.5 if epoch.ranked else float("nan")
+
+    def keep_best(self, model) -> None:
+        self.kept += 1
+
+    def describe(self, row) -> str:
+        return str(row)
+
+    def finish(self, model, ctx, best, history):
+        return {"epochs": len(history), "kept": self.kept}
+
+
+def test_time_budget_never_stops_before_a_ranked_epoch(tmp_path) -> None:
+    assert run(_Tiny(tmp_path / "a", 1e-6)) == {"epochs": 2, "kept": 1}  # unranked + 1 ranked
+    assert run(_Tiny(tmp_path / "b", 0.0)) == {"epochs": 4, "kept": 1}  # no budget: all 4

@@ -22,8 +22,10 @@ per payload). Everything around it is here, the same for every recipe:
   model; ``early_stopping`` and ``min_lr`` end a run early.
 * **Time budget.** A recipe with a ``time_budget_s`` above 0 stops after the epoch during
   which its epochs' wall-clock seconds (training and validation, summed over the history, so
-  a resumed run counts the epochs before the interruption) reached the budget; the
-  checkpoint, the best model and the recipe's ``finish`` are as after any other stop.
+  a resumed run counts the epochs before the interruption) reached the budget, but not
+  before its first ranked epoch (there must be a best model); the checkpoint, the best model
+  and the recipe's ``finish`` are as after any other stop. An epoch longer than the budget
+  overshoots it: size epochs to a fraction of the budget.
 """
 
 from __future__ import annotations
@@ -333,7 +335,9 @@ def run(
     spent = sum(float(r.get("seconds") or 0) for r in history)  # resumed epochs count too
 
     def over_budget(after: str) -> bool:
-        if budget > 0 and spent >= budget:
+        # Never before a ranked epoch has run: a run needs a model to keep (CFFN's triplet
+        # epochs are not ranked).
+        if budget > 0 and spent >= budget and best != -math.inf:
             log.info("stopping: time budget of %gs spent (%.1fs of epochs) %s",
                      budget, spent, after)  # fmt: skip
             return True
@@ -393,12 +397,13 @@ def run(
         if ctx.rank == 0:
             extra, score = recipe.validate(epoch, model)
             row.update(extra)
-        row["seconds"] = round(time.perf_counter() - t0, 1)
+        seconds = time.perf_counter() - t0
         if ctx.distributed:  # every rank steps its scheduler and stops on rank 0's validation
-            t = torch.tensor([score, row["seconds"]], dtype=torch.float64, device=device)
+            t = torch.tensor([score, seconds], dtype=torch.float64, device=device)
             dist.broadcast(t, 0)  # ... and on rank 0's clock
-            score, row["seconds"] = float(t[0]), float(t[1])
-        spent += row["seconds"]  # what the history will sum on resume
+            score, seconds = float(t[0]), float(t[1])
+        row["seconds"] = round(seconds, 1)  # what the history sums on resume
+        spent += seconds
         improved = False
         if epoch.ranked:
             improved = score > best or not math.isfinite(best)
