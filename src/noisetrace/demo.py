@@ -42,9 +42,9 @@ def run() -> int:
                str(OUT / "scan.csv")])  # fmt: skip
     print(
         "\nAll sample inputs are real photographs, but small (at most 512 px), downscaled and\n"
-        "re-encoded long ago: their camera noise is mostly gone, and the bundled model, trained\n"
-        "on full-size photos, calls some of them fake. Such inputs are outside what it was\n"
-        "validated on: read those verdicts as uncertain (src/noisetrace/zoo/default/\n"
+        "re-encoded long ago: their camera noise is mostly gone, so a \"fake\" verdict on one of\n"
+        "them would be a false alarm. Such inputs are outside what the bundled model was\n"
+        "validated on: read their verdicts as uncertain (src/noisetrace/zoo/default/\n"
         "MODEL_CARD.md). Records are in\n"
         f"{OUT}/scan.jsonl and {OUT}/scan.csv; broken.jpg shows how a bad file is reported."
     )
