@@ -126,3 +126,17 @@ def test_platt_never_inverts_the_ranking():
     labels = (logits < 0).astype(int)  # an inverted model
     a, b = fit_platt(logits, labels)
     assert a > 0
+
+
+def test_platt_scaling_does_not_depend_on_the_logits_scale():
+    """Logits of a network that blew up (1e7 scale) calibrate as their rescaled twins do
+    (the solver on raw huge logits stopped at about half the slope)."""
+    from noisetrace.metrics import fit_platt
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    z = rng.normal(size=400) + 2.0 * y
+    a1, b1 = fit_platt(z, y)
+    for scale in (1e3, 7e7):
+        a, b = fit_platt(z * scale, y)
+        assert a * scale == pytest.approx(a1, rel=0.02) and b == pytest.approx(b1, abs=0.02)

@@ -100,8 +100,14 @@ def fit_platt(logits, labels) -> tuple[float, float]:
 
     x = np.asarray(logits, dtype=float).reshape(-1, 1)
     y = np.asarray(labels, dtype=int)
-    lr = LogisticRegression(C=1e4, max_iter=1000).fit(x, y)
-    a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    # Fitted on standardised logits, then mapped back: a network whose logits blew up
+    # (1e7 after one epoch at a high rate) otherwise leaves the solver at a slope near 0,
+    # and every calibrated score at 0.5.
+    mu, sd = float(x.mean()), float(x.std())
+    sd = sd if np.isfinite(sd) and sd > 0 else 1.0
+    lr = LogisticRegression(C=1e4, max_iter=1000).fit((x - mu) / sd, y)
+    a = float(lr.coef_[0, 0]) / sd
+    b = float(lr.intercept_[0]) - a * mu
     if a <= 0:
         # A negative slope would turn the model's ranking upside down; calibration must only
         # rescale. Keep the slope at 1 and fit the offset alone (the base rate).
