@@ -21,7 +21,7 @@ per payload). Everything around it is here, the same for every recipe:
 * **Best epoch.** A ``ranked`` epoch's validation score competes; the recipe keeps the best
   model; ``early_stopping`` and ``min_lr`` end a run early.
 * **Time budget.** A recipe with a ``time_budget_s`` above 0 stops after the epoch during
-  which its epochs' wall-clock seconds (training and validation, summed over the history, so
+  which its epochs' wall-clock seconds (training and validation, kept in the checkpoint, so
   a resumed run counts the epochs before the interruption) reached the budget, but not
   before its first ranked epoch (there must be a best model); the checkpoint, the best model
   and the recipe's ``finish`` are as after any other stop. An epoch longer than the budget
@@ -126,9 +126,7 @@ class Recipe(Protocol):
     progress: bool
     min_lr: float  # stop once the learning rate falls below this (0: never)
     early_stopping: int  # stop after this many ranked epochs without a better score (0: off)
-    # Optional (read with getattr, 0 when absent): wall-clock seconds of epochs after which
-    # the run stops at the end of the epoch that used them up (0: no limit).
-    # time_budget_s: float
+    time_budget_s: float  # stop after the epoch that used up this many seconds (0: off)
 
     def setup(self, ctx: Context) -> nn.Module:
         """Build the model (on ``ctx.device``) and the data; return the model."""
@@ -331,8 +329,10 @@ def run(
     elif recipe.resume:
         log.info("--resume: no %s yet, starting from scratch", ckpt_path)
 
-    budget = float(getattr(recipe, "time_budget_s", 0) or 0)
-    spent = sum(float(r.get("seconds") or 0) for r in history)  # resumed epochs count too
+    budget = float(recipe.time_budget_s)
+    # Seconds of epochs so far, resumed ones included: kept exact in the checkpoint (the
+    # history's per-epoch figures are rounded, and a fast epoch rounds to 0).
+    spent = float(state.get("spent_s", 0.0)) if state is not None else 0.0
 
     def over_budget(after: str) -> bool:
         # Never before a ranked epoch has run: a run needs a model to keep (CFFN's triplet
@@ -402,7 +402,7 @@ def run(
             t = torch.tensor([score, seconds], dtype=torch.float64, device=device)
             dist.broadcast(t, 0)  # ... and on rank 0's clock
             score, seconds = float(t[0]), float(t[1])
-        row["seconds"] = round(seconds, 1)  # what the history sums on resume
+        row["seconds"] = round(seconds, 1)
         spent += seconds
         improved = False
         if epoch.ranked:
@@ -426,6 +426,7 @@ def run(
                 "scheduler": sched.state_dict() if sched is not None else None,
                 **dict(zip(names, epoch.key, strict=True)),
                 "best_auc": best, "bad_epochs": bad_epochs,  # best_auc: the best score
+                "spent_s": spent,
                 "history": json.dumps(history), "torch_rng": torch.get_rng_state(),
                 **recipe.extra_state(),
             }, ckpt_path)  # fmt: skip

@@ -524,6 +524,7 @@ class Steganalysis:
     progress = True
     min_lr = 0.0
     early_stopping = 0
+    time_budget_s = 0.0
 
     def __init__(self, cfg: StegoConfig) -> None:
         self.cfg = cfg
