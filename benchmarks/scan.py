@@ -79,7 +79,7 @@ def detectors(quick: bool) -> list[tuple[str, Detector, bool]]:
         for p in peers:
             model = models.create(p)
             # MesoNet is a face model: it finds faces in video frames, as `faces` does.
-            cfg = DetectorConfig(name=p, arch=p, input=model.pretrained_cfg.get("input", "image"))
+            cfg = DetectorConfig.for_model(model, p, p)
             if cfg.input == "face":
                 cfg.face = {**cfg.face, "size": 256, "detect": {"max_side": 320}}
             det = Detector(model, cfg, backend="torch")

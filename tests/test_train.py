@@ -198,3 +198,14 @@ def test_model_card_warns_about_a_tiny_validation_set(tmp_path, caplog):
     assert "calibration slope is 99.8" in md
     assert len(json.loads((tmp_path / "card.json").read_text())["warnings"]) == 2
     assert "Validated on only 6 images" in caplog.text
+
+
+def test_a_face_network_is_saved_as_a_face_model(toy_dataset, tmp_path):
+    """The saved config takes ``input`` from the architecture's ``pretrained_cfg``: a face
+    network trained here finds and crops faces when it scans, as its training data were."""
+    out = tmp_path / "meso"
+    rc = main(["train", "--data", str(toy_dataset), "--out", str(out), "--arch", "mesonet4",
+               "--epochs", "1", "--batch-size", "16",
+               "--set", "crops_per_image=1", "val_max_side=96"])  # fmt: skip
+    assert rc == 0
+    assert Detector.load(out / "best", device="cpu").config.input == "face"

@@ -41,6 +41,16 @@ class DetectorConfig:
     weights_sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def for_model(cls, model: Any, name: str, arch: str, **fields: Any) -> DetectorConfig:
+        """A config for ``model`` that takes what the architecture declares in its
+        ``pretrained_cfg`` (today ``input``: whole image, face, face + background), so a
+        face network is never saved as a whole-image model. ``fields`` override."""
+        declared = getattr(model, "pretrained_cfg", None) or {}
+        if "input" in declared and "input" not in fields:
+            fields["input"] = declared["input"]
+        return cls(name=name, arch=arch, **fields)
+
 
 def read_config(d: Path) -> DetectorConfig:
     """``d/config.json`` as a :class:`DetectorConfig`; a missing, unreadable or malformed file

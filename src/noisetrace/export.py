@@ -70,8 +70,8 @@ def from_keras(h5: str | Path, out: str | Path, name: str | None = None) -> list
     h5 = Path(h5)
     arch = "mesoinception4" if "inception" in h5.name.lower() else "mesonet4"
     model = load_keras_weights(models.create(arch), h5)
-    config = DetectorConfig(
-        name=name or h5.stem.lower(), arch=arch, input="face",
+    config = DetectorConfig.for_model(
+        model, name or h5.stem.lower(), arch,
         extra={"source": f"{h5.name} (MesoNet authors' Keras weights, Apache-2.0)"},
     )  # fmt: skip
     det = Detector(model, config, device="cpu", backend="torch")

@@ -371,7 +371,14 @@ def _load_data(cfg: TrainConfig, task: str, model: torch.nn.Module, rank: int) -
     held_set = set(held)
     pool = [s for s in samples if s not in held_set]
     tr_s, va_s = split_pool(pool, cfg)
-    aug = Augment(size=cfg.patch, **cfg.augment)
+    # A network with a fixed input (MesoNet 256, CFFN 224) trains on patches of that size,
+    # the size scanning resizes its inputs to; `patch` applies to fully convolutional ones.
+    fixed = model.pretrained_cfg.get("input_size")
+    patch = int(fixed[0]) if fixed else cfg.patch
+    if fixed and patch != cfg.patch:
+        log.info("%s takes %dx%d inputs: training patches are %d px (not --patch %d)",
+                 cfg.arch, fixed[0], fixed[1], patch, cfg.patch)  # fmt: skip
+    aug = Augment(size=patch, **cfg.augment)
     info: dict[str, Any] = {"held": len(held)}
     if task == "image":
         tr_s, tr_img, tr_fail = load_samples(tr_s)
@@ -483,7 +490,8 @@ class Classification:
         self.class_w = torch.tensor(
             [n / (2 * max(1, n - n_fake)), n / (2 * max(1, n_fake))], device=device
         )
-        self.det_cfg = DetectorConfig(name=cfg.name, arch=cfg.arch, arch_config=cfg.arch_config)
+        self.det_cfg = DetectorConfig.for_model(model, cfg.name, cfg.arch,
+                                                arch_config=cfg.arch_config)  # fmt: skip
         self.det: Detector | None = None
         return model
 

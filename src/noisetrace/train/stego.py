@@ -660,8 +660,8 @@ class Steganalysis:
                 for s, p in enumerate(cfg.payloads)
             },
         }
-        det_cfg = DetectorConfig(
-            name=f"{cfg.arch}-stego-init", arch=cfg.arch, arch_config=cfg.arch_config,
+        det_cfg = DetectorConfig.for_model(
+            model, f"{cfg.arch}-stego-init", cfg.arch, arch_config=cfg.arch_config,
             extra={"kind": "steganalysis-init", "pretrain": summary},
         )  # fmt: skip
         Detector(model, det_cfg, device=str(ctx.device), backend="torch").save(out)
