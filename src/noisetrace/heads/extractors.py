@@ -9,6 +9,8 @@ travels in a model's ``config.json`` and rebuilds it (:func:`from_spec`).
   and with ``taps="blocks"`` ``block_cls`` / ``block_tokens`` (V, L, W).
 * ``spam``: SPAM residual statistics (:mod:`noisetrace.residuals.spam`) of the centre
   ``max_side`` square at native resolution; array ``spam`` (1, 686).
+* ``spectrum``: spectral statistics of the residual (:mod:`noisetrace.residuals.spectrum`)
+  of the centre ``max_side`` square at native resolution; array ``spectrum`` (1, 3 * bins + 24).
 * ``detector``: the raw fake logit of another noisetrace model directory; array ``logit``.
 """
 
@@ -109,6 +111,30 @@ class SpamExtractor:
         return [self(i) for i in imgs]
 
 
+class SpectrumExtractor:
+    kind = "spectrum"
+
+    def __init__(self, max_side: int = 1024, tile: int = 256, bins: int = 32) -> None:
+        self.max_side, self.tile, self.bins = max_side, tile, bins
+
+    @property
+    def id(self) -> str:
+        return f"spectrum:v1:t{self.tile}:b{self.bins}:centre{self.max_side}"
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "spectrum", "max_side": self.max_side, "tile": self.tile,
+                "bins": self.bins}  # fmt: skip
+
+    def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
+        from noisetrace.residuals.spectrum import spectrum_features
+
+        img = _centre_at_most(img, self.max_side)
+        return {"spectrum": spectrum_features(img, self.tile, self.bins)[None]}
+
+    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        return [self(i) for i in imgs]
+
+
 class DetectorLogitExtractor:
     kind = "detector"
 
@@ -152,10 +178,11 @@ def select_feature(arrs: dict[str, np.ndarray], feature: str) -> np.ndarray:
     return sel.reshape(len(a), -1)
 
 
-_KINDS = {"clip": ClipExtractor, "spam": SpamExtractor, "detector": DetectorLogitExtractor}
+_KINDS = {"clip": ClipExtractor, "spam": SpamExtractor, "spectrum": SpectrumExtractor,
+          "detector": DetectorLogitExtractor}  # fmt: skip
 
 
-Extractor = ClipExtractor | SpamExtractor | DetectorLogitExtractor
+Extractor = ClipExtractor | SpamExtractor | SpectrumExtractor | DetectorLogitExtractor
 
 
 def from_spec(spec: dict[str, Any], **kw: Any) -> Extractor:
