@@ -140,3 +140,16 @@ def test_platt_scaling_does_not_depend_on_the_logits_scale():
     for scale in (1e3, 7e7):
         a, b = fit_platt(z * scale, y)
         assert a * scale == pytest.approx(a1, rel=0.02) and b == pytest.approx(b1, abs=0.02)
+
+
+def test_threshold_at_fpr_holds_every_kind_with_enough_images():
+    from noisetrace.metrics import threshold_at_fpr
+
+    rng = np.random.default_rng(0)
+    camera, web, few = rng.uniform(0, 0.8, 100), rng.uniform(0, 0.99, 200), np.full(5, 0.999)
+    scores = np.concatenate([camera, web, few])
+    kinds = np.array(["camera"] * 100 + ["web"] * 200 + ["scan"] * 5)
+    thr = threshold_at_fpr(scores, kinds, 0.03)
+    assert np.mean(web >= thr) <= 0.03 + 1 / 200 and np.mean(camera >= thr) <= 0.03
+    assert thr < 0.999  # 5 scans cannot measure 3%: they do not set it
+    assert threshold_at_fpr(rng.uniform(0, 0.2, 50), np.array(["web"] * 50), 0.03) == 0.5

@@ -26,6 +26,21 @@ def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, target: float) -> float:
     return float(tpr[ok].max()) if ok.any() else 0.0
 
 
+def threshold_at_fpr(real_scores: np.ndarray, kinds: np.ndarray, target: float,
+                     min_n: int = 20, floor: float = 0.5) -> float:
+    """The lowest threshold that calls at most ``target`` of every kind of real image
+    (camera, web, film scan, ...) fake, over kinds with ``min_n`` or more images (fewer
+    cannot measure a few percent); never below ``floor``. ``real_scores``: probabilities
+    of real images on data the model did not train on; ``kinds``: their source kinds."""
+    real_scores, kinds = np.asarray(real_scores, float), np.asarray(kinds)
+    thr = floor
+    for kind in sorted(set(kinds.tolist())):
+        sel = real_scores[kinds == kind]
+        if len(sel) >= min_n:
+            thr = max(thr, float(np.quantile(sel, 1 - target)))
+    return thr
+
+
 def binary_metrics(labels, scores, threshold: float = 0.5) -> dict[str, float]:
     """AUC, AP, accuracy, balanced accuracy, EER, TPR@1%/5% FPR, precision/recall/F1.
 

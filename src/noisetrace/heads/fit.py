@@ -38,6 +38,7 @@ from noisetrace.data.manifest import FAKE, REAL, Sample
 from noisetrace.heads.cache import FeatureCache, default_cache_dir
 from noisetrace.heads.extractors import from_spec
 from noisetrace.heads.linear import LinearHead
+from noisetrace.metrics import threshold_at_fpr
 
 SMALL_FAMILY = 12  # fake families smaller than this are held out together as "small-*"
 
@@ -198,11 +199,7 @@ def fit_stack(recipe: HeadRecipe, feats: Features, idx: np.ndarray) -> StackedMo
     # The threshold holds the target for every kind of real image with enough examples
     # (camera photos, web photos, film scans, ...), not just on average over them.
     kinds = np.tile(feats.family[idx], len(recipe.transforms))[yall == REAL]
-    thr = 0.5
-    for kind in set(kinds):
-        sel = oof_real[kinds == kind]
-        if len(sel) >= 20:
-            thr = max(thr, float(np.quantile(sel, 1 - recipe.target_fpr)))
+    thr = threshold_at_fpr(oof_real, kinds, recipe.target_fpr)
     return StackedModel(_fit_heads(recipe, feats, idx), coef, intercept, thr, oof_real)
 
 

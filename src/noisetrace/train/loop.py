@@ -41,9 +41,15 @@ from torch.utils.data import DataLoader, Sampler
 
 from noisetrace import models
 from noisetrace.data.augment import Augment, center_crop, matched_format
+from noisetrace.data.families import family_of
 from noisetrace.data.manifest import Sample, discover, split
 from noisetrace.detector import Detector, DetectorConfig
-from noisetrace.metrics import binary_metrics, expected_calibration_error, fit_platt
+from noisetrace.metrics import (
+    binary_metrics,
+    expected_calibration_error,
+    fit_platt,
+    threshold_at_fpr,
+)
 from noisetrace.runtime import Preprocess
 from noisetrace.train.card import write_model_card
 from noisetrace.train.dataset import (
@@ -111,6 +117,9 @@ class TrainConfig:
     val_fraction: float = 0.2
     val_max_side: int = 1024  # validation views are centre crops at most this big (no resize)
     val_quality: int = 90
+    # The decision threshold holds at most this share of every kind of validation real
+    # (20 or more images) called fake, never below 0.5, as `noisetrace fit` sets it; None: 0.5.
+    target_fpr: float | None = 0.03
     holdout: list[str] = field(default_factory=list)  # regexes on generator: held-out test
     seed: int = 0
     device: str = "auto"
@@ -621,6 +630,11 @@ def finalize(
     a, b = fit_platt(logits["matched"], labels)
     det.config.calibration = {"a": a, "b": b}
     det.config.extra["task"] = task
+    if cfg.target_fpr is not None:
+        real = labels == 0
+        kinds = np.array([family_of(s) for s, r in zip(va_s, real, strict=True) if r])
+        det.set_threshold(threshold_at_fpr(det.calibrate(logits["matched"][real]), kinds,
+                                           cfg.target_fpr))  # fmt: skip
     metrics: dict[str, dict[str, Any]] = {}
     for view, lv in logits.items():
         probs = det.calibrate(lv)
@@ -660,7 +674,11 @@ def finalize(
         "recipe": dataclasses.asdict(cfg),
         "metrics": {**metrics, "validation per dataset (matched formats)": per_dataset},
         "calibration": {"method": "Platt scaling on matched-format validation logits",
-                        "a": a, "b": b, "threshold": det.threshold},
+                        "a": a, "b": b, "threshold": det.threshold,
+                        "threshold_rule": (
+                            f"at most {cfg.target_fpr:.0%} of each kind of validation real "
+                            "(20 or more images) called fake, never below 0.5"
+                            if cfg.target_fpr is not None else "0.5")},
     }  # fmt: skip
     write_model_card(out / "best", card)
     log.info(
