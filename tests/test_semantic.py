@@ -493,3 +493,25 @@ def test_block_taps_read_every_block_from_one_pass(tmp_path, photo):
     n_nodes = [len(onnx.load_from_string(e._tapped_graph()).graph.node)
                for e in (e2.encoder, e3.encoder)]  # fmt: skip
     assert n_nodes[1] < n_nodes[0]
+
+
+def test_a_head_warns_when_this_machine_computes_its_features_differently(tiny_encoder, photo,
+                                                                          tmp_path):  # fmt: skip
+    """The saved head records its logit on a fixed probe image; loading where the features
+    come out otherwise (another ONNX Runtime, another CPU's INT8 kernels) warns."""
+    import warnings
+
+    from noisetrace.heads.detector import PROBE_TOLERANCE, probe_image
+
+    assert np.array_equal(probe_image(), probe_image()) and probe_image().shape == (256, 256, 3)
+    sem = _feature_detector(tiny_encoder, photo)
+    sem.save(tmp_path / "sem")
+    cfg = json.loads((tmp_path / "sem" / "config.json").read_text())
+    assert abs(cfg["extra"]["probe_logit"] - sem.logit(probe_image())) < 1e-4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Detector.load(tmp_path / "sem")  # same machine, same numerics: silent
+    cfg["extra"]["probe_logit"] += 2 * PROBE_TOLERANCE
+    (tmp_path / "sem" / "config.json").write_text(json.dumps(cfg))
+    with pytest.warns(RuntimeWarning, match="computes differently on this machine"):
+        Detector.load(tmp_path / "sem")

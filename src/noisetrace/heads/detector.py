@@ -28,6 +28,21 @@ from noisetrace.heads.linear import LinearHead
 from noisetrace.io import atomic_write
 
 HEAD_ARCHS = ("feature-head", "fusion")
+# How far the head's logit on the probe image may move before scores are not trusted:
+# JPEG library versions move it by hundredths; an encoder computing differently (ONNX
+# Runtime's INT8 kernels differ by version and CPU) moved it by 10 or more.
+PROBE_TOLERANCE = 1.0
+
+
+def probe_image() -> np.ndarray:
+    """A fixed 256x256 RGB test pattern (gradients, stripes, hashed noise), the same bytes
+    on every machine: no RNG, no image file."""
+    y, x = np.mgrid[:256, :256].astype(np.int64)
+    noise = ((x * 73856093) ^ (y * 19349663)) % 61
+    r = (x + noise) % 256
+    g = (y * 2 + (x // 16) * 8 + noise) % 256
+    b = (128 + 100 * np.sin(x / 9.0) * np.cos(y / 13.0) + noise).astype(np.int64) % 256
+    return np.stack([r, g, b], axis=-1).astype(np.uint8)
 _IMAGE_CFG = {"input_size": None, "normalize": "unit", "sequence_length": None, "input": "image"}
 
 
@@ -95,7 +110,32 @@ class FeatureDetector(Detector):
             raise ModelError(f"{f} is missing or does not match the hash in config.json; "
                              "refit the head (`noisetrace fit`) or reinstall noisetrace")
         ext = from_spec(config.extra["extractor"])
-        return cls(ext, LinearHead.load(f), config.extra.get("feature", "embeds"), config)
+        det = cls(ext, LinearHead.load(f), config.extra.get("feature", "embeds"), config)
+        det.check_numerics()
+        return det
+
+    def probe_logit(self) -> float:
+        """The head's raw logit on :func:`probe_image`, recorded when the head is saved."""
+        return float(self.logits_batch([probe_image()])[0])
+
+    def check_numerics(self) -> None:
+        """Warn when this machine's features of the probe image give another logit than
+        where the head was fitted: the same file would get another score here."""
+        want = self.config.extra.get("probe_logit")
+        if want is None:
+            return
+        got = self.probe_logit()
+        if abs(got - want) > PROBE_TOLERANCE:
+            import warnings
+
+            warnings.warn(
+                f"model {self.config.name!r}: its feature extractor computes differently on "
+                f"this machine (probe logit {got:.2f}, {want:.2f} where the head was fitted; "
+                f"{self.extractor.kind} via {self.backend}): scores here are not the validated "
+                "ones. Use the ONNX Runtime version the model card names, or refit the head "
+                "here (`noisetrace fit`, minutes with cached features).",
+                RuntimeWarning, stacklevel=3,
+            )  # fmt: skip
 
     def save(self, directory: str | Path, onnx: bool = False) -> Path:
         d = Path(directory)
@@ -103,7 +143,10 @@ class FeatureDetector(Detector):
         self.head.save(d / "head.safetensors")
         self.config.arch = "feature-head"
         self.config.extra.update(extractor=self.extractor.spec(), feature=self.feature,
-                                 head_sha256=sha256_file(d / "head.safetensors"))
+                                 head_sha256=sha256_file(d / "head.safetensors"),
+                                 probe_logit=self.probe_logit(),
+                                 fitted_with={p: _version(p) for p in
+                                              ("onnxruntime", "numpy", "pillow")})  # fmt: skip
         _write_config(d, self.config)
         return d
 
@@ -174,6 +217,15 @@ class FusedDetector(Detector):
         self.config.extra["fusion"] = {"coef": self.coef, "intercept": self.intercept}
         _write_config(d, self.config)
         return d
+
+
+def _version(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _write_config(d: Path, config: DetectorConfig) -> None:
