@@ -490,7 +490,7 @@ def test_block_taps_read_every_block_from_one_pass(tmp_path, photo):
     assert e3.id == e2.id and cut["block_cls"].shape == (1, 1, 12) and "embeds" not in cut
     assert np.array_equal(cut["block_cls"][:, 0], b["block_cls"][:, 0])
     assert np.array_equal(select_feature(cut, "block_cls@0"), select_feature(b, "block_cls@0"))
-    n_nodes = [len(onnx.load_from_string(e._tapped_graph()).graph.node)
+    n_nodes = [len(onnx.load_from_string(e._graph()).graph.node)
                for e in (e2.encoder, e3.encoder)]  # fmt: skip
     assert n_nodes[1] < n_nodes[0]
 
@@ -515,3 +515,64 @@ def test_a_head_warns_when_this_machine_computes_its_features_differently(tiny_e
     (tmp_path / "sem" / "config.json").write_text(json.dumps(cfg))
     with pytest.warns(RuntimeWarning, match="computes differently on this machine"):
         Detector.load(tmp_path / "sem")
+
+
+def _int8_matmul_graph(w: np.ndarray, wzp: np.ndarray) -> bytes:
+    """x -> DynamicQuantizeLinear -> MatMulInteger(int8 w, per-column zero point) -> scaled
+    float: the pattern of dynamically quantised INT8 exports such as the bundled CLIP."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xzp"]),
+        helper.make_node("MatMulInteger", ["xq", "w", "xzp", "wzp"], ["acc"]),
+        helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["accf", "xs"], ["y"]),
+    ]
+    g = helper.make_graph(
+        nodes, "q", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", w.shape[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", w.shape[1]])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(wzp, "wzp")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m.SerializeToString()
+
+
+def test_float_numerics_compute_the_exact_integer_products():
+    """numerics='float' turns MatMulInteger into float math on the same integers: equal to
+    the exact integer result (what saturating INT8 kernels miss) on every machine."""
+    import onnx
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(-128, 128, (64, 16)).astype(np.int8)  # extremes saturate int16 pairs
+    wzp = rng.integers(-3, 4, 16).astype(np.int8)
+    x = rng.normal(0, 1, (5, 64)).astype(np.float32)
+    m = onnx.load_from_string(_int8_matmul_graph(w, wzp))
+    rewritten = backbones.float_integer_matmuls(m)
+    assert "MatMulInteger" not in {n.op_type for n in rewritten.graph.node}
+    assert "MatMulInteger" in {n.op_type for n in m.graph.node}  # the input is untouched
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(rewritten.SerializeToString(), so,
+                                providers=["CPUExecutionProvider"])  # fmt: skip
+    got = sess.run(None, {"x": x})[0]
+    # The reference: DynamicQuantizeLinear by its ONNX definition, then int64 products.
+    lo, hi = min(0.0, float(x.min())), max(0.0, float(x.max()))
+    scale = np.float32((hi - lo) / 255)
+    zp = np.clip(np.round(-lo / scale), 0, 255)
+    xq = np.clip(np.round(x / scale) + zp, 0, 255).astype(np.int64)
+    want = ((xq - int(zp)) @ (w.astype(np.int64) - wzp.astype(np.int64))).astype(np.float32)
+    assert np.allclose(got, want * scale, rtol=1e-6, atol=1e-6)
+
+
+def test_numerics_are_part_of_the_features_identity(tiny_encoder):
+    from noisetrace.heads.extractors import from_spec
+
+    base = {"kind": "clip", "backbone": "onnx", "file": str(tiny_encoder), "views": "resize"}
+    legacy, portable = from_spec(base), from_spec({**base, "numerics": "float"})
+    assert legacy.id != portable.id and "numerics" not in legacy.spec()
+    assert from_spec(portable.spec()).id == portable.id
+    with pytest.raises(ModelError, match="numerics"):
+        from_spec({**base, "numerics": "fast"}).encoder.session()

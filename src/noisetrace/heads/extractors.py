@@ -39,24 +39,30 @@ class ClipExtractor:
 
     def __init__(self, backbone: str = "clip-vit-b16-int8", views: str = "resize",
                  file: str | None = None, sha256: str | None = None,
-                 threads: int | None = None, taps: str | None = None) -> None:  # fmt: skip
+                 threads: int | None = None, taps: str | None = None,
+                 numerics: str | None = None) -> None:  # fmt: skip
         from noisetrace.semantic.backbones import create_backbone
         from noisetrace.semantic.views import parse_policy
 
         parse_policy(views)  # fail early on a bad policy
         self.policy = views
+        # None: the runtime's own INT8 kernels ("ort"), what heads fitted before numerics
+        # existed were fitted on; new recipes say "float" (portable; semantic/backbones.py).
         self.encoder = create_backbone(backbone, file=file, sha256=sha256, threads=threads,
-                                       taps=taps)  # fmt: skip
-        self.backbone, self.taps = backbone, taps
+                                       taps=taps, numerics=numerics or "ort")  # fmt: skip
+        self.backbone, self.taps, self.numerics = backbone, taps, numerics
 
     @property
     def id(self) -> str:
         taps = f":taps-{self.taps}" if self.taps else ""  # older caches keep their key
-        return f"clip:{self.backbone}:{self.encoder.check()}:{self.policy}:b{CLIP_BATCH}{taps}"
+        num = f":num-{self.numerics}" if self.numerics else ""
+        return (f"clip:{self.backbone}:{self.encoder.check()}:{self.policy}:b{CLIP_BATCH}"
+                f"{taps}{num}")  # fmt: skip
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "clip", "backbone": self.backbone, "views": self.policy,
                 "sha256": self.encoder.check(), **({"taps": self.taps} if self.taps else {}),
+                **({"numerics": self.numerics} if self.numerics else {}),
                 **({"file": str(self.encoder.path)} if self.backbone == "onnx" else {})}
 
     def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:

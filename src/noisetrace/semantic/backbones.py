@@ -12,6 +12,16 @@ Registered:
 * ``onnx``: any CLIP-style ONNX image encoder on disk (``file=...``), e.g. an fp32 export of
   the same model; its hash is recorded when a head is fitted and checked at load.
 
+Numerics (``numerics``): ``"ort"`` runs the INT8 graph as shipped, on ONNX Runtime's own
+integer kernels, whose results depend on the runtime's version, its graph fusions and the
+CPU (the AVX2 path can saturate where AVX-512 VNNI is exact; seen: block features moved to
+cosine 0.98 and a fitted head's logits by 10 or more). ``"float"`` rewrites every
+``MatMulInteger`` as a float32 ``MatMul`` of the same integers (:func:`float_integer_matmuls`):
+the quantisation of activations and the integer products stay, the sums are exact up to
+2^24; and it runs the graph as written, without the runtime's own rewrites. The features
+are then the same on every machine and runtime (measured: identical to the integer kernels
+where those are exact, AVX-512 VNNI). New heads use ``"float"``.
+
 Output: a dict of (B, D) float32 arrays: ``embeds`` (the projected image embedding),
 ``cls`` (last hidden state's class token) and ``tokens`` (mean of the patch tokens) when
 the graph exposes the hidden state. With ``taps="blocks"`` the residual stream after every
@@ -84,6 +94,7 @@ class OnnxImageEncoder:
     # activation scales are per tensor), so this is a runtime setting, not part of the
     # features' identity. Outputs then hold block_cls/block_tokens of blocks 0..last_block.
     last_block: int | None = None
+    numerics: str = "ort"  # "ort" or "float" (see the module docstring)
     _session: Any = field(default=None, init=False, repr=False)
     _block_names: list[str] = field(default_factory=list, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -109,30 +120,41 @@ class OnnxImageEncoder:
                 import onnxruntime as ort
 
                 so = ort.SessionOptions()
-                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                # "float" runs the graph as written: ONNX Runtime's own rewrites (cast
+                # elimination, fusions) moved block features to cosine 0.977, and what they
+                # do changes with its version.
+                so.graph_optimization_level = (
+                    ort.GraphOptimizationLevel.ORT_DISABLE_ALL if self.numerics == "float"
+                    else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
                 if self.threads:
                     so.intra_op_num_threads = self.threads
                 avail = ort.get_available_providers()
                 prov = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
+                if self.numerics not in ("ort", "float"):
+                    raise ModelError(f"unknown numerics {self.numerics!r}: use 'ort' or 'float'")
                 model: str | bytes = str(self.path)
-                if self.taps:
-                    model = self._tapped_graph()
+                if self.taps or self.numerics == "float":
+                    model = self._graph()
                 try:
                     self._session = ort.InferenceSession(model, so, providers=prov)
                 except Exception as exc:  # noqa: BLE001 - a broken graph is a model problem
                     raise ModelError(f"cannot load image encoder {self.path}: {exc}") from exc
             return self._session
 
-    def _tapped_graph(self) -> bytes:
-        """The graph with the residual stream after each block added as outputs."""
-        if self.taps != "blocks":
+    def _graph(self) -> bytes:
+        """The graph, rewritten for ``numerics`` and with the block outputs ``taps`` names."""
+        if self.taps not in (None, "blocks"):
             raise ModelError(f"unknown taps {self.taps!r}; known: blocks")
         try:
             import onnx
         except ImportError:
-            raise ModelError("taps='blocks' needs the onnx package: "
+            raise ModelError("taps='blocks' and numerics='float' need the onnx package: "
                              "pip install 'noisetrace[onnx]'") from None  # fmt: skip
         m = onnx.load(str(self.path))
+        if self.numerics == "float":
+            m = float_integer_matmuls(m)
+        if not self.taps:
+            return m.SerializeToString()
         found = {}
         for n in m.graph.node:
             for o in n.output:  # HF CLIP export naming: /.../layers.{i}/Add_1_output_0
@@ -188,6 +210,56 @@ class OnnxImageEncoder:
         if "embeds" not in res and not (self._block_names and self.last_block is not None):
             raise ModelError(f"image encoder {self.path} has no (B, D) embedding output")
         return res
+
+
+def float_integer_matmuls(m: Any) -> Any:
+    """``MatMulInteger(A, B, a_zp, b_zp)`` -> ``Cast<int32>(MatMul(A - a_zp, B - b_zp))`` in
+    float32, for every such node of the ONNX model ``m`` (constant ``B``; a per-column or
+    scalar ``b_zp``). The products of the integers are exact in float32 and so are their
+    sums below 2^24: the same values the integer kernels compute when they do not saturate,
+    on every CPU and runtime version. Returns a new model; ``m`` is not changed."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(m)
+    g = out.graph
+    inits = {t.name: t for t in g.initializer}
+    floats: dict[tuple[str, str], str] = {}
+    nodes = []
+    for n in g.node:
+        if n.op_type != "MatMulInteger":
+            nodes.append(n)
+            continue
+        a, b = n.input[0], n.input[1]
+        azp = n.input[2] if len(n.input) > 2 and n.input[2] else ""
+        bzp = n.input[3] if len(n.input) > 3 and n.input[3] else ""
+        if b not in inits or (bzp and bzp not in inits):
+            raise ModelError(f"{n.name or n.output[0]}: numerics='float' needs constant "
+                             "integer weights (MatMulInteger with an initializer B)")  # fmt: skip
+        if (b, bzp) not in floats:
+            w = numpy_helper.to_array(inits[b]).astype(np.float32)
+            if bzp:  # per column of B (N,), or a scalar: broadcasts over B's rows
+                w = w - numpy_helper.to_array(inits[bzp]).astype(np.float32)
+            floats[(b, bzp)] = f"{b}__float"
+            g.initializer.append(numpy_helper.from_array(w, floats[(b, bzp)]))
+        o = n.output[0]
+        lhs = f"{o}__a"
+        nodes.append(helper.make_node("Cast", [a], [lhs], to=TensorProto.FLOAT))
+        if azp:
+            nodes.append(helper.make_node("Cast", [azp], [f"{o}__azp"], to=TensorProto.FLOAT))
+            nodes.append(helper.make_node("Sub", [lhs, f"{o}__azp"], [f"{o}__ac"]))
+            lhs = f"{o}__ac"
+        nodes.append(helper.make_node("MatMul", [lhs, floats[(b, bzp)]], [f"{o}__f"]))
+        # The int32 contract of the output stays (these exports cast it to float next).
+        nodes.append(helper.make_node("Cast", [f"{o}__f"], [o], to=TensorProto.INT32))
+    del g.node[:]
+    g.node.extend(nodes)
+    used = {i for n in g.node for i in n.input}
+    keep = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    return out
 
 
 _BACKBONES: dict[str, Callable[..., OnnxImageEncoder]] = {}
