@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from noisetrace import models
 from noisetrace.errors import ModelError
-from noisetrace.io import sha256_file
+from noisetrace.io import cache_dir, sha256_file
 
 ONNX_FILES = ("features.onnx", "head.onnx", "forward.onnx")
 
@@ -81,12 +80,6 @@ def state_sha256(model: torch.nn.Module) -> str:
         h.update(f"{k}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
-
-
-def cache_dir() -> Path:
-    """noisetrace's cache folder ($NOISETRACE_CACHE, else $XDG_CACHE_HOME or ~/.cache)."""
-    base = os.environ.get("NOISETRACE_CACHE") or os.environ.get("XDG_CACHE_HOME")
-    return Path(base or Path.home() / ".cache") / "noisetrace"
 
 
 def onnx_complete(d: Path) -> bool:

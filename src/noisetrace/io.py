@@ -13,6 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def cache_dir() -> Path:
+    """noisetrace's cache folder ($NOISETRACE_CACHE, else $XDG_CACHE_HOME or ~/.cache)."""
+    base = os.environ.get("NOISETRACE_CACHE") or os.environ.get("XDG_CACHE_HOME")
+    return Path(base or Path.home() / ".cache") / "noisetrace"
+
+
 def sha256_file(path: str | Path) -> str:
     """SHA-256 of a file's content, read in 1 MiB chunks."""
     import hashlib

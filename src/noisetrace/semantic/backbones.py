@@ -117,32 +117,61 @@ class OnnxImageEncoder:
         with self._lock:
             if self._session is None:
                 self.check()
-                import onnxruntime as ort
-
-                so = ort.SessionOptions()
-                # "float" runs the graph as written: ONNX Runtime's own rewrites (cast
-                # elimination, fusions) moved block features to cosine 0.977, and what they
-                # do changes with its version.
-                so.graph_optimization_level = (
-                    ort.GraphOptimizationLevel.ORT_DISABLE_ALL if self.numerics == "float"
-                    else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-                if self.threads:
-                    so.intra_op_num_threads = self.threads
-                avail = ort.get_available_providers()
-                prov = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
                 if self.numerics not in ("ort", "float"):
                     raise ModelError(f"unknown numerics {self.numerics!r}: use 'ort' or 'float'")
-                model: str | bytes = str(self.path)
-                if self.taps or self.numerics == "float":
-                    model = self._graph()
-                try:
-                    self._session = ort.InferenceSession(model, so, providers=prov)
-                except Exception as exc:  # noqa: BLE001 - a broken graph is a model problem
-                    raise ModelError(f"cannot load image encoder {self.path}: {exc}") from exc
+                if self.numerics == "ort":
+                    graph = self._graph(rewrite=False) if self.taps else str(self.path)
+                    self._session = self._new_session(graph, optimise=True)
+                else:
+                    self._session = self._exact_session()
             return self._session
 
-    def _graph(self) -> bytes:
-        """The graph, rewritten for ``numerics`` and with the block outputs ``taps`` names."""
+    def _new_session(self, model: str | bytes, optimise: bool) -> Any:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        # Not optimised: ONNX Runtime's own rewrites (cast elimination, fusions) moved block
+        # features to cosine 0.977, and what they do changes with its version.
+        so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimise
+                                       else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)  # fmt: skip
+        if self.threads:
+            so.intra_op_num_threads = self.threads
+        avail = ort.get_available_providers()
+        prov = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
+        try:
+            return ort.InferenceSession(model, so, providers=prov)
+        except Exception as exc:  # noqa: BLE001 - a broken graph is a model problem
+            raise ModelError(f"cannot load image encoder {self.path}: {exc}") from exc
+
+    def _exact_session(self) -> Any:
+        """``numerics="float"``: the INT8 graph as written where this machine's integer
+        kernels give the float rewrite's values (AVX-512 VNNI: exact, 2-3x faster), else the
+        float rewrite. Checked once per machine, runtime and graph, then remembered."""
+        import onnxruntime as ort
+
+        fast = self._new_session(self._graph(rewrite=False), optimise=False)
+        key = "|".join([ort.__version__, self.check(), str(self.taps), str(self.last_block),
+                        ",".join(fast.get_providers()), _cpu_id()])  # fmt: skip
+        seen = _numerics_verdicts()
+        if key in seen:
+            ok = seen[key]
+        else:
+            exact = self._new_session(self._graph(rewrite=True), optimise=False)
+            s = self.image_size
+            y, x = np.mgrid[:s, :s]
+            probe = np.stack([np.sin(x / 7.0), np.cos(y / 5.0), np.sin((x + y) / 11.0)])
+            probe = (probe[None] * 2).astype(np.float32)  # about the range of CLIP inputs
+            name = fast.get_inputs()[0].name
+            a, b = fast.run(None, {name: probe}), exact.run(None, {name: probe})
+            ok = all(np.allclose(u, v, rtol=1e-4, atol=1e-4) for u, v in zip(a, b, strict=True))
+            _remember_verdict(key, ok)
+            if not ok:
+                return exact
+        return fast if ok else self._new_session(self._graph(rewrite=True), optimise=False)
+
+    def _graph(self, rewrite: bool) -> bytes:
+        """The graph (``rewrite``: with :func:`float_integer_matmuls`) and the block outputs
+        ``taps`` names."""
         if self.taps not in (None, "blocks"):
             raise ModelError(f"unknown taps {self.taps!r}; known: blocks")
         try:
@@ -151,7 +180,7 @@ class OnnxImageEncoder:
             raise ModelError("taps='blocks' and numerics='float' need the onnx package: "
                              "pip install 'noisetrace[onnx]'") from None  # fmt: skip
         m = onnx.load(str(self.path))
-        if self.numerics == "float":
+        if rewrite:
             m = float_integer_matmuls(m)
         if not self.taps:
             return m.SerializeToString()
@@ -210,6 +239,51 @@ class OnnxImageEncoder:
         if "embeds" not in res and not (self._block_names and self.last_block is not None):
             raise ModelError(f"image encoder {self.path} has no (B, D) embedding output")
         return res
+
+
+def _cpu_id() -> str:
+    """The CPU model and its instruction-set flags (what INT8 kernels are chosen by)."""
+    import platform
+
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
+                      if ln.startswith("model name")), "")  # fmt: skip
+        flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
+                      if ln.startswith("flags")), [])  # fmt: skip
+        import hashlib
+
+        return f"{model}:{hashlib.sha256(' '.join(sorted(flags)).encode()).hexdigest()[:12]}"
+    except OSError:
+        return f"{platform.machine()}:{platform.processor()}"
+
+
+def _verdicts_file() -> Path:
+    from noisetrace.io import cache_dir
+
+    return cache_dir() / "int8-exact.json"
+
+
+def _numerics_verdicts() -> dict[str, bool]:
+    import json
+
+    try:
+        return dict(json.loads(_verdicts_file().read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember_verdict(key: str, ok: bool) -> None:
+    import json
+
+    from noisetrace.io import atomic_write
+
+    try:
+        f = _verdicts_file()
+        f.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(f, json.dumps({**_numerics_verdicts(), key: ok}, indent=1))
+    except OSError:
+        pass  # a read-only cache only costs the check again next time
 
 
 def float_integer_matmuls(m: Any) -> Any:
