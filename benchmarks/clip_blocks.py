@@ -34,7 +34,7 @@ def screen(recipe, samples, feature: str, C: float) -> dict[str, list[float]]:  
     from noisetrace.heads.fit import Features, fold_of
     from noisetrace.heads.linear import LinearHead
 
-    ext = {"kind": "clip", "backbone": "clip-vit-b16-int8", "views": "resize",
+    ext = {"kind": "clip", "backbone": "clip-vit-b16-int8", "views": "resize", "numerics": "float",
            **({"taps": "blocks"} if feature.startswith("block") else {})}  # fmt: skip
     recipe.branches = {"b": {"extractor": ext, "feature": feature}}
     F = Features(recipe, samples, verbose=False)
