@@ -42,11 +42,16 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".avi", ".mkv"}
 
 
 def _crop_card(data: bytes) -> tuple[bytes, str]:
-    # Imported here: only the web-cards rows need it.
-    sys.path.insert(0, str(Path(__file__).parent))
-    from crop_cards import crop_card  # type: ignore[import-not-found]
+    # Loaded on first use from beside this script: only the web-cards rows need it.
+    import importlib.util
 
-    return crop_card(data)
+    if "crop_cards" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "crop_cards", Path(__file__).with_name("crop_cards.py"))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules["crop_cards"] = mod
+    return sys.modules["crop_cards"].crop_card(data)
 
 
 #: transform name -> function(blob bytes) -> (output bytes, output suffix)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-LUMA = np.array([0.299, 0.587, 0.114])
+from noisetrace.residuals.spam import LUMA
 
 
 def residual(gray: np.ndarray) -> np.ndarray:
@@ -88,9 +88,8 @@ def spectrum_features(img: np.ndarray, tile: int = 256, bins: int = 32) -> np.nd
             nb = p[np.ix_(ys, xs)]
             peaks.append(p[y, x] - np.median(nb))
     band = np.minimum((np.abs(f) / 0.5 * bins).astype(int), bins - 1)
-    row = np.bincount(band, weights=p[0, :], minlength=bins) / np.maximum(
-        np.bincount(band, minlength=bins), 1)
-    col = np.bincount(band, weights=p[:, 0], minlength=bins) / np.maximum(
-        np.bincount(band, minlength=bins), 1)
+    per_band = np.maximum(np.bincount(band, minlength=bins), 1)
+    row = np.bincount(band, weights=p[0, :], minlength=bins) / per_band
+    col = np.bincount(band, weights=p[:, 0], minlength=bins) / per_band
     axes = np.concatenate([row - row.mean(), col - col.mean()])
     return np.concatenate([radial, np.asarray(peaks), axes]).astype(np.float32)

@@ -126,6 +126,12 @@ class OnnxImageEncoder:
                     self._session = self._exact_session()
             return self._session
 
+    def _providers(self) -> list[str]:
+        import onnxruntime as ort
+
+        avail = ort.get_available_providers()
+        return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
+
     def _new_session(self, model: str | bytes, optimise: bool) -> Any:
         import onnxruntime as ort
 
@@ -136,10 +142,8 @@ class OnnxImageEncoder:
                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)  # fmt: skip
         if self.threads:
             so.intra_op_num_threads = self.threads
-        avail = ort.get_available_providers()
-        prov = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
         try:
-            return ort.InferenceSession(model, so, providers=prov)
+            return ort.InferenceSession(model, so, providers=self._providers())
         except Exception as exc:  # noqa: BLE001 - a broken graph is a model problem
             raise ModelError(f"cannot load image encoder {self.path}: {exc}") from exc
 
@@ -149,25 +153,22 @@ class OnnxImageEncoder:
         float rewrite. Checked once per machine, runtime and graph, then remembered."""
         import onnxruntime as ort
 
-        fast = self._new_session(self._graph(rewrite=False), optimise=False)
         key = "|".join([ort.__version__, self.check(), str(self.taps), str(self.last_block),
-                        ",".join(fast.get_providers()), _cpu_id()])  # fmt: skip
-        seen = _numerics_verdicts()
-        if key in seen:
-            ok = seen[key]
-        else:
-            exact = self._new_session(self._graph(rewrite=True), optimise=False)
-            s = self.image_size
-            y, x = np.mgrid[:s, :s]
-            probe = np.stack([np.sin(x / 7.0), np.cos(y / 5.0), np.sin((x + y) / 11.0)])
-            probe = (probe[None] * 2).astype(np.float32)  # about the range of CLIP inputs
-            name = fast.get_inputs()[0].name
-            a, b = fast.run(None, {name: probe}), exact.run(None, {name: probe})
-            ok = all(np.allclose(u, v, rtol=1e-4, atol=1e-4) for u, v in zip(a, b, strict=True))
-            _remember_verdict(key, ok)
-            if not ok:
-                return exact
-        return fast if ok else self._new_session(self._graph(rewrite=True), optimise=False)
+                        ",".join(self._providers()), _cpu_id()])  # fmt: skip
+        ok = _numerics_verdicts().get(key)
+        if ok is not None:  # decided before: build only the session that runs
+            return self._new_session(self._graph(rewrite=not ok), optimise=False)
+        fast = self._new_session(self._graph(rewrite=False), optimise=False)
+        exact = self._new_session(self._graph(rewrite=True), optimise=False)
+        s = self.image_size
+        y, x = np.mgrid[:s, :s]
+        probe = np.stack([np.sin(x / 7.0), np.cos(y / 5.0), np.sin((x + y) / 11.0)])
+        probe = (probe[None] * 2).astype(np.float32)  # about the range of CLIP inputs
+        name = fast.get_inputs()[0].name
+        a, b = fast.run(None, {name: probe}), exact.run(None, {name: probe})
+        ok = all(np.allclose(u, v, rtol=1e-4, atol=1e-4) for u, v in zip(a, b, strict=True))
+        _remember_verdict(key, ok)
+        return fast if ok else exact
 
     def _graph(self, rewrite: bool) -> bytes:
         """The graph (``rewrite``: with :func:`float_integer_matmuls`) and the block outputs
@@ -243,6 +244,7 @@ class OnnxImageEncoder:
 
 def _cpu_id() -> str:
     """The CPU model and its instruction-set flags (what INT8 kernels are chosen by)."""
+    import hashlib
     import platform
 
     try:
@@ -251,8 +253,6 @@ def _cpu_id() -> str:
                       if ln.startswith("model name")), "")  # fmt: skip
         flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
                       if ln.startswith("flags")), [])  # fmt: skip
-        import hashlib
-
         return f"{model}:{hashlib.sha256(' '.join(sorted(flags)).encode()).hexdigest()[:12]}"
     except OSError:
         return f"{platform.machine()}:{platform.processor()}"
