@@ -46,3 +46,9 @@ def test_small_images_are_reflected_to_a_tile_and_the_extractor_round_trips():
     again = from_spec(ext.spec())
     a, b = ext(_noise(3, 300))["spectrum"], again(_noise(3, 300))["spectrum"]
     assert a.shape == (1, 8 * 3 + 24) and np.array_equal(a, b) and again.id == ext.id
+
+
+def test_images_of_one_or_two_pixels_still_give_finite_features():
+    for shape in [(1, 1, 3), (2, 5, 3), (3, 300, 3)]:
+        f = spectrum_features(_noise(4, 8)[: shape[0], : shape[1]], tile=64, bins=8)
+        assert f.shape == (8 * 3 + 24,) and np.isfinite(f).all(), shape

@@ -41,6 +41,9 @@ def power_spectrum(img: np.ndarray, tile: int = 256, max_tiles: int = 16) -> np.
     """
     gray = img[..., :3].astype(np.float32) @ LUMA.astype(np.float32) if img.ndim == 3 else (
         img.astype(np.float32))
+    if min(gray.shape) < 3:  # a residual needs both neighbours of a pixel
+        gray = np.pad(gray, ((0, max(0, 3 - gray.shape[0])), (0, max(0, 3 - gray.shape[1]))),
+                      mode="edge")  # fmt: skip
     r = residual(gray)
     h, w = r.shape
     if h < tile or w < tile:
