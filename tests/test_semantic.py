@@ -237,6 +237,7 @@ def test_family_rules():
     sd = "Stable Diffusion (version not stated; repo of 2023-03/04)"
     assert family_of(s(sd)) == "sd-unspecified"
     assert family_of(s("taef2")) == "aligned-taef2"
+    assert family_of(s("tinyae-nearest")) == "aligned-tinyae"
     assert family_of(s("camera:Canon80D", 0)) == "camera"
     assert family_of(s("web photo:tench", 0)) == "web"
 
@@ -304,6 +305,70 @@ def test_taef2_architecture_loads_strictly_and_reconstructs(tmp_path, photo):
     big = photo[:200, :200]
     assert np.abs(back.reconstruct(big, tile=96).astype(int) - back.reconstruct(big).astype(int)
                   ).max() <= 2  # fmt: skip
+
+
+def test_tiny_ae_learns_round_trips_and_makes_aligned_fakes(tmp_path, photo):
+    """TinyAE: a short fit lowers the reconstruction error; its checkpoint loads strictly
+    and ``python -m noisetrace.data.aligned --weights ae.pt`` writes fakes that keep each
+    real twin's size and format, named as their own family, grouped with their twin."""
+    from noisetrace.data import aligned, tiny_ae
+    from noisetrace.data.families import family_of
+    from noisetrace.data.manifest import read_manifest
+
+    with pytest.raises(ValueError, match="upsample"):
+        tiny_ae.TinyAE(upsample="cubic")
+    torch.manual_seed(0)
+    m = tiny_ae.TinyAE(width=8, latent=4, upsample="transposed")
+    x = torch.from_numpy(photo[:64, :64].copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        before = float((m(x) - x).abs().mean())
+    stats = tiny_ae.fit([photo], m, minutes=0.05, size=32, batch=4, lr=3e-3, log_every=0)
+    assert stats["steps"] > 5
+    with torch.no_grad():
+        assert float((m(x) - x).abs().mean()) < before
+    m.save(tmp_path / "ae.pt")
+    back = tiny_ae.TinyAE.load(tmp_path / "ae.pt")
+    img = photo[:61, :75]
+    assert np.array_equal(aligned.reconstruct(back, img), aligned.reconstruct(m.eval(), img))
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(photo[:64, :80]).save(src / "a.jpg", quality=80)
+    Image.fromarray(photo[8:72, :64]).save(src / "b.png")
+    (src / "MANIFEST.tsv").write_text("path\tlabel\na.jpg\treal\nb.png\treal\n")
+    out = tmp_path / "out"
+    assert aligned.main([str(src / "MANIFEST.tsv"), "--out", str(out),
+                         "--weights", str(tmp_path / "ae.pt")]) == 0  # fmt: skip
+    rows = read_manifest(out / "MANIFEST.tsv")
+    assert [Path(r.path).suffix for r in rows] == [".jpg", ".png"]
+    assert {family_of(r) for r in rows} == {"aligned-tinyae"}
+    for r in rows:
+        twin = src / ("a.jpg" if r.path.endswith(".jpg") else "b.png")
+        assert Path(r.group) == twin
+        assert Image.open(r.path).size == Image.open(twin).size
+
+
+def test_not_trained_on_keeps_a_family_out_of_one_branch_only():
+    """A branch's ``not_trained_on`` families are left out of its head (its weights do not
+    change when their features do), while the other branch and the fusion still see them."""
+    from noisetrace.heads.fit import HeadRecipe, _fit_heads
+
+    feats = _synthetic_features()
+    idx = np.arange(len(feats.y))
+    recipe = HeadRecipe(data=[], branches={
+        "semantic": {"extractor": {}, "C": 1.0, "not_trained_on": ["ae"]},
+        "noise": {"extractor": {}, "C": 1.0}})  # fmt: skip
+    a = _fit_heads(recipe, feats, idx)
+    for t in ("matched90", "matched65"):  # scramble the "ae" fakes in both branches
+        for b in ("semantic", "noise"):
+            feats.x[(b, t)] = feats.x[(b, t)].copy()
+            feats.x[(b, t)][feats.family == "ae"] *= -5
+    b = _fit_heads(recipe, feats, idx)
+    probe = np.random.default_rng(1).normal(size=(5, 1, 6))
+    assert np.allclose(a["semantic"].decision_function(probe),
+                       b["semantic"].decision_function(probe))  # fmt: skip
+    probe4 = probe[:, :, :4]
+    assert not np.allclose(a["noise"].decision_function(probe4),
+                           b["noise"].decision_function(probe4))  # fmt: skip
 
 
 # -- the fit command end to end ---------------------------------------------------------------

@@ -118,35 +118,46 @@ class TAEF2(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x)).clamp(0, 1)
 
+
     @torch.inference_mode()
     def reconstruct(self, img: np.ndarray, tile: int = 1024) -> np.ndarray:
-        """(H, W, 3) uint8 -> its reconstruction, same size, uint8.
+        """(H, W, 3) uint8 -> its reconstruction, same size, uint8 (see ``reconstruct``)."""
+        return reconstruct(self, img, tile)
 
-        Sides are reflect-padded to a multiple of 8; images larger than ``tile`` go through
-        in overlapping tiles (64 px margins) so memory stays bounded.
-        """
-        h, w = img.shape[:2]
-        ph, pw = (-h) % 8, (-w) % 8
-        x = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 8 else "edge")
-        t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255
-        dev = next(self.parameters()).device
-        H, W = t.shape[2:]
-        if H <= tile and W <= tile:
-            out = self(t.to(dev)).cpu()
-        else:
-            m = 64  # receptive-field margin discarded at tile seams
-            out = torch.zeros_like(t)
-            for y in range(0, H, tile):
-                for x0 in range(0, W, tile):
-                    ya, xa = max(0, y - m), max(0, x0 - m)
-                    yb, xb = min(H, y + tile + m), min(W, x0 + tile + m)
-                    r = self(t[:, :, ya:yb, xa:xb].to(dev)).cpu()
-                    th, tw = min(tile, H - y), min(tile, W - x0)
-                    out[:, :, y : y + th, x0 : x0 + tw] = r[
-                        :, :, y - ya : y - ya + th, x0 - xa : x0 - xa + tw
-                    ]
-        rec = (out[0].permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
-        return rec[:h, :w]
+
+@torch.inference_mode()
+def reconstruct(model: nn.Module, img: np.ndarray, tile: int = 1024) -> np.ndarray:
+    """(H, W, 3) uint8 -> ``model``'s reconstruction in [0, 1] space, same size, uint8.
+
+    Sides are reflect-padded to a multiple of 8; images larger than ``tile`` go through
+    in overlapping tiles (64 px margins) so memory stays bounded.
+    """
+    h, w = img.shape[:2]
+    ph, pw = (-h) % 8, (-w) % 8
+    x = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 8 else "edge")
+    t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255
+    dev = next(model.parameters()).device
+
+    def run(a: torch.Tensor) -> torch.Tensor:
+        return model(a.to(dev)).clamp(0, 1).cpu()
+
+    H, W = t.shape[2:]
+    if H <= tile and W <= tile:
+        out = run(t)
+    else:
+        m = 64  # receptive-field margin discarded at tile seams
+        out = torch.zeros_like(t)
+        for y in range(0, H, tile):
+            for x0 in range(0, W, tile):
+                ya, xa = max(0, y - m), max(0, x0 - m)
+                yb, xb = min(H, y + tile + m), min(W, x0 + tile + m)
+                r = run(t[:, :, ya:yb, xa:xb])
+                th, tw = min(tile, H - y), min(tile, W - x0)
+                out[:, :, y : y + th, x0 : x0 + tw] = r[
+                    :, :, y - ya : y - ya + th, x0 - xa : x0 - xa + tw
+                ]
+    rec = (out[0].permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+    return rec[:h, :w]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -179,16 +190,25 @@ def main(argv: list[str] | None = None) -> int:
     from noisetrace.data.manifest import read_manifest
     from noisetrace.media.image import load_image
 
-    ap = argparse.ArgumentParser(description="Make TAEF2-aligned fakes from real images.")
+    ap = argparse.ArgumentParser(description="Make aligned fakes from real images.")
     ap.add_argument("src", nargs="+", help="MANIFEST.tsv files (their real rows are used)")
     ap.add_argument("--out", required=True, help="output folder (fakes + MANIFEST.tsv)")
-    ap.add_argument("--weights", required=True, help="folder with taef2_{encoder,decoder}.pth")
+    ap.add_argument("--weights", required=True,
+                    help="folder with taef2_{encoder,decoder}.pth, or a TinyAE checkpoint "
+                    "(.pt, python -m noisetrace.data.tiny_ae)")  # fmt: skip
     ap.add_argument("--max-side", type=int, default=1600,
                     help="skip sources larger than this (CPU time); default 1600")  # fmt: skip
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = TAEF2.load(a.weights)
+    model: nn.Module
+    if Path(a.weights).is_file():
+        from noisetrace.data.tiny_ae import TinyAE
+
+        model = TinyAE.load(a.weights)
+        generator = f"tinyae-{model.config['upsample']}"
+    else:
+        model, generator = TAEF2.load(a.weights), "taef2"
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = []
     for man in a.src:
@@ -200,9 +220,9 @@ def main(argv: list[str] | None = None) -> int:
             if max(img.shape[:2]) > a.max_side:
                 continue
             stem = f"{Path(man).parent.name}__{src.stem}"
-            rec = model.reconstruct(img)
+            rec = reconstruct(model, img)
             f = _save_like(rec, src, out / stem)
-            rows.append((f.name, "fake", "taef2", str(src), f"{psnr(rec, img):.2f}"))
+            rows.append((f.name, "fake", generator, str(src), f"{psnr(rec, img):.2f}"))
             print(f"{f.name}\t{rows[-1][-1]} dB", flush=True)
     with atomic_path(out / "MANIFEST.tsv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh, delimiter="\t")

@@ -16,6 +16,7 @@ from pathlib import Path
 from noisetrace.data.manifest import FAKE, REAL, Sample, discover
 
 FAKE_FAMILIES: tuple[tuple[str, str], ...] = (
+    (r"(?i)tinyae", "aligned-tinyae"),  # the project's own autoencoder (data/tiny_ae.py)
     (r"(?i)taef2|aligned", "aligned-taef2"),
     (r"(?i)dall-?e ?2", "dalle2"),
     (r"(?i)dall-?e ?3", "dalle3"),

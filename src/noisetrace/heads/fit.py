@@ -47,9 +47,11 @@ SMALL_FAMILY = 12  # fake families smaller than this are held out together as "s
 class HeadRecipe:
     """What ``noisetrace fit`` reads from ``configs/*.yaml`` (see configs/default_fusion.yaml).
 
-    ``branches``: name -> {"extractor": spec, "feature": key, "C": float, "l2norm": bool}
-    for a fitted linear head, or {"model": dir-or-bundled-name} for a fixed model whose raw
-    logit is used as it is.
+    ``branches``: name -> {"extractor": spec, "feature": key, "C": float, "l2norm": bool,
+    "not_trained_on": [families]} for a fitted linear head, or {"model": dir-or-bundled-name}
+    for a fixed model whose raw logit is used as it is. ``not_trained_on`` keeps fake
+    families out of that branch's head only (the fusion still sees them): aligned fakes
+    teach a noise head decoder traces but teach a semantic head to call real content fake.
     """
 
     data: list[str]
@@ -164,8 +166,10 @@ def _fit_heads(recipe: HeadRecipe, feats: Features, idx: np.ndarray
         if "model" in b:
             heads[name] = None
             continue
-        X = np.concatenate([feats.x[(name, t)][idx] for t in recipe.transforms])
-        y = np.tile(feats.y[idx], len(recipe.transforms))
+        skip = b.get("not_trained_on") or []
+        sel = idx[~((feats.y[idx] == FAKE) & np.isin(feats.family[idx], skip))]
+        X = np.concatenate([feats.x[(name, t)][sel] for t in recipe.transforms])
+        y = np.tile(feats.y[sel], len(recipe.transforms))
         heads[name] = LinearHead(C=float(b.get("C", 0.1)), l2norm=bool(b.get("l2norm", False))
                                  ).fit(X, y)  # fmt: skip
     return heads
