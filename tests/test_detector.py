@@ -133,31 +133,73 @@ def test_face_model_scans_faces_and_falls_back_to_the_whole_frame(tmp_path, tiny
 
 
 def test_face_model_video_scores_each_frame_by_its_faces(tmp_path, tiny_model_dir):
-    """Faces are found in every sampled frame (two threads) and scored in one batch: the
-    video record matches scoring each frame's crops one by one."""
+    """Without tracking every sampled frame is searched in full (two threads): the video
+    record matches scoring each frame's crops one by one. With tracking (the default) the
+    faces followed from frame to frame are the ones a full search finds, and each frame's
+    score is its crops' scores."""
     from PIL import Image
     from skimage import data
 
-    from noisetrace.media.crops import crop_faces
-    from noisetrace.media.faces import get_face_detector
+    from noisetrace.media.crops import crop_faces, cut, face_square
+    from noisetrace.media.faces import get_face_detector, iou
     from noisetrace.media.video import read_frames, write_video
 
     det = Detector.load(tiny_model_dir, device="cpu", backend="torch")
     det.config.input = "face"
-    det.config.face = {**det.config.face, "detect": {"max_side": 320}}
+    det.config.face = {**det.config.face, "detect": {"max_side": 320}, "track": 0}
     a = np.asarray(Image.fromarray(data.astronaut()).resize((600, 600)))
     frames = [np.ascontiguousarray(a[i * 8 : i * 8 + 480, :]) for i in range(6)]
     write_video(tmp_path / "v.mp4", frames, fps=6)
     rec = det.scan(tmp_path / "v.mp4", video_frames=6)
     assert rec.error is None and rec.frames == 6 and rec.faces >= 5
     fd = get_face_detector("auto", max_side=320)
-    want = []
-    for f in read_frames(tmp_path / "v.mp4", mode="even", n=6):
-        crops = crop_faces(f.image, fd.detect(f.image), scale=1.3, size=128, no_face="whole",
-                           max_faces=4)
+    want, full_boxes = [], []
+    decoded = [f.image for f in read_frames(tmp_path / "v.mp4", mode="even", n=6)]
+    for img in decoded:
+        faces = fd.detect(img)
+        full_boxes.append([f.box for f in faces])
+        crops = crop_faces(img, faces, scale=1.3, size=128, no_face="whole", max_faces=4)
         want.append(max(det.score(c.image) for c in crops))
     np.testing.assert_allclose(rec.frame_scores, want, atol=1e-5)
     assert rec.score == pytest.approx(float(np.mean(want)), abs=1e-5)
+
+    det.config.face = {**det.config.face, "track": 3}
+    probs, crops = det.face_details(iter(decoded))
+    assert len(probs) == 6
+    for i, img in enumerate(decoded):
+        mine = [c for c in crops if c["frame"] == i]
+        assert mine and probs[i] == pytest.approx(max(c["score"] for c in mine), abs=1e-6)
+        for c in mine:
+            if c["kind"] == "face":  # the same face as the full search, within a few pixels
+                box = tuple(c["box"])
+                assert c["score"] == pytest.approx(det.score(cut(img, box, 128)), abs=1e-5)
+                squares = [face_square(b, img.shape[:2], 1.3) for b in full_boxes[i]]
+                assert max((iou(box, q) for q in squares), default=0) > 0.6, i
+    tracked = det.scan(tmp_path / "v.mp4", video_frames=6)
+    assert tracked.faces >= 5 and abs(tracked.score - rec.score) < 0.05
+    assert iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
+
+
+def test_detect_near_follows_a_face_and_ignores_small_ones():
+    """``detect_near`` searches a window around the last box on a scaled copy: it finds the
+    face again, shifted, in full-image pixels; a window without a face gives []."""
+    from PIL import Image
+    from skimage import data
+
+    from noisetrace.media.faces import get_face_detector
+
+    fd = get_face_detector("opencv")
+    img = np.asarray(Image.fromarray(data.astronaut()).resize((640, 640)))
+    (face,) = fd.detect(img)[:1]
+    moved = np.ascontiguousarray(np.roll(img, (12, -9), axis=(0, 1)))
+    found = fd.detect_near(moved, [face.box])
+    assert len(found) >= 1
+    b, ref = found[0].box, face.box
+    assert abs((b[0] + b[2]) / 2 - ((ref[0] + ref[2]) / 2 - 9)) < 12
+    assert abs((b[1] + b[3]) / 2 - ((ref[1] + ref[3]) / 2 + 12)) < 12
+    assert 0.7 < (b[2] - b[0]) / (ref[2] - ref[0]) < 1.4
+    sky = np.ascontiguousarray(img[:100, 500:600])  # no face there
+    assert fd.detect_near(np.ascontiguousarray(np.tile(sky, (7, 7, 1))), [face.box]) == []
 
 
 def test_bundled_faces_model_finds_and_scores_a_face(tmp_path):

@@ -35,7 +35,7 @@ __all__ = ["Detector", "DetectorConfig", "ScanResult", "read_config", "select_de
 
 MIN_SIDE = 16  # smaller images are edge-padded to this before scoring
 FACE_THREADS = 2  # face detection threads per model (the CPU this is built for has two)
-FACE_BATCH = 64  # face crops scored per forward pass
+FACE_CHUNK = 8  # face crops scored per call while later frames are searched
 FRAME_BATCH = 8  # video frames scored per forward pass (and held in memory at once)
 _POOL_LOCK = threading.Lock()
 
@@ -279,24 +279,31 @@ class Detector:
 
         Faces are found with the configured backend (``face["detect"]`` holds its options,
         e.g. ``max_side``) and cropped square with a margin, the crops the model was trained
-        on; a frame's score is its most suspicious face. Frames are handed to the face
-        threads as they arrive (a generator of decoded frames overlaps decoding with
-        detection), then all crops are scored in batches. A frame without a face follows
+        on; a frame's score is its most suspicious face. The face thread decodes and searches
+        the frames (following faces from frame to frame, ``face["track"]``) while the crops
+        found so far are scored, FACE_CHUNK at a time (a crop's score does not depend on
+        its batch). A frame without a face follows
         ``face["no_face"]`` (``whole``: a centred square of the frame; ``error``: an
         InputError), or gets no crop and a NaN score with ``found_only``.
         Crops: ``{"frame", "box": [x0, y0, x1, y1], "kind": "face"|"whole", "score"}``.
         """
         from noisetrace.media.faces import NoFaceError
 
+        per_frame: list[list[Any]] = []
+        parts: list[np.ndarray] = []
+        pending: list[np.ndarray] = []
         try:
-            per_frame = self.face_cropper.map(frames, "skip" if found_only else None)
+            for crops in self.face_cropper.map(frames, "skip" if found_only else None):
+                per_frame.append(crops)
+                pending += [c.image for c in crops]
+                if len(pending) >= FACE_CHUNK:
+                    parts.append(self.logits_batch(pending))
+                    pending = []
         except NoFaceError:
             raise InputError("no face found (this model scores faces)") from None
-        images = [c.image for crops in per_frame for c in crops]
-        logits = np.concatenate(
-            [self.logits_batch(images[i : i + FACE_BATCH])
-             for i in range(0, len(images), FACE_BATCH)]
-        ) if images else np.zeros(0)  # fmt: skip
+        if pending:
+            parts.append(self.logits_batch(pending))
+        logits = np.concatenate(parts) if parts else np.zeros(0)
         probs, out, crops_out, at = self.calibrate(logits), [], [], 0
         for i, crops in enumerate(per_frame):
             p = probs[at : at + len(crops)]

@@ -123,27 +123,85 @@ class FaceDetector(ABC):
         img = _check_image(img)
         h, w = img.shape[:2]
         scale = 1.0
-        small = img
         if self.max_side and max(h, w) > self.max_side:
-            from PIL import Image
-
             scale = self.max_side / max(h, w)
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            small = np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR))
-        faces = []
-        for f in self._detect(small):
-            box = _clip_box(tuple(v / scale for v in f.box), w, h)
-            lm = None if f.landmarks is None else (f.landmarks / scale).astype(np.float32)
+        faces = self._detect(_resized(img, scale))
+        return sorted(self._mapped(faces, scale, (0, 0), (w, h)), key=lambda f: -f.score)
+
+    def _mapped(self, faces: list[Face], scale: float, offset: tuple[int, int],
+                wh: tuple[int, int]) -> list[Face]:  # fmt: skip
+        """Faces found on a copy scaled by ``scale`` whose origin is ``offset`` in the
+        image, in the image's pixels, clipped to it; those below min_score/min_size dropped."""
+        out = []
+        ox, oy = offset
+        for f in faces:
+            b = f.box
+            box = _clip_box((b[0] / scale + ox, b[1] / scale + oy, b[2] / scale + ox,
+                             b[3] / scale + oy), *wh)  # fmt: skip
+            lm = None
+            if f.landmarks is not None:
+                lm = (f.landmarks / scale + np.float32([ox, oy])).astype(np.float32)
             face = Face(box=box, score=float(f.score), landmarks=lm)  # type: ignore[arg-type]
             if face.width <= 1 or face.height <= 1:
                 continue
             if face.score < self.min_score or min(face.width, face.height) < self.min_size:
                 continue
-            faces.append(face)
-        return sorted(faces, key=lambda f: -f.score)
+            out.append(face)
+        return out
+
+    def detect_near(
+        self, img: np.ndarray, boxes: list[tuple[float, float, float, float]], grow: float = 2.0
+    ) -> list[Face]:
+        """Faces in the squares around ``boxes`` (each ``grow`` times the box's longer side,
+        about its centre): following faces from one video frame to the next. Each window is
+        searched on a copy scaled so its face is about NEAR_SIDE px (a few hundred times less
+        work than a full search of the frame). A face found there must be at least half the
+        size of the box it continues, so a window cannot turn up a small false face; faces
+        found twice (windows overlap) are kept once. Best score first; [] when none."""
+        img = _check_image(img)
+        h, w = img.shape[:2]
+        out: list[Face] = []
+        for x0, y0, x1, y1 in boxes:
+            side = grow * max(x1 - x0, y1 - y0)
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            ax, ay = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
+            bx, by = min(w, int(cx + side / 2) + 1), min(h, int(cy + side / 2) + 1)
+            if bx - ax < 8 or by - ay < 8:
+                continue
+            scale = min(1.0, NEAR_SIDE / max(x1 - x0, y1 - y0))
+            roi = _resized(np.ascontiguousarray(img[ay:by, ax:bx]), scale)
+            least = 0.5 * min(x1 - x0, y1 - y0)
+            for g in self._mapped(self._detect(roi), scale, (ax, ay), (w, h)):
+                if min(g.width, g.height) >= least and all(iou(g.box, o.box) < 0.5 for o in out):
+                    out.append(g)
+        return sorted(out, key=lambda f: -f.score)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(min_score={self.min_score}, min_size={self.min_size})"
+
+
+#: Side (px) a followed face is searched at (``detect_near``): twice the Haar/LBP template,
+#: enough for every backend to find it again and to place its box within a few pixels.
+NEAR_SIDE = 64
+
+
+def _resized(img: np.ndarray, scale: float) -> np.ndarray:
+    if scale >= 1.0:
+        return img
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR))
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 class MediaPipeDetector(FaceDetector):
