@@ -229,7 +229,7 @@ class FaceCropper:
                           no_face=no_face or p.get("no_face", "whole"),
                           max_faces=p.get("max_faces", 4))  # fmt: skip
 
-    def _pool_(self) -> ThreadPoolExecutor:
+    def _executor(self) -> ThreadPoolExecutor:
         with self._lock:  # several scan threads may share one model: one pool
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="faces")
@@ -241,7 +241,7 @@ class FaceCropper:
         a frame's crops while later frames are still being searched."""
         every = int(self.policy.get("track", 5))
         if every <= 0:  # independent frames: searched in parallel
-            futures = [self._pool_().submit(self.crops, img, no_face) for img in frames]
+            futures = [self._executor().submit(self.crops, img, no_face) for img in frames]
             for f in futures:
                 yield f.result()
             return
@@ -265,7 +265,7 @@ class FaceCropper:
                 q.put(e)
             q.put(_END)
 
-        self._pool_().submit(follow)
+        self._executor().submit(follow)
         try:
             while (item := q.get()) is not _END:
                 if isinstance(item, BaseException):
