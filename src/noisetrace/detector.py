@@ -66,7 +66,7 @@ class ScanResult:
     width: int | None = None
     height: int | None = None
     faces: int | None = None  # faces scored, face models only
-    frame_scores: list[float] | None = field(default=None, repr=False)
+    frame_scores: list[float | None] | None = field(default=None, repr=False)
     # What the file's metadata claims (C2PA, generator text, EXIF, XMP), images only; see
     # noisetrace.media.provenance. A separate line of evidence: never read by the score.
     provenance: dict[str, Any] | None = field(default=None, repr=False)
@@ -246,7 +246,10 @@ class Detector:
         return float(rt.head((total / area).astype(np.float32))[0])
 
     def logits_batch(self, imgs: list[np.ndarray]) -> np.ndarray:
-        """Logits of same-sized images in one batch (video frames); else one by one."""
+        """Logits of same-sized images in one batch (video frames); else one by one.
+        (2, S, S, 3) [face, background] pairs go to a pair model as they are, in one batch."""
+        if imgs and imgs[0].ndim == 4:
+            return self.runtime.forward(np.stack(imgs)).astype(np.float64)
         imgs = [self.fit_size(i) for i in imgs]
         t = self.config.tile
         if len({i.shape for i in imgs}) == 1 and max(imgs[0].shape[:2]) <= t:
@@ -266,12 +269,36 @@ class Detector:
     def face_cropper(self) -> FaceCropper:
         """The face/view policy of a face model (``config.face``), made on first use and
         following later changes of ``config.face``."""
+        policy = dict(self.config.face)
+        if self.pairs:  # its views are [face, background] pairs: cut both squares, at the
+            policy["background"] = True  # network's input size (a pair is not resized)
+            if self.cfg.get("input_size"):
+                policy["size"] = int(self.cfg["input_size"][0])
         with _POOL_LOCK:  # scan_paths may call from several threads at once: one cropper
             if getattr(self, "_faces", None) is None:
-                self._faces = FaceCropper(self.config.face, threads=FACE_THREADS)
-            elif self._faces.policy != self.config.face:
-                self._faces.set_policy(self.config.face)
+                self._faces = FaceCropper(policy, threads=FACE_THREADS)
+            elif self._faces.policy != policy:
+                self._faces.set_policy(policy)
         return self._faces
+
+    @property
+    def pairs(self) -> bool:
+        """True for a face + background model (Siamese DnCNN): it scores (2, S, S, 3)
+        [face, background] pairs of one frame, not single crops."""
+        return self.config.input == "face_background"
+
+    def _views(self, crops: list[Any]) -> tuple[list[np.ndarray], list[list[Any]]]:
+        """A frame's crops -> the views this model scores and the crops behind each: a crop
+        each, or for a pair model each face with the background square cut after it (a
+        face without one, or a frame without a face, gives no pair)."""
+        if not self.pairs:
+            return [c.image for c in crops], [[c] for c in crops]
+        views, behind = [], []
+        for a, b in zip(crops, crops[1:], strict=False):
+            if a.kind == "face" and b.kind == "background" and b.face is a.face:
+                views.append(np.stack([a.image, b.image]))
+                behind.append([a, b])
+        return views, behind
 
     def face_details(self, frames: Iterable[np.ndarray], found_only: bool = False
                      ) -> tuple[np.ndarray, list[dict[str, Any]]]:  # fmt: skip
@@ -284,18 +311,23 @@ class Detector:
         found so far are scored, FACE_CHUNK at a time (a crop's score does not depend on
         its batch). A frame without a face follows
         ``face["no_face"]`` (``whole``: a centred square of the frame; ``error``: an
-        InputError), or gets no crop and a NaN score with ``found_only``.
-        Crops: ``{"frame", "box": [x0, y0, x1, y1], "kind": "face"|"whole", "score"}``.
+        InputError), or gets no crop and a NaN score with ``found_only``. A face + background
+        model scores each face paired with its frame's background square; a frame without
+        such a pair gets NaN, a file without any is an InputError.
+        Crops: ``{"frame", "box": [x0, y0, x1, y1], "kind": "face"|"background"|"whole",
+        "score"}`` (a pair's two crops carry the pair's score).
         """
         from noisetrace.media.faces import NoFaceError
 
-        per_frame: list[list[Any]] = []
+        per_frame: list[list[list[Any]]] = []  # per frame, the crops behind each view
         parts: list[np.ndarray] = []
         pending: list[np.ndarray] = []
         try:
-            for crops in self.face_cropper.map(frames, "skip" if found_only else None):
-                per_frame.append(crops)
-                pending += [c.image for c in crops]
+            for crops in self.face_cropper.map(frames, "skip" if found_only or self.pairs
+                                               else None):  # fmt: skip
+                views, behind = self._views(crops)
+                per_frame.append(behind)
+                pending += views
                 if len(pending) >= FACE_CHUNK:
                     parts.append(self.logits_batch(pending))
                     pending = []
@@ -304,13 +336,17 @@ class Detector:
         if pending:
             parts.append(self.logits_batch(pending))
         logits = np.concatenate(parts) if parts else np.zeros(0)
+        if self.pairs and not len(logits):
+            raise InputError("no face with a background square beside it found (this model "
+                             "compares a face's noise with its frame's background)")  # fmt: skip
         probs, out, crops_out, at = self.calibrate(logits), [], [], 0
-        for i, crops in enumerate(per_frame):
-            p = probs[at : at + len(crops)]
+        for i, behind in enumerate(per_frame):
+            p = probs[at : at + len(behind)]
             out.append(float(p.max()) if len(p) else float("nan"))
             crops_out += [{"frame": i, "box": [int(v) for v in c.box], "kind": c.kind,
-                           "score": round(float(q), 6)} for c, q in zip(crops, p, strict=True)]
-            at += len(crops)
+                           "score": round(float(q), 6)}
+                          for cs, q in zip(behind, p, strict=True) for c in cs]  # fmt: skip
+            at += len(behind)
         return np.array(out), crops_out
 
     def face_scores(self, frames: Iterable[np.ndarray]) -> tuple[np.ndarray, int]:
@@ -323,7 +359,7 @@ class Detector:
         """Per-frame probabilities of fake for the frames of one file (one for an image),
         as this model sees them: the whole frame, or its faces for a face model (which
         also sets ``res.faces``). The one step from decoded frames to scores of a scan."""
-        if self.config.input == "face":
+        if self.config.input in ("face", "face_background"):
             probs, res.faces = self.face_scores(frames)
             return probs
         # Streamed: at most FRAME_BATCH decoded frames are held at once, however many the
@@ -388,8 +424,10 @@ class Detector:
         res.frames_note = report.note
         res.height, res.width = shape[0][:2]
         res.frames = len(shape)
-        res.frame_scores = [round(float(p), 6) for p in probs]
+        # A frame a pair model found no face + background pair in has no score (None).
+        res.frame_scores = [round(float(p), 6) if math.isfinite(p) else None for p in probs]
         # Mean of frame probabilities: simple, and robust to one odd frame.
-        res.score = float(np.mean(probs))
+        scored = probs[np.isfinite(probs)]
+        res.score = float(np.mean(scored)) if len(scored) else math.nan
         if not math.isfinite(res.score):
             raise InputError("model produced no finite score for this video")

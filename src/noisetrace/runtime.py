@@ -20,7 +20,8 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Preprocess(nn.Module):
-    """uint8 (B, H, W, 3) -> normalised float (B, 3, H, W), as the model was trained."""
+    """uint8 (B, ..., H, W, 3) -> normalised float (B, ..., 3, H, W), as the model was
+    trained: (B, H, W, 3) images, or (B, 2, H, W, 3) [face, background] pairs."""
 
     def __init__(self, normalize: str = "unit") -> None:
         super().__init__()
@@ -29,7 +30,9 @@ class Preprocess(nn.Module):
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 3, 1, 2).float() / 255.0
+        # Explicit permutations (not movedim(-1, -3)): ONNX's Transpose takes no negative axes.
+        perm = (0, 1, 4, 2, 3) if x.dim() == 5 else (0, 3, 1, 2)
+        x = x.permute(*perm).float() / 255.0
         return (x - self.mean) / self.std if self.imagenet else x
 
 

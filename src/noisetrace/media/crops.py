@@ -178,9 +178,10 @@ class FaceCropper:
 
     ``policy`` is the model's ``face`` config: ``backend`` and ``detect`` (detector options),
     ``scale`` (margin), ``size`` (crop side, 0 = native), ``no_face`` (``skip``, ``whole`` or
-    ``error``), ``max_faces`` and ``track``. Each thread keeps its own detector (they are not
-    thread-safe); OpenCV and ONNX Runtime release the GIL, so on two cores detection runs
-    beside decoding and scoring.
+    ``error``), ``max_faces``, ``background`` (each face crop followed by its background
+    square, for face + background models) and ``track``. Each thread keeps its own detector
+    (they are not thread-safe); OpenCV and ONNX Runtime release the GIL, so on two cores
+    detection runs beside decoding and scoring.
 
     ``track`` (default 5): the frames of one file are searched in full every ``track``-th
     frame; in between, only around the faces of the frame before (``detect_near``), with a
@@ -226,6 +227,7 @@ class FaceCropper:
             faces = det.detect(img)
         return crop_faces(img, faces, scale=float(p.get("scale", 1.3)),
                           size=int(p.get("size", 128)) or None,
+                          background=bool(p.get("background", False)),
                           no_face=no_face or p.get("no_face", "whole"),
                           max_faces=p.get("max_faces", 4))  # fmt: skip
 
