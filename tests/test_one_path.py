@@ -33,22 +33,26 @@ def files(tmp_path_factory):
     Image.fromarray(big).save(d / "big.jpg", quality=92)
     frames = [np.ascontiguousarray(data.astronaut()[:, i * 4 : i * 4 + 448]) for i in range(8)]
     write_video(d / "clip.mp4", frames, fps=8)
+    Image.fromarray(data.coffee()[100:260, 200:420]).save(d / "small.jpg", quality=88)
+    Image.fromarray(data.astronaut()[0:256, 128:384]).save(d / "face.png")  # a face picture
     return d
 
 
 @pytest.mark.parametrize("which", ["whole", "face"])
 def test_scan_evaluate_and_explain_agree(which, tiny_detector, face_detector, files, tmp_path):
     det = tiny_detector if which == "whole" else face_detector
-    paths = [files / "big.jpg", files / "clip.mp4"]
+    paths = [files / "big.jpg", files / "clip.mp4", files / "small.jpg", files / "face.png"]
     scanned = [det.scan(p) for p in paths]
     assert all(r.error is None for r in scanned), [r.error for r in scanned]
     if which == "face":
-        assert all(r.faces for r in scanned)  # the face model judged faces, not frames
+        # the face model judged faces, not frames (the coffee cup has none: its centre square)
+        assert [bool(r.faces) for r in scanned] == [True, True, False, True]
     sc = score_conditions(det, [Sample(str(p), 0) for p in paths], [Condition()], EvalOptions())
     evaluated = sc.probs[Condition().name]
     np.testing.assert_allclose(evaluated, [r.score for r in scanned], rtol=0, atol=1e-6)
-    ex = explain_file(det, paths[0], tmp_path / "ex", window=128)
-    assert abs(ex["score"] - scanned[0].score) < 1e-6 and ex["verdict"] == scanned[0].verdict
+    for i in (0, 3):
+        ex = explain_file(det, paths[i], tmp_path / "ex", window=128)
+        assert abs(ex["score"] - scanned[i].score) < 1e-6 and ex["verdict"] == scanned[i].verdict
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
@@ -109,6 +113,17 @@ def test_face_background_model_scores_pairs_the_same_everywhere(pair_detector, f
                                rtol=0, atol=1e-6)  # fmt: skip
     no_face = det.scan(tmp_path / "coffee.png")
     assert no_face.verdict == "error" and "background" in no_face.error
+    # explain shows the pair the scan scored: the paper's noise-trace figure, same score
+    for path, rec in zip(paths, scanned, strict=True):
+        ex = explain_file(det, path, tmp_path / "ex")
+        assert ex["score"] == pytest.approx(rec.score, abs=1e-6) and ex["verdict"] == rec.verdict
+        assert ex["method"] == "noise-traces"
+        assert (tmp_path / "ex" / ex["files"]["traces"]).is_file()
+    assert ex["frame"]["frame_score"] == pytest.approx(ex["view"]["score"], abs=1e-5)
+    first = explain_file(det, paths[0], tmp_path / "ex1")
+    assert first["view"]["score"] == pytest.approx(scanned[0].score, abs=1e-5)
+    assert first["view"]["face"] == [int(v) for v in crops[0].box]
+    assert first["view"]["background"] == [int(v) for v in crops[1].box]
 
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
@@ -121,3 +136,6 @@ def test_face_background_model_scores_pairs_the_same_everywhere(pair_detector, f
             r = c.post("/v1/scan", files={"file": (path.name, path.read_bytes())})
             assert r.status_code == 200, r.text
             assert r.json()["score"] == pytest.approx(rec.score, abs=1e-6)
+        r = c.post("/v1/explain", files={"file": ("face.png", paths[0].read_bytes())})
+        assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n", r.text[:200]
+        assert c.get("/v1/models").json()["active"]["explain"] is True

@@ -273,8 +273,11 @@ def explain_file(
             raise InputError(res.error)
     else:
         img, frame_info, sampled = explained_frame(det, path, result)
-    ex = explain_array(det, img, method, **kwargs)
     name = _out_name(path, out)
+    if det.pairs:
+        return _explain_pair(det, path, img, out, name, kind, frame_info,
+                             None if frame_info else res)  # fmt: skip
+    ex = explain_array(det, img, method, **kwargs)
     summary = {"path": os.path.realpath(path), "kind": kind, **ex.summary()}
     note = ""
     if frame_info:
@@ -300,6 +303,48 @@ def explain_file(
         tmp.replace(out / files["traces"])
         summary["traces"] = tr.stats()
     summary["files"] = files
+    summary = round_floats(summary)
+    _write_atomic(out / f"{name}.explain.json", (json.dumps(summary, indent=2) + "\n").encode())
+    return summary
+
+
+def pair_traces(det: Detector, img: np.ndarray, title: str) -> tuple[bytes, dict[str, Any],
+                                                                     dict[str, Any]]:  # fmt: skip
+    """A face + background model's evidence is the pair it compared: the Siamese DnCNN
+    paper's noise-trace figure (Fig. 6) of the frame's most suspicious face square and its
+    background square, with the model's own DnCNN noise. Returns the PNG, the view (boxes
+    and the pair's score) and the traces' statistics."""
+    import tempfile
+
+    from noisetrace.explain.traces import noise_traces, plot_traces
+
+    _probs, crops = det.face_details([img])
+    face = max((c for c in crops if c["kind"] == "face"), key=lambda c: c["score"])
+    tr = noise_traces(img, tuple(face["box"]), det.model, detect=None, scale=1.0)
+    with tempfile.TemporaryDirectory() as d:
+        png = plot_traces(img, tr, Path(d) / "traces.png", title=title).read_bytes()
+    view = {"face": list(tr.face_box), "background": list(tr.background_box),
+            "score": face["score"]}  # fmt: skip
+    return png, view, tr.stats()
+
+
+def _explain_pair(det: Detector, path: str | Path, img: np.ndarray, out: Path, name: str,
+                  kind: str, frame_info: dict[str, Any] | None, res: ScanResult | None
+                  ) -> dict[str, Any]:  # fmt: skip
+    """explain_file for a face + background model: the traces figure (``pair_traces``)."""
+    png, view, stats = pair_traces(det, img, f"{Path(path).name}: face vs background noise")
+    files = {"traces": f"{name}.traces.png"}
+    _write_atomic(out / files["traces"], png)
+    summary: dict[str, Any] = {"path": os.path.realpath(path), "kind": kind,
+                               "method": "noise-traces", "view": view, "traces": stats,
+                               "files": files}  # fmt: skip
+    if frame_info:
+        summary["frame"] = frame_info
+        summary["score"] = frame_info["video_score"]
+        summary["verdict"] = frame_info["video_verdict"]
+    else:
+        assert res is not None
+        summary["score"], summary["verdict"] = float(res.score), res.verdict
     summary = round_floats(summary)
     _write_atomic(out / f"{name}.explain.json", (json.dumps(summary, indent=2) + "\n").encode())
     return summary

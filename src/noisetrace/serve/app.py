@@ -357,7 +357,7 @@ class ModelSet:
             whole_faces = getattr(det, "faces", None) if det is not None else None
             face_cfg = whole_faces.config if isinstance(whole_faces, Detector) else None
             inp = "image+face" if face_cfg is not None else cfg.input
-            explain = hasattr(det.model, "forward_features") if det is not None else None
+            explain = _draws_map(det) if det is not None else None
         return {
             "name": name,
             "default": name == self.default,
@@ -684,6 +684,12 @@ class _Late(Exception):
         self.future = future
 
 
+def _draws_map(det: Any) -> bool:
+    """Whether /v1/explain draws a picture for this model: a heatmap (spatial features) or
+    a face + background model's noise traces."""
+    return hasattr(det.model, "forward_features") or bool(getattr(det, "pairs", False))
+
+
 def _explain_png(det: Detector, upload: Upload, alpha: float, window: int, view: str,
                  frame: dict[str, Any] | None = None) -> bytes:  # fmt: skip
     """(H, W) heatmap of the upload blended over it (or alone), as PNG bytes. For a video,
@@ -701,6 +707,10 @@ def _explain_png(det: Detector, upload: Upload, alpha: float, window: int, view:
         img, info, _ = explained_frame(det, upload.path)
         if frame is not None:
             frame.update(info)
+    if det.pairs:  # a face + background model: the face vs background noise figure
+        from noisetrace.explain.report import pair_traces
+
+        return pair_traces(det, img, "face vs background noise")[0]
     prob = probability_map(det, img, window=window)
     out = overlay(img, prob, alpha=alpha) if view == "overlay" else colormap(prob)
     im = Image.fromarray(out)
@@ -979,7 +989,7 @@ def create_app(
                 "calibration": d.config.calibration,
                 "video_frames": d.config.video_frames,
                 "input": d.cfg.get("input"),
-                "explain": hasattr(d.model, "forward_features"),
+                "explain": _draws_map(d),
             },
             "default_model": svc.models.default,
             "offered": [svc.models.info(n) for n in svc.models.names()],
