@@ -2,7 +2,10 @@
 
 - decode fps: all frames vs keyframes only (I-frames decoded alone);
 - face detection ms/frame for every installed backend;
-- end-to-end crops/s (decode + detect + track + crop + resize) per backend.
+- end-to-end crops/s (decode + detect + track + crop + resize) per backend;
+- a face model's face finding per backend, frames/s: every frame searched in full (two
+  threads, ``face: {track: 0}``) vs faces followed from frame to frame (``track: 5``, the
+  default: a full search every 5th frame, a window around the last face in between).
 
 By default on a generated 640x480 video (the astronaut's head moving over the coffee photo,
 skimage's bundled images); ``--video`` takes any other file, e.g. a DFDC clip from
@@ -22,6 +25,7 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
+from noisetrace.media.crops import FaceCropper
 from noisetrace.media.faces import available_backends, get_face_detector
 from noisetrace.media.video import count_frames, read_frames, write_video
 from noisetrace.prepare import PrepareConfig, extract_crops
@@ -82,6 +86,7 @@ def main() -> None:
 
     frames = [f.image for f in read_frames(video, "even", args.detect_frames)]
     res["frame_shape"] = list(frames[0].shape)
+    every = [f.image for f in read_frames(video, "all")][: args.frames]  # consecutive frames
     for b in available_backends():
         det = get_face_detector(b)
         det.detect(frames[0])  # warm-up (model load, first-call allocations)
@@ -100,11 +105,18 @@ def main() -> None:
             n_crops = len(extract_crops(video, cfg, det))
 
         te = timed(e2e)
+        follow = {}
+        for track in (0, 5):
+            fc = FaceCropper({"backend": b, "scale": 1.3, "size": 256, "track": track})
+            list(fc.map(every[:2]))  # warm-up: the threads' detectors
+            follow[track] = len(every) / timed(lambda fc=fc, v=every: list(fc.map(v)))
         res["backends"][b] = {
             "detect_ms_per_frame": 1000 * t / len(frames),
             "frames_with_face": f"{found}/{len(frames)}",
             "crops_per_s": n_crops / te,
             "crops": n_crops,
+            "find_fps_full": follow[0],
+            "find_fps_followed": follow[5],
         }
 
     print(f"video {video.name}: {total} frames {res['frame_shape'][1]}x{res['frame_shape'][0]}, "
@@ -112,10 +124,12 @@ def main() -> None:
     print(f"decode all frames : {res['decode_all_fps']:8.1f} frames/s")
     print(f"decode keyframes  : {res['decode_keyframes_fps']:8.1f} frames/s "
           f"({res['keyframes_video_seconds_per_s']:.0f} video frames covered/s)")  # fmt: skip
-    print(f"{'backend':10s} {'detect ms/frame':>16s} {'faces found':>12s} {'e2e crops/s':>12s}")
+    print(f"{'backend':10s} {'detect ms/frame':>16s} {'faces found':>12s} {'e2e crops/s':>12s} "
+          f"{'find fps full':>14s} {'find fps followed':>18s}")  # fmt: skip
     for b, r in res["backends"].items():
         print(f"{b:10s} {r['detect_ms_per_frame']:16.1f} {r['frames_with_face']:>12s} "
-              f"{r['crops_per_s']:12.1f}")  # fmt: skip
+              f"{r['crops_per_s']:12.1f} {r['find_fps_full']:14.1f} "
+              f"{r['find_fps_followed']:18.1f}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
 
