@@ -139,3 +139,14 @@ def test_face_background_model_scores_pairs_the_same_everywhere(pair_detector, f
         r = c.post("/v1/explain", files={"file": ("face.png", paths[0].read_bytes())})
         assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n", r.text[:200]
         assert c.get("/v1/models").json()["active"]["explain"] is True
+
+
+def test_an_unscored_frame_is_never_the_one_explained(pair_detector, files):
+    """A frame a pair model found no pair in has a None score; the explained frame is the
+    most suspicious scored one."""
+    from noisetrace.explain.report import explained_frame
+
+    rec = pair_detector.scan(files / "clip.mp4")
+    rec.frame_scores = [None, 0.2, None, 0.1]
+    _img, info, _ = explained_frame(pair_detector, files / "clip.mp4", rec)
+    assert info["frame_score"] == 0.2

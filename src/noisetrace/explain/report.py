@@ -221,7 +221,9 @@ def explained_frame(det: Detector, path: str | Path, result: ScanResult | None =
     sampled = SampleReport()
     n = res.frames or len(res.frame_scores)
     frames = list(iter_frames(path, mode="even", n=n, report=sampled))
-    best = int(np.argmax(res.frame_scores[: len(frames)]))
+    # A frame a pair model found no pair in has no score (None): never the one explained.
+    scored = [-np.inf if v is None else v for v in res.frame_scores[: len(frames)]]
+    best = int(np.argmax(scored))
     fr = frames[best]
     info = {
         "index": fr.index, "time": None if fr.time is None else round(float(fr.time), 4),

@@ -101,6 +101,7 @@ class OnnxImageEncoder:
     numerics: str = "ort"  # "ort" or "float" (see the module docstring)
     _session: Any = field(default=None, init=False, repr=False)
     _session1: Any = field(default=None, init=False, repr=False)
+    _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _block_names: list[str] = field(default_factory=list, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -243,8 +244,10 @@ class OnnxImageEncoder:
                 or "CUDAExecutionProvider" in self._providers()):  # fmt: skip
             return [self.embed(c) for c in chunks]
         sess = self.single_threaded_session()
-        with ThreadPoolExecutor(PARALLEL_CALLS, thread_name_prefix="encoder") as ex:
-            return list(ex.map(lambda c: self.embed(c, sess), chunks))
+        with self._lock:  # one pool per encoder: concurrent scans share its PARALLEL_CALLS
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(PARALLEL_CALLS, thread_name_prefix="encoder")
+        return list(self._pool.map(lambda c: self.embed(c, sess), chunks))
 
     def embed(self, views: np.ndarray, session: Any = None) -> dict[str, np.ndarray]:
         """(B, S, S, 3) uint8 views -> {"embeds": (B, D), "cls": (B, W), "tokens": (B, W)}."""
