@@ -149,3 +149,32 @@ def test_two_faces_become_two_tracks_across_a_gap():
         (50, 5.0, [Face((0.0, 0.0, 50.0, 50.0), 1.0)]),
     ]
     assert len(track_faces(gap, max_gap=10)) == 2 and len(track_faces(gap)) == 1
+
+
+@pytest.mark.parametrize("track", [0, 3])
+def test_cropper_reads_a_video_only_a_few_frames_ahead(track):
+    """``FaceCropper.map`` pulls frames lazily (each pending search holds a decoded frame), and
+    a caller that stops early ends the follower instead of leaving it blocked or reading on."""
+    import time
+
+    from noisetrace.media import crops as crops_mod
+
+    pulled = []
+
+    def frames():
+        for i in range(crops_mod.AHEAD * 4):
+            pulled.append(i)
+            yield np.zeros((48, 64, 3), np.uint8)  # faceless: cheap to search
+
+    cropper = crops_mod.FaceCropper({"backend": "auto", "no_face": "whole", "track": track})
+    it = cropper.map(frames())
+    first = next(it)
+    assert len(first) == 1 and first[0].kind == "whole"
+    time.sleep(0.5)  # the follower runs ahead until the window is full
+    assert len(pulled) <= crops_mod.AHEAD + 3
+    it.close()
+    time.sleep(0.3)
+    n = len(pulled)
+    time.sleep(0.3)
+    assert len(pulled) == n < crops_mod.AHEAD * 4  # stopped, not read to the end
+    assert len(list(cropper.map(frames()))) == crops_mod.AHEAD * 4  # and all of it, in full

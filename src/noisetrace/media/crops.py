@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,6 +27,10 @@ import numpy as np
 from PIL import Image
 
 from noisetrace.media.faces import Face, NoFaceError
+
+#: frames of a video searched (or followed) ahead of the one being scored: bounds the
+#: decoded frames and crops held while the scorer catches up
+AHEAD = 16
 
 Box = tuple[int, int, int, int]
 NoFacePolicy = Literal["skip", "whole", "error"]
@@ -242,15 +247,30 @@ class FaceCropper:
         """Crops of every frame of one file, in order, as they are found: the caller scores
         a frame's crops while later frames are still being searched."""
         every = int(self.policy.get("track", 5))
-        if every <= 0:  # independent frames: searched in parallel
-            futures = [self._executor().submit(self.crops, img, no_face) for img in frames]
-            for f in futures:
-                yield f.result()
+        if every <= 0:  # independent frames: searched in parallel, a few ahead at most
+            # (a window, not the whole file: each pending search holds a decoded frame)
+            pending: deque[Future[list[Crop]]] = deque()
+            for img in frames:
+                pending.append(self._executor().submit(self.crops, img, no_face))
+                if len(pending) > AHEAD:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
             return
         # Tracking makes each frame depend on the one before: one thread follows the file
         # (and decodes it, pulling ``frames``), the caller scores what it has found so far.
-        q: queue.Queue[Any] = queue.Queue()
+        # Bounded, so a follower faster than the scorer cannot pile up crops without end.
+        q: queue.Queue[Any] = queue.Queue(maxsize=AHEAD)
         stop = threading.Event()
+
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    pass
+            return False  # the caller stopped: nobody will read it
 
         def follow() -> None:
             prev: list[tuple[float, float, float, float]] = []
@@ -262,10 +282,11 @@ class FaceCropper:
                     crops = self.crops(img, no_face, None if periodic else prev,
                                        search=periodic or bool(prev))  # fmt: skip
                     prev = [c.face.box for c in crops if c.face is not None and c.kind == "face"]
-                    q.put(crops)
+                    if not put(crops):
+                        return
             except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-                q.put(e)
-            q.put(_END)
+                put(e)
+            put(_END)
 
         self._executor().submit(follow)
         try:
