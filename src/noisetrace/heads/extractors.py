@@ -11,6 +11,8 @@ travels in a model's ``config.json`` and rebuilds it (:func:`from_spec`).
   ``max_side`` square at native resolution; array ``spam`` (1, 686).
 * ``spectrum``: spectral statistics of the residual (:mod:`noisetrace.residuals.spectrum`)
   of the centre ``max_side`` square at native resolution; array ``spectrum`` (1, 3 * bins + 24).
+* ``face_ring``: SPAM of a face crop's interior, of the ring around the face, and their
+  difference; array ``face_ring`` (1, 3 * 686).
 * ``detector``: the raw fake logit of another noisetrace model directory; array ``logit``.
 """
 
@@ -117,6 +119,54 @@ class SpamExtractor:
         return [self(i) for i in imgs]
 
 
+class FaceRingExtractor:
+    """SPAM of a face crop's interior beside SPAM of the ring around it.
+
+    A face crop is a square ``scale`` times the face box (:class:`~noisetrace.media.crops.
+    FaceCropper`), so its outer ``(1 - 1/scale) / 2`` of each side is hair, neck and
+    background. A swapped or blended face is synthesised (or re-rendered) inside the face and
+    pasted into a frame that was not: the two regions' noise statistics disagree, whatever
+    the tool (the face vs background argument of seed 003, on the crop a face model already
+    has). Array ``face_ring`` (1, 3 * 686): interior, ring (the mean of its four strips,
+    the side strips transposed) and their difference.
+    """
+
+    kind = "face_ring"
+
+    def __init__(self, scale: float = 1.3, t: int = 3) -> None:
+        if scale <= 1:
+            raise ValueError(f"face_ring needs a crop larger than the face (scale > 1), "
+                             f"got {scale}")  # fmt: skip
+        self.scale, self.t = float(scale), t
+
+    @property
+    def id(self) -> str:
+        return f"face_ring:t{self.t}:s{self.scale:g}"
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "face_ring", "scale": self.scale, "t": self.t}
+
+    def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
+        from noisetrace.residuals.spam import spam
+
+        h, w = img.shape[:2]
+        # The ring: outside the face box, plus a few pixels of the face's edge, where a
+        # pasted face meets the frame; at least 4 px so SPAM has rows to count.
+        m = max(4, round(min(h, w) * (1 - 1 / self.scale) / 2) + 4)
+        if min(h, w) < 2 * m + 4:
+            img = np.pad(img, ((0, max(0, 2 * m + 4 - h)), (0, max(0, 2 * m + 4 - w)), (0, 0)),
+                         mode="edge")  # fmt: skip
+            h, w = img.shape[:2]
+        inner = spam(img[m : h - m, m : w - m], self.t)
+        strips = (img[:m], img[h - m :], img[:, :m].transpose(1, 0, 2),
+                  img[:, w - m :].transpose(1, 0, 2))  # fmt: skip
+        ring = np.mean([spam(s, self.t) for s in strips], axis=0)
+        return {"face_ring": np.concatenate([inner, ring, inner - ring])[None].astype(np.float32)}
+
+    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        return [self(i) for i in imgs]
+
+
 class SpectrumExtractor:
     kind = "spectrum"
 
@@ -185,10 +235,11 @@ def select_feature(arrs: dict[str, np.ndarray], feature: str) -> np.ndarray:
 
 
 _KINDS = {"clip": ClipExtractor, "spam": SpamExtractor, "spectrum": SpectrumExtractor,
-          "detector": DetectorLogitExtractor}  # fmt: skip
+          "face_ring": FaceRingExtractor, "detector": DetectorLogitExtractor}  # fmt: skip
 
 
-Extractor = ClipExtractor | SpamExtractor | SpectrumExtractor | DetectorLogitExtractor
+Extractor = (ClipExtractor | SpamExtractor | SpectrumExtractor | FaceRingExtractor
+             | DetectorLogitExtractor)
 
 
 def from_spec(spec: dict[str, Any], **kw: Any) -> Extractor:
