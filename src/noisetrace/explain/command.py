@@ -47,8 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+",
                    help="images, videos or folders (labelled data with --intensity)")
     p.add_argument("--model", default="default", help="bundled model name or model directory")
-    p.add_argument("--method", choices=("heatmap", "ig"), default="heatmap",
-                   help="heatmap: local fake probability (fast); ig: Integrated Gradients")
+    p.add_argument("--method", choices=("heatmap", "ig", "occlusion"), default="heatmap",
+                   help="heatmap: local fake probability (fast); ig: Integrated Gradients; "
+                        "occlusion: the score's fall when each region is blurred (any model; "
+                        "models fitted on frozen features, such as default, always use it)")
     p.add_argument("--out", default="explanations", help="output folder")
     p.add_argument("--max-size", type=int, default=MAX_SIZE, metavar="N",
                    help=f"longer side of the overlay figure in pixels (default {MAX_SIZE}; the "
@@ -161,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{escape(f)}: [{colour}]{s['verdict']}[/] {s['score']:.3f} -> "
                 f"{escape(str(args.out))}/{escape(s['files']['overlay'])}", highlight=False,
             )  # fmt: skip
-    err.print(f"{n_ok} explained into {escape(str(args.out))}, {n_bad} could not be read")
+    err.print(f"{n_ok} explained into {escape(str(args.out))}, {n_bad} could not be explained")
     return 0 if n_ok or not n_bad else 1
 
 

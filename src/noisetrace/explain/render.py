@@ -48,6 +48,8 @@ LEGENDS: dict[str, Legend] = {
     # the tint fades out where the influence is near zero.
     "ig": Legend("influence on the fake score (Integrated Gradients; untinted: little)",
                  "low", "high", 0.5, 1.0),
+    "occlusion": Legend("fall of the fake score when the region is blurred (occlusion)",
+                        "none", "largest", 0.0, 1.0),
 }  # fmt: skip
 
 

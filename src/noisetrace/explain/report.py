@@ -14,6 +14,9 @@ Methods:
   others fall back to ``ig``.
 * ``ig``: Integrated Gradients influence per pixel (:mod:`noisetrace.explain.ig`), slightly
   smoothed for the overlay; exact attribution but ``steps`` forward/backward passes.
+* ``occlusion``: how far blurring each cell of a grid lowers the fake score
+  (:mod:`noisetrace.explain.occlusion`); works for every model, and is what models fitted on
+  frozen features (``default``, ``faces``) are explained with, whichever method was asked.
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ from noisetrace.errors import InputError
 from noisetrace.explain.numbers import round_floats
 from noisetrace.explain.render import MAX_SIZE, Figure, caption, render_figure
 
-Method = Literal["heatmap", "ig"]
-METHODS: tuple[str, ...] = ("heatmap", "ig")
+Method = Literal["heatmap", "ig", "occlusion"]
+METHODS: tuple[str, ...] = ("heatmap", "ig", "occlusion")
 
 
 @dataclass
@@ -88,6 +91,7 @@ class Explanation:
 _MAP_MEANING = {
     "heatmap": "local fake probability of each window",
     "ig": "Integrated Gradients influence |sum over colours|, scaled by its 99th percentile",
+    "occlusion": "fall of the fake logit when the cell is blurred, over the largest fall",
 }
 
 
@@ -149,6 +153,11 @@ def explain_array(
     if method not in METHODS:
         raise InputError(f"unknown explanation method {method!r}; use {' or '.join(METHODS)}")
     details: dict[str, Any] = {}
+    from noisetrace.heads.detector import has_network
+
+    if method != "occlusion" and not has_network(det):
+        details["note"] = f"{det.name} is fitted on frozen features; explained by occlusion"
+        method = "occlusion"
     if method == "heatmap" and not hasattr(det.model, "forward_features"):
         details["note"] = f"{det.config.arch} has no spatial features; explained with ig"
         method = "ig"
@@ -157,6 +166,11 @@ def explain_array(
         m = probability_map(det, img, window=window)
         ov = overlay(img, m)
         details["window"] = window
+    elif method == "occlusion":
+        from noisetrace.explain.occlusion import occlusion_map
+
+        m, logit, details["occlusion"] = occlusion_map(det, img, progress=progress)
+        ov = overlay(img, m)
     else:
         from noisetrace.explain.ig import gaussian_blur, integrated_gradients, normalize_map
 

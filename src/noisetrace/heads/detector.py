@@ -46,14 +46,25 @@ def probe_image() -> np.ndarray:
 _IMAGE_CFG = {"input_size": None, "normalize": "unit", "sequence_length": None, "input": "image"}
 
 
+class _NoNetworkError(ModelError, AttributeError):
+    """A ModelError that ``hasattr`` and ``getattr(..., default)`` read as absence."""
+
+
 class _NoTorchModel:
     """What ``Detector`` users see as ``.model`` when there is no network to explain."""
 
     pretrained_cfg = _IMAGE_CFG
 
     def __getattr__(self, name: str) -> Any:
-        raise ModelError("this model has no noise-residual network to explain (it is a head on "
-                         "frozen features); explain a noise model such as `fast` instead")
+        raise _NoNetworkError("this model has no noise-residual network to look into (it is a "
+                              "head on frozen features); explain it by occlusion "
+                              "(`noisetrace explain --method occlusion`)")
+
+
+def has_network(det: Detector) -> bool:
+    """Whether ``det`` has a network to look into (heatmaps, Integrated Gradients); models
+    fitted on frozen features have none and are explained by occlusion."""
+    return not isinstance(det.model, _NoTorchModel)
 
 
 class FeatureDetector(Detector):

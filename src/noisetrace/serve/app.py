@@ -351,7 +351,7 @@ class ModelSet:
         start = self._loaded[self.default]
         if name == self.combined:
             cfg, face_cfg = start.config, self._config("faces")
-            inp, explain = "image+face", hasattr(start.model, "forward_features")
+            inp, explain = "image+face", _draws_map(start)
         else:
             cfg = self._config(name)
             whole_faces = getattr(det, "faces", None) if det is not None else None
@@ -685,9 +685,13 @@ class _Late(Exception):
 
 
 def _draws_map(det: Any) -> bool:
-    """Whether /v1/explain draws a picture for this model: a heatmap (spatial features) or
-    a face + background model's noise traces."""
-    return hasattr(det.model, "forward_features") or bool(getattr(det, "pairs", False))
+    """Whether /v1/explain draws a picture for this model: a heatmap (spatial features), an
+    occlusion map (models fitted on frozen features) or a face + background model's noise
+    traces."""
+    from noisetrace.heads.detector import has_network
+
+    return (not has_network(det) or hasattr(det.model, "forward_features")
+            or bool(getattr(det, "pairs", False)))  # fmt: skip
 
 
 def _explain_png(det: Detector, upload: Upload, alpha: float, window: int, view: str,
@@ -711,7 +715,16 @@ def _explain_png(det: Detector, upload: Upload, alpha: float, window: int, view:
         from noisetrace.explain.report import pair_traces
 
         return pair_traces(det, img, "face vs background noise")[0]
-    prob = probability_map(det, img, window=window)
+    from noisetrace.heads.detector import has_network
+
+    if has_network(det):
+        prob = probability_map(det, img, window=window)
+    else:  # fitted on frozen features: the same occlusion map `noisetrace explain` draws
+        from noisetrace.explain.occlusion import occlusion_map
+
+        prob = occlusion_map(det, img)[0]
+        if frame is not None:
+            frame["method"] = "occlusion"
     out = overlay(img, prob, alpha=alpha) if view == "overlay" else colormap(prob)
     im = Image.fromarray(out)
     if max(im.size) > _EXPLAIN_MAX_SIDE:  # the PNG is for eyes; the map was full resolution
@@ -935,7 +948,7 @@ def create_app(
             413: {"description": "upload larger than --max-upload-mb"},
             415: {"description": "not multipart, or the content is not an image or video"},
             422: {"description": "the file could not be decoded, or an unknown `model`"},
-            501: {"description": "the model has no spatial features to map"},
+            501: {"description": "the model's network has no spatial features to map"},
         },
     )
     async def explain(
@@ -947,7 +960,9 @@ def create_app(
     ) -> Response:
         """PNG of local fake probabilities (blue real, yellow 0.5, red fake) over the image;
         for a video, over its most suspicious sampled frame, as `noisetrace explain` shows it
-        (headers ``X-Explained-Frame`` and ``X-Explained-Time`` name it). Long sides above
+        (headers ``X-Explained-Frame`` and ``X-Explained-Time`` name it). Models fitted on
+        frozen features get the occlusion map of `noisetrace explain` instead (header
+        ``X-Explain-Method``: ``heatmap`` or ``occlusion``). Long sides above
         1600 px are shrunk.
         With a whole image + faces model, the whole-image model's map."""
         from noisetrace.combined import WholeAndFaces
@@ -965,7 +980,8 @@ def create_app(
             raise UploadError(422, str(exc)) from None
         except ModelError as exc:
             raise UploadError(501, f"{exc}; /v1/scan still works with this model") from None
-        headers = {"Cache-Control": "no-store"}
+        headers = {"Cache-Control": "no-store",
+                   "X-Explain-Method": frame.pop("method", "heatmap")}  # fmt: skip
         if frame:  # which frame of a video the map shows (the page names it)
             headers["X-Explained-Frame"] = str(frame["index"])
             if frame.get("time") is not None:

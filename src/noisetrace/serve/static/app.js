@@ -130,6 +130,7 @@ function post(url, file, model, responseType, onUploadProgress) {
       // /v1/explain names the video frame it explains (the scan's most suspicious one)
       frame: xhr.getResponseHeader("X-Explained-Frame"),
       time: xhr.getResponseHeader("X-Explained-Time"),
+      method: xhr.getResponseHeader("X-Explain-Method"),
     });
     xhr.onerror = () => resolve({ status: 0, body: null });
     xhr.ontimeout = () => resolve({ status: 0, body: null });
@@ -228,6 +229,7 @@ async function explain(entry) {
   if (res.status === 200) {
     entry.heatmapUrl = URL.createObjectURL(res.body);
     entry.heatmapFrame = res.frame === null ? null : { index: Number(res.frame), time: res.time };
+    entry.heatmapMethod = res.method;
   } else {
     entry.heatmapError = "No heatmap: " + (await errorText(res));
     const info = state.models.get(entry.model);
@@ -397,9 +399,13 @@ function renderPreview(entry) {
         "Computing the heatmap…");
   }
   const f = entry.heatmapFrame;
-  $("heatmap-note").textContent = rec.kind !== "video" ? "" : f ?
+  // Models fitted on frozen features are mapped by occlusion: red where blurring a region
+  // lowers the fake score the most, blue where it does not lower it.
+  const how = entry.heatmapUrl && entry.heatmapMethod === "occlusion" ?
+    " (occlusion: red where blurring the region lowers the fake score most)" : "";
+  $("heatmap-note").textContent = how + (rec.kind !== "video" ? "" : f ?
     ` (frame ${f.index + 1}${f.time ? `, ${Number(f.time).toFixed(1)} s` : ""}: the most suspicious sampled frame)` :
-    " (the most suspicious sampled frame)";
+    " (the most suspicious sampled frame)");
 }
 
 // Boxes in the decoded frame's pixels: the overlay's viewBox is that frame, and "meet"
