@@ -13,6 +13,8 @@ travels in a model's ``config.json`` and rebuilds it (:func:`from_spec`).
   of the centre ``max_side`` square at native resolution; array ``spectrum`` (1, 3 * bins + 24).
 * ``face_ring``: SPAM of a face crop's interior, of the ring around the face, and their
   difference; array ``face_ring`` (1, 3 * 686).
+* ``ring_level``: the noise level (residual magnitudes) of a face crop's interior against
+  the ring around it; array ``ring_level`` (1, 54).
 * ``detector``: the raw fake logit of another noisetrace model directory; array ``logit``.
 """
 
@@ -167,6 +169,61 @@ class FaceRingExtractor:
         return [self(i) for i in imgs]
 
 
+class RingLevelExtractor:
+    """Noise *level* of a face crop's interior against the ring around the face.
+
+    A face a swap tool renders at its own resolution and pastes into the frame is usually
+    smoother (or sharper) than the frame around it; a self-blended face mixes in a blurred
+    copy. Per colour channel and residual (horizontal and vertical first differences, the
+    4-neighbour Laplacian): log mean and log 90th percentile of the absolute residual inside
+    the face and in the ring (the crop's outer band, as :class:`FaceRingExtractor`), and their
+    differences. Array ``ring_level`` (1, 54): 3 residuals x 3 channels x 6 numbers.
+    """
+
+    kind = "ring_level"
+
+    def __init__(self, scale: float = 1.3) -> None:
+        if scale <= 1:
+            raise ValueError(f"ring_level needs a crop larger than the face (scale > 1), "
+                             f"got {scale}")  # fmt: skip
+        self.scale = float(scale)
+
+    @property
+    def id(self) -> str:
+        return f"ring_level:v1:s{self.scale:g}"
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "ring_level", "scale": self.scale}
+
+    def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
+        x = img.astype(np.float32)
+        h, w = x.shape[:2]
+        m = max(4, round(min(h, w) * (1 - 1 / self.scale) / 2) + 4)
+        if min(h, w) < 2 * m + 4:  # tiny faces: pad so both regions have pixels
+            x = np.pad(x, ((0, max(0, 2 * m + 4 - h)), (0, max(0, 2 * m + 4 - w)), (0, 0)),
+                       mode="edge")  # fmt: skip
+            h, w = x.shape[:2]
+        lap = np.zeros_like(x)
+        lap[1:-1, 1:-1] = (4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2]
+                           - x[1:-1, 2:])  # fmt: skip
+        out: list[float] = []
+        for r in (x[:, 1:] - x[:, :-1], x[1:] - x[:-1], lap):
+            rh, rw = r.shape[:2]
+            inside = np.zeros((rh, rw), bool)
+            inside[m : rh - m, m : rw - m] = True
+            a = np.abs(r)
+            for c in range(3):
+                ai, ar = a[..., c][inside], a[..., c][~inside]
+                li, lr = np.log(ai.mean() + 1e-3), np.log(ar.mean() + 1e-3)
+                qi = np.log(np.percentile(ai, 90) + 1e-3)
+                qr = np.log(np.percentile(ar, 90) + 1e-3)
+                out += [li, lr, li - lr, qi, qr, qi - qr]
+        return {"ring_level": np.array(out, np.float32)[None]}
+
+    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        return [self(i) for i in imgs]
+
+
 class SpectrumExtractor:
     kind = "spectrum"
 
@@ -235,11 +292,12 @@ def select_feature(arrs: dict[str, np.ndarray], feature: str) -> np.ndarray:
 
 
 _KINDS = {"clip": ClipExtractor, "spam": SpamExtractor, "spectrum": SpectrumExtractor,
-          "face_ring": FaceRingExtractor, "detector": DetectorLogitExtractor}  # fmt: skip
+          "face_ring": FaceRingExtractor, "ring_level": RingLevelExtractor,
+          "detector": DetectorLogitExtractor}  # fmt: skip
 
 
 Extractor = (ClipExtractor | SpamExtractor | SpectrumExtractor | FaceRingExtractor
-             | DetectorLogitExtractor)
+             | RingLevelExtractor | DetectorLogitExtractor)
 
 
 def from_spec(spec: dict[str, Any], **kw: Any) -> Extractor:
