@@ -46,3 +46,25 @@ def test_spec_round_trip_tiny_inputs_and_bad_scale():
     assert ext(tiny)["face_ring"].shape == (1, 3 * 686)
     with pytest.raises(ValueError, match="scale > 1"):
         FaceRingExtractor(scale=1.0)
+
+
+def test_ring_level_sees_a_smoother_pasted_face():
+    """The noise-level numbers: inside and ring agree on one noise, and a smooth face pasted
+    into a noisy frame shows as a negative inside-minus-ring difference for every residual."""
+    from noisetrace.heads.extractors import RingLevelExtractor
+
+    rng = np.random.default_rng(2)
+    ext = RingLevelExtractor(scale=1.3)
+    same = ext(_noisy(rng, 256, 6.0))["ring_level"]
+    assert same.shape == (1, 54) and same.dtype == np.float32
+    diffs = same[0].reshape(9, 6)[:, [2, 5]]  # (residual x channel, mean / p90 differences)
+    assert np.abs(diffs).max() < 0.1
+    pasted = _noisy(rng, 256, 6.0)
+    pasted[50:206, 50:206] = _noisy(rng, 156, 0.5)
+    d = ext(pasted)["ring_level"][0].reshape(9, 6)[:, [2, 5]]
+    assert (d < -0.3).all()  # the smooth face: every residual smaller inside
+    again = from_spec(ext.spec())
+    assert again.id == ext.id
+    assert ext(np.full((6, 9, 3), 128, np.uint8))["ring_level"].shape == (1, 54)
+    with pytest.raises(ValueError, match="scale > 1"):
+        RingLevelExtractor(scale=0.9)
