@@ -32,6 +32,15 @@ import numpy as np
 CLIP_BATCH = 1
 
 
+def _at_least(img: np.ndarray, side: int) -> np.ndarray:
+    """``img`` edge-padded (bottom, right) so both sides are at least ``side``: tiny faces and
+    images still give every statistic pixels to count."""
+    h, w = img.shape[:2]
+    if min(h, w) >= side:
+        return img
+    return np.pad(img, ((0, max(0, side - h)), (0, max(0, side - w)), (0, 0)), mode="edge")
+
+
 def _centre_at_most(img: np.ndarray, side: int) -> np.ndarray:
     h, w = img.shape[:2]
     y, x = max(0, (h - side) // 2), max(0, (w - side) // 2)
@@ -112,9 +121,7 @@ class SpamExtractor:
         from noisetrace.residuals.spam import spam
 
         img = _centre_at_most(img, self.max_side)
-        if min(img.shape[:2]) < 8:
-            img = np.pad(img, ((0, max(0, 8 - img.shape[0])), (0, max(0, 8 - img.shape[1])),
-                               (0, 0)), mode="edge")  # fmt: skip
+        img = _at_least(img, 8)
         return {"spam": spam(img, self.t)[None]}
 
     def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -155,10 +162,8 @@ class FaceRingExtractor:
         # The ring: outside the face box, plus a few pixels of the face's edge, where a
         # pasted face meets the frame; at least 4 px so SPAM has rows to count.
         m = max(4, round(min(h, w) * (1 - 1 / self.scale) / 2) + 4)
-        if min(h, w) < 2 * m + 4:
-            img = np.pad(img, ((0, max(0, 2 * m + 4 - h)), (0, max(0, 2 * m + 4 - w)), (0, 0)),
-                         mode="edge")  # fmt: skip
-            h, w = img.shape[:2]
+        img = _at_least(img, 2 * m + 4)
+        h, w = img.shape[:2]
         inner = spam(img[m : h - m, m : w - m], self.t)
         strips = (img[:m], img[h - m :], img[:, :m].transpose(1, 0, 2),
                   img[:, w - m :].transpose(1, 0, 2))  # fmt: skip
@@ -199,10 +204,8 @@ class RingLevelExtractor:
         x = img.astype(np.float32)
         h, w = x.shape[:2]
         m = max(4, round(min(h, w) * (1 - 1 / self.scale) / 2) + 4)
-        if min(h, w) < 2 * m + 4:  # tiny faces: pad so both regions have pixels
-            x = np.pad(x, ((0, max(0, 2 * m + 4 - h)), (0, max(0, 2 * m + 4 - w)), (0, 0)),
-                       mode="edge")  # fmt: skip
-            h, w = x.shape[:2]
+        x = _at_least(x, 2 * m + 4)  # tiny faces: both regions get pixels
+        h, w = x.shape[:2]
         lap = np.zeros_like(x)
         lap[1:-1, 1:-1] = (4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2]
                            - x[1:-1, 2:])  # fmt: skip
