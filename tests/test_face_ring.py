@@ -68,3 +68,17 @@ def test_ring_level_sees_a_smoother_pasted_face():
     assert ext(np.full((6, 9, 3), 128, np.uint8))["ring_level"].shape == (1, 54)
     with pytest.raises(ValueError, match="scale > 1"):
         RingLevelExtractor(scale=0.9)
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (64, 64), (131, 250), (256, 256)])
+def test_ring_level_histogram_path_matches_masks_and_percentiles(shape):
+    # 8-bit crops take the histogram path; float input the reference path (boolean masks,
+    # np.percentile). Both must give the numbers the fitted heads were trained on.
+    rng = np.random.default_rng(sum(shape))
+    img = (rng.random((*shape, 3)) ** 3 * 255).astype(np.uint8)  # skewed, many ties
+    for scale in (1.1, 1.3, 1.8):
+        ext = from_spec({"kind": "ring_level", "scale": scale})
+        fast = ext(img)["ring_level"]
+        ref = ext(img.astype(np.float32))["ring_level"]
+        assert fast.shape == ref.shape == (1, 54)
+        np.testing.assert_allclose(fast, ref, atol=1e-5)

@@ -201,30 +201,85 @@ class RingLevelExtractor:
         return {"kind": "ring_level", "scale": self.scale}
 
     def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
-        x = img.astype(np.float32)
-        h, w = x.shape[:2]
+        h, w = img.shape[:2]
         m = max(4, round(min(h, w) * (1 - 1 / self.scale) / 2) + 4)
-        x = _at_least(x, 2 * m + 4)  # tiny faces: both regions get pixels
-        h, w = x.shape[:2]
-        lap = np.zeros_like(x)
-        lap[1:-1, 1:-1] = (4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2]
-                           - x[1:-1, 2:])  # fmt: skip
-        out: list[float] = []
-        for r in (x[:, 1:] - x[:, :-1], x[1:] - x[:-1], lap):
-            rh, rw = r.shape[:2]
-            inside = np.zeros((rh, rw), bool)
-            inside[m : rh - m, m : rw - m] = True
-            a = np.abs(r)
-            for c in range(3):
-                ai, ar = a[..., c][inside], a[..., c][~inside]
-                li, lr = np.log(ai.mean() + 1e-3), np.log(ar.mean() + 1e-3)
-                qi = np.log(np.percentile(ai, 90) + 1e-3)
-                qr = np.log(np.percentile(ar, 90) + 1e-3)
-                out += [li, lr, li - lr, qi, qr, qi - qr]
+        img = _at_least(img, 2 * m + 4)  # tiny faces: both regions get pixels
+        if img.dtype == np.uint8:
+            out = _ring_level_counts(img, m)
+        else:
+            out = _ring_level_float(img.astype(np.float32), m)
         return {"ring_level": np.array(out, np.float32)[None]}
 
     def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         return [self(i) for i in imgs]
+
+
+def _ring_level_residuals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(C, H, W) -> horizontal and vertical first differences and the 4-neighbour Laplacian
+    (zero on the border, which counts in the ring)."""
+    lap = np.zeros_like(x)
+    lap[:, 1:-1, 1:-1] = (4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1]
+                          - x[:, 1:-1, :-2] - x[:, 1:-1, 2:])  # fmt: skip
+    return x[:, :, 1:] - x[:, :, :-1], x[:, 1:] - x[:, :-1], lap
+
+
+def _level_numbers(mi: float, mr: float, qi: float, qr: float) -> list[float]:
+    li, lr = np.log(mi + 1e-3), np.log(mr + 1e-3)
+    qi, qr = np.log(qi + 1e-3), np.log(qr + 1e-3)
+    return [li, lr, li - lr, qi, qr, qi - qr]
+
+
+def _ring_level_float(x: np.ndarray, m: int) -> list[float]:
+    """Reference path for float input: masks and ``np.percentile``."""
+    out: list[float] = []
+    for r in _ring_level_residuals(np.moveaxis(x, 2, 0)):
+        rh, rw = r.shape[1:]
+        inside = np.zeros((rh, rw), bool)
+        inside[m : rh - m, m : rw - m] = True
+        for a in np.abs(r):
+            ai, ar = a[inside], a[~inside]
+            out += _level_numbers(ai.mean(), ar.mean(), np.percentile(ai, 90),
+                                  np.percentile(ar, 90))  # fmt: skip
+    return out
+
+
+def _ring_level_counts(img: np.ndarray, m: int) -> list[float]:
+    """The same numbers for 8-bit input from value histograms: every residual of integer
+    pixels is an integer in [0, 1020], so means and the 90th percentile (linear
+    interpolation, as ``np.percentile``) come from counts, about 8x faster than masking and
+    sorting (the face model scores every crop of a video with it)."""
+    bins = 1021
+    offset = (np.arange(3, dtype=np.int16) * bins)[:, None, None]
+    out: list[float] = []
+    # int16 planes, channel first and contiguous: residuals within +-1020, histogram
+    # indices (with the channel offsets) below 3 * 1021.
+    x = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.int16)
+    for r in _ring_level_residuals(x):
+        rh, rw = r.shape[1:]
+        a = np.abs(r) + offset  # one histogram for the three channels
+        allc = np.bincount(a.ravel(), minlength=3 * bins).reshape(3, bins)
+        inc = np.bincount(a[:, m : rh - m, m : rw - m].ravel(), minlength=3 * bins)
+        inc = inc.reshape(3, bins)
+        for c in range(3):
+            stats = [_hist_mean_p90(inc[c]), _hist_mean_p90(allc[c] - inc[c])]
+            out += _level_numbers(stats[0][0], stats[1][0], stats[0][1], stats[1][1])
+    return out
+
+
+def _hist_mean_p90(counts: np.ndarray) -> tuple[float, float]:
+    """Mean and 90th percentile (``np.percentile``'s linear method) of the values whose
+    histogram over 0, 1, 2, ... is ``counts``."""
+    n = int(counts.sum())
+    values = np.arange(len(counts))
+    cum = np.cumsum(counts)
+    pos = 0.9 * (n - 1)
+    lo = int(np.floor(pos))
+    t = pos - lo
+    # The sorted sample's k-th value is the first value whose cumulative count exceeds k.
+    a, b = np.searchsorted(cum, [lo, min(lo + 1, n - 1)], side="right")
+    a, b = float(a), float(b)
+    q = b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t  # np.percentile's lerp
+    return float(counts @ values) / n, q
 
 
 class SpectrumExtractor:
