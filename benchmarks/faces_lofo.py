@@ -131,6 +131,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "faces_lofo.json").write_text(json.dumps({"rows": rows, "real_fpr": fpr_rows},
                                                     indent=2) + "\n")  # fmt: skip
+    # Every held-out score, so other video aggregations can be studied without refitting.
+    np.savez_compressed(out / "scores.npz", keys=keys, y=feats.y, family=feats.family,
+                        **{f"{F}|{t}": v for F, sc in scores.items() for t, v in sc.items()})
     md = render(rows, fpr_rows)
     (out / "faces_lofo.md").write_text(md)
     print(md)

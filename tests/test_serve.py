@@ -637,3 +637,18 @@ def test_memory_ceiling_holds_across_workers(model_dir: Path) -> None:
             t.join(20)
         assert codes == [200, 200] and len(starts) == 2
         assert svc.status()["pixels_reserved"] == 0
+
+
+def test_explain_without_spatial_features_is_501_and_scan_still_works(tmp_path: Path) -> None:
+    """A network with no spatial features (MesoNet) has no heatmap, and Integrated Gradients
+    is too slow to serve: /v1/explain says so (501) and /v1/scan still scores the file."""
+    d = tmp_path / "meso"
+    det = Detector(models.create("mesonet4"), DetectorConfig(name="meso", arch="mesonet4"))
+    det.save(d)
+    app = create_app(str(d), max_upload_mb=1, workers=1, timeout_s=60, device="cpu")
+    with TestClient(app, base_url=LOCAL) as c:
+        files = {"file": ("a.jpg", _jpeg(), "image/jpeg")}
+        r = c.post("/v1/explain", files=files)
+        assert r.status_code == 501, r.text
+        assert "no spatial features" in r.json()["detail"] and "/v1/scan" in r.json()["detail"]
+        assert c.post("/v1/scan", files=files).status_code == 200

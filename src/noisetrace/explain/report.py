@@ -132,6 +132,45 @@ def top_regions(m: np.ndarray, window: int = 64, k: int = 5) -> list[dict[str, A
 
 
 # -- explaining ------------------------------------------------------------------------------
+def resolve_method(det: Detector, method: str, details: dict[str, Any] | None = None) -> str:
+    """The method ``det`` can draw for the one asked: models fitted on frozen features have
+    no network (occlusion), networks without spatial features no heatmap (IG). ``details``
+    gets a note when the method changes."""
+    from noisetrace.heads.detector import has_network
+
+    note = None
+    if method != "occlusion" and not has_network(det):
+        note = f"{det.name} is fitted on frozen features; explained by occlusion"
+        method = "occlusion"
+    elif method == "heatmap" and not hasattr(det.model, "forward_features"):
+        note, method = f"{det.config.arch} has no spatial features; explained with ig", "ig"
+    if note and details is not None:
+        details["note"] = note
+    return method
+
+
+def region_map(det: Detector, img: np.ndarray, method: str, *, window: int = 64,
+               details: dict[str, Any] | None = None,
+               progress: Callable[[int, int], None] | None = None,
+               ) -> tuple[np.ndarray, float | None]:  # fmt: skip
+    """(H, W, 3) uint8 -> ((H, W) map in [0, 1], the image's fake logit or None) for the
+    region methods (``heatmap``: sliding-window probabilities; ``occlusion``: the fall of
+    the logit when each cell is blurred). The one dispatch the CLI, reports and the API
+    share; the logit is None where the method does not compute it (the API does not need it)."""
+    from noisetrace.explain.heatmap import probability_map
+
+    details = {} if details is None else details
+    if method == "occlusion":
+        from noisetrace.explain.occlusion import occlusion_map
+
+        m, logit, details["occlusion"] = occlusion_map(det, img, progress=progress)
+        return m, logit
+    if method != "heatmap":
+        raise InputError(f"{method!r} is not a region method; use heatmap or occlusion")
+    details["window"] = window
+    return probability_map(det, img, window=window), None
+
+
 def explain_array(
     det: Detector,
     img: np.ndarray,
@@ -146,30 +185,18 @@ def explain_array(
 ) -> Explanation:
     """Explain an (H, W, 3) uint8 RGB image with ``det``. ``progress(done, total)`` is
     called as Integrated Gradients advances (the long part; the heatmap is one pass)."""
-    from noisetrace.explain.heatmap import colormap, overlay, probability_map
+    from noisetrace.explain.heatmap import colormap, overlay
 
     if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
         raise InputError("expected an (H, W, 3) uint8 RGB array")
     if method not in METHODS:
         raise InputError(f"unknown explanation method {method!r}; use {' or '.join(METHODS)}")
     details: dict[str, Any] = {}
-    from noisetrace.heads.detector import has_network
-
-    if method != "occlusion" and not has_network(det):
-        details["note"] = f"{det.name} is fitted on frozen features; explained by occlusion"
-        method = "occlusion"
-    if method == "heatmap" and not hasattr(det.model, "forward_features"):
-        details["note"] = f"{det.config.arch} has no spatial features; explained with ig"
-        method = "ig"
-    if method == "heatmap":
-        logit = det.logit(img)
-        m = probability_map(det, img, window=window)
-        ov = overlay(img, m)
-        details["window"] = window
-    elif method == "occlusion":
-        from noisetrace.explain.occlusion import occlusion_map
-
-        m, logit, details["occlusion"] = occlusion_map(det, img, progress=progress)
+    method = resolve_method(det, method, details)
+    if method in ("heatmap", "occlusion"):
+        m, region_logit = region_map(det, img, method, window=window, details=details,
+                                     progress=progress)  # fmt: skip
+        logit = det.logit(img) if region_logit is None else region_logit
         ov = overlay(img, m)
     else:
         from noisetrace.explain.ig import gaussian_blur, integrated_gradients, normalize_map

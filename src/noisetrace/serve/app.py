@@ -701,8 +701,8 @@ def _explain_png(det: Detector, upload: Upload, alpha: float, window: int, view:
     what it is (index, time, scores)."""
     from PIL import Image
 
-    from noisetrace.explain.heatmap import colormap, overlay, probability_map
-    from noisetrace.explain.report import explained_frame
+    from noisetrace.explain.heatmap import colormap, overlay
+    from noisetrace.explain.report import explained_frame, region_map, resolve_method
     from noisetrace.media.image import load_image
 
     if upload.kind == "image":
@@ -715,16 +715,12 @@ def _explain_png(det: Detector, upload: Upload, alpha: float, window: int, view:
         from noisetrace.explain.report import pair_traces
 
         return pair_traces(det, img, "face vs background noise")[0]
-    from noisetrace.heads.detector import has_network
-
-    if has_network(det):
-        prob = probability_map(det, img, window=window)
-    else:  # fitted on frozen features: the same occlusion map `noisetrace explain` draws
-        from noisetrace.explain.occlusion import occlusion_map
-
-        prob = occlusion_map(det, img)[0]
-        if frame is not None:
-            frame["method"] = "occlusion"
+    method = resolve_method(det, "heatmap")  # `noisetrace explain`'s choice for this model
+    if method not in ("heatmap", "occlusion"):  # IG takes minutes: not served (501)
+        raise ModelError(f"model {det.config.arch!r} has no spatial features to map")
+    prob, _ = region_map(det, img, method, window=window)
+    if frame is not None and method != "heatmap":
+        frame["method"] = method
     out = overlay(img, prob, alpha=alpha) if view == "overlay" else colormap(prob)
     im = Image.fromarray(out)
     if max(im.size) > _EXPLAIN_MAX_SIDE:  # the PNG is for eyes; the map was full resolution
