@@ -6,8 +6,10 @@
 For each fake family F of the recipe's corpus (face-<source>, :mod:`noisetrace.data.
 face_corpus`) the recipe is refitted without F and without each fold of the reals, exactly as
 ``noisetrace fit`` validates (:func:`noisetrace.heads.fit.leave_one_family_out`), but every
-held-out score is kept, so the table also has video-level AUC (mean of a video's frame scores;
-DeepFaceLive's halves are separate videos) and per-source real false-positive rates. The
+held-out score is kept, so the table also has video-level AUC (a video's frame scores
+aggregated as the fitted model aggregates them, the recipe's ``video_aggregate``;
+DeepFaceLive's halves are separate videos) and per-source real false-positive rates, of crops
+and of videos. The
 peer, the bundled ``faces`` model (MesoNet), scores the very same crops under the same
 transforms; it was never trained on any of them, so its scores need no refitting. Bootstrap
 intervals (by video) go with the candidate's video AUC. Features
@@ -24,7 +26,7 @@ import numpy as np
 
 from noisetrace.data.manifest import FAKE, REAL
 from noisetrace.heads.fit import Features, HeadRecipe, held_out_scores
-from noisetrace.metrics import binary_metrics, bootstrap_ci
+from noisetrace.metrics import aggregate_by_group, binary_metrics, bootstrap_ci
 
 
 def lofo_scores(recipe: HeadRecipe, feats: Features) -> dict[str, dict[str, np.ndarray]]:
@@ -43,12 +45,12 @@ def video_keys(feats: Features) -> np.ndarray:
     return np.array([f"{s.label}|{s.video or s.group or s.path}" for s in feats.samples])
 
 
-def by_video(y: np.ndarray, s: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    u, inv = np.unique(keys, return_inverse=True)
-    vs = np.bincount(inv, weights=s) / np.bincount(inv)
-    vy = np.zeros(len(u), int)
-    vy[inv] = y
-    return vy, vs
+def by_video(y: np.ndarray, s: np.ndarray, keys: np.ndarray, how: str = "mean"
+             ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(V,) labels and (V,) scores per video, its frames aggregated as the model does."""
+    u, vs = aggregate_by_group(keys, s, how)
+    label = dict(zip(keys, y, strict=True))
+    return np.array([label[k] for k in u], int), vs
 
 
 NAMES = {"family": "held-out source", "transform": "transform", "fake_crops": "fake crops",
@@ -56,7 +58,8 @@ NAMES = {"family": "held-out source", "transform": "transform", "fake_crops": "f
          "cand_video_auc_95ci": "video AUC 95% CI", "cand_detected": "detected",
          "peer_auc": "peer crop AUC", "peer_video_auc": "peer video AUC",
          "peer_detected": "peer detected", "kind": "real source", "n": "crops",
-         "cand_fpr": "called fake", "peer_fpr": "peer called fake"}  # fmt: skip
+         "cand_fpr": "crops called fake", "peer_fpr": "peer crops called fake",
+         "videos": "videos", "cand_video_fpr": "videos called fake"}  # fmt: skip
 
 
 def render(rows: list[dict], fpr_rows: list[dict]) -> str:
@@ -108,10 +111,11 @@ def main() -> None:
             row = {"family": F, "transform": t, "fake_crops": len(fake_F),
                    "fake_videos": len(set(keys[fake_F]))}  # fmt: skip
             peer_thr = np.full(len(sel), peer.threshold)
-            for name, s, thr in (("cand", sc[t][sel], sc[f"thr:{t}"][sel]),
-                                 ("peer", peer_p[sel], peer_thr)):  # fmt: skip
+            for name, s, thr, how in (
+                    ("cand", sc[t][sel], sc[f"thr:{t}"][sel], recipe.video_aggregate),
+                    ("peer", peer_p[sel], peer_thr, peer.config.video_aggregate)):  # fmt: skip
                 row[f"{name}_auc"] = round(binary_metrics(y, s, 0.5)["auc"], 4)
-                vy, vs = by_video(y, s, keys[sel])
+                vy, vs = by_video(y, s, keys[sel], how)
                 row[f"{name}_video_auc"] = round(binary_metrics(vy, vs, 0.5)["auc"], 4)
                 if name == "cand":  # resampled by video: frames of one video are not independent
                     lo, hi = bootstrap_ci(vy, vs, "auc", n=500)
@@ -121,12 +125,24 @@ def main() -> None:
         # Reals: called fake in the share of held-out-family models that called them fake.
         calls = np.mean([scores[F][t][real_idx] >= scores[F][f"thr:{t}"][real_idx]
                          for F in scores], axis=0)  # fmt: skip
+        # Real videos (frames aggregated as the model aggregates a video) called fake.
+        rk = keys[real_idx]
+        video_calls: dict[str, list[bool]] = {}
+        for F in scores:
+            u, vs = aggregate_by_group(rk, scores[F][t][real_idx], recipe.video_aggregate)
+            thr_of = dict(zip(rk, scores[F][f"thr:{t}"][real_idx], strict=True))
+            for k, v in zip(u, vs, strict=True):
+                video_calls.setdefault(k, []).append(bool(v >= thr_of[k]))
         for kind in sorted(set(feats.family[real_idx])):
             m = feats.family[real_idx] == kind
+            vids = sorted(set(rk[m]))
             fpr_rows.append({"kind": kind, "transform": t, "n": int(m.sum()),
                              "cand_fpr": round(float(calls[m].mean()), 4),
                              "peer_fpr": round(float(np.mean(peer_p[real_idx][m]
-                                                             >= peer.threshold)), 4)})  # fmt: skip
+                                                             >= peer.threshold)), 4),
+                             "videos": len(vids),
+                             "cand_video_fpr": round(float(np.mean(
+                                 [np.mean(video_calls[k]) for k in vids])), 4)})  # fmt: skip
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "faces_lofo.json").write_text(json.dumps({"rows": rows, "real_fpr": fpr_rows},

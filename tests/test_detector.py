@@ -104,6 +104,28 @@ def test_video_scan_has_frame_scores(tiny_detector, media_dir):
     assert r.score == pytest.approx(float(np.mean(r.frame_scores)), abs=1e-5)
 
 
+def test_video_score_uses_the_models_own_aggregation(tmp_path, tiny_model_dir, media_dir):
+    """A model whose config says top25 scores a video by its most suspicious quarter of
+    frames; the setting travels in config.json; an unknown aggregation is refused."""
+    from noisetrace.metrics import aggregate_scores
+
+    det = Detector.load(tiny_model_dir, device="cpu")
+    det.config.video_aggregate = "top25"
+    r = det.scan(media_dir / "clip.mp4", video_frames=8)
+    frames = np.array(r.frame_scores, float)
+    assert np.ptp(frames) > 1e-4  # frames differ, so the aggregations differ
+    assert r.score == pytest.approx(np.sort(frames)[-2:].mean(), abs=1e-5)
+    assert r.score == pytest.approx(aggregate_scores(frames, "top25"), abs=1e-5)
+    det.save(tmp_path / "m")
+    assert Detector.load(tmp_path / "m").config.video_aggregate == "top25"
+
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["video_aggregate"] = "loudest"
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match="video_aggregate"):
+        Detector.load(tmp_path / "m")
+
+
 def test_export_command_writes_verified_graphs(tmp_path, tiny_model_dir, photo):
     from noisetrace.cli import main
 

@@ -82,3 +82,43 @@ def test_ring_level_histogram_path_matches_masks_and_percentiles(shape):
         ref = ext(img.astype(np.float32))["ring_level"]
         assert fast.shape == ref.shape == (1, 54)
         np.testing.assert_allclose(fast, ref, atol=1e-5)
+
+
+def test_ring_profile_locates_a_blend_band():
+    """One noise everywhere: every band's level is the centre's. A face whose outer band was
+    smoothed (a feathered blend) shows a dip in the fine-scale level at exactly those bands,
+    and a face upscaled from a smaller render a lower fine / coarse ratio inside."""
+    from scipy.ndimage import uniform_filter, zoom
+
+    rng = np.random.default_rng(3)
+    ext = from_spec({"kind": "ring_profile", "bands": 8})
+    flat = ext(_noisy(rng, 256, 6.0))["ring_profile"][0]
+    assert flat.shape == (3 * 8 + 2,)
+    assert np.abs(flat[:8]).max() < 0.1  # log fine level of each band minus the centre's
+
+    img = _noisy(rng, 256, 6.0)
+    band = img.astype(float)
+    smooth = uniform_filter(band, (5, 5, 1))
+    d = np.minimum.outer(np.minimum(np.arange(256), np.arange(256)[::-1]),
+                         np.minimum(np.arange(256), np.arange(256)[::-1]))  # fmt: skip
+    ring = (d >= 32) & (d < 48)  # bands 2 (32-47 px from the edge at 8 bands of 16 px)
+    img[ring] = smooth[ring].astype(np.uint8)
+    prof = ext(img)["ring_profile"][0]
+    assert prof[2] < -1.0 and np.abs(np.delete(prof[:8], 2)).max() < 0.2
+
+    face = _noisy(rng, 256, 6.0)
+    small = _noisy(rng, 80, 6.0).astype(float)
+    face[88:168, 88:168] = small[::1, ::1]  # a noisy patch at the frame's own scale: no change
+    same_scale = ext(face)["ring_profile"][0]
+    face[64:192, 64:192] = np.clip(zoom(small[:64, :64], (2, 2, 1), order=1), 0, 255)
+    upscaled = ext(face)["ring_profile"][0]
+    fine_over_coarse = slice(16, 24)
+    assert upscaled[fine_over_coarse][-1] < same_scale[fine_over_coarse][-1] - 0.5
+
+
+def test_ring_profile_spec_tiny_and_bad_bands():
+    ext = from_spec({"kind": "ring_profile", "bands": 6})
+    assert from_spec(ext.spec()).id == ext.id == "ring_profile:v1:b6"
+    assert ext(np.full((5, 11, 3), 90, np.uint8))["ring_profile"].shape == (1, 20)
+    with pytest.raises(ValueError, match="at least 2 bands"):
+        from_spec({"kind": "ring_profile", "bands": 1})

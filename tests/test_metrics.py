@@ -112,6 +112,11 @@ def test_video_aggregation():
     assert aggregate_scores(f, "median") == pytest.approx(0.2)
     assert aggregate_scores(f, "max") == pytest.approx(0.9)
     assert math.isnan(aggregate_scores([float("nan")]))
+    # top25: the mean of the highest quarter (rounded up, at least one frame), NaN ignored.
+    assert aggregate_scores(f, "top25") == pytest.approx(0.9)
+    assert aggregate_scores([0.5, 0.1, 0.9, 0.3, 0.7], "top25") == pytest.approx(0.8)
+    assert aggregate_scores([0.2] * 7 + [0.6], "top25") == pytest.approx(0.4)
+    assert math.isnan(aggregate_scores([float("nan")], "top25"))
     with pytest.raises(ValueError, match="aggregation"):
         aggregate_scores(f, "mode")
     keys, agg = aggregate_by_group(["a", "b", "a", "b"], [0.2, 0.5, 0.4, 0.9], "max")

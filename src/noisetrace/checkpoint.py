@@ -32,6 +32,9 @@ class DetectorConfig:
     calibration: dict[str, float] = field(default_factory=lambda: {"a": 1.0, "b": 0.0})
     tile: int = 1024  # tile side for full-resolution scoring with bounded memory
     video_frames: int = 16
+    # How a video's frame scores become its score (metrics.AGGREGATIONS); configs written
+    # before this field existed mean "mean".
+    video_aggregate: str = "mean"
     # Face models: "face" makes scanning find faces and score their crops (see face_scores).
     input: str = "image"
     face: dict[str, Any] = field(
@@ -64,6 +67,11 @@ def read_config(d: Path) -> DetectorConfig:
         raw = json.loads(cfg_path.read_text(encoding="utf-8"))
         if not isinstance(raw, dict):
             raise TypeError("expected a JSON object")
+        from noisetrace.metrics import AGGREGATIONS
+
+        if raw.get("video_aggregate", "mean") not in AGGREGATIONS:
+            raise TypeError(f"video_aggregate {raw['video_aggregate']!r} is not one of "
+                            f"{', '.join(AGGREGATIONS)}")  # fmt: skip
         return DetectorConfig(**raw)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
         raise ModelError(

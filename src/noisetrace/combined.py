@@ -7,8 +7,9 @@ model on every frame, the face model on the faces it finds (frames without a fac
 given to it). The record keeps both judgements apart:
 
 * ``score`` / ``threshold``: the whole-image model's, as in a plain scan;
-* ``face_score`` / ``face_threshold``: the face model's (its most suspicious face, averaged
-  over the frames that had faces), None when no face was found;
+* ``face_score`` / ``face_threshold``: the face model's (its most suspicious face per frame,
+  aggregated over the frames that had faces as the face model aggregates a video), None
+  when no face was found;
 * ``face_boxes``: every face judged, ``{"frame", "box": [x0, y0, x1, y1], "score"}``;
 * ``verdict``: ``fake`` when either model calls the file fake at its own threshold.
 """
@@ -38,6 +39,7 @@ class WholeAndFaces(Detector):
         self.config = DetectorConfig(
             name=f"{whole.name}+{faces.name}", arch="whole+faces", threshold=whole.threshold,
             input="image", video_frames=whole.config.video_frames,
+            video_aggregate=whole.config.video_aggregate,
         )  # fmt: skip
         self.device, self.model, self.cfg = whole.device, whole.model, whole.cfg
         self.runtime = whole.runtime
@@ -67,8 +69,10 @@ class WholeAndFaces(Detector):
         res.face_threshold = self.faces.threshold
         res.face_boxes = crops
         res.faces = len(crops)
-        seen = per_frame[np.isfinite(per_frame)]
-        res.face_score = float(seen.mean()) if len(seen) else None
+        from noisetrace.metrics import aggregate_scores
+
+        score = aggregate_scores(per_frame, self.faces.config.video_aggregate)
+        res.face_score = score if np.isfinite(score) else None
         return probs
 
     def verdict_of(self, res: ScanResult) -> str:

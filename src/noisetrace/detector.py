@@ -426,8 +426,9 @@ class Detector:
         res.frames = len(shape)
         # A frame a pair model found no face + background pair in has no score (None).
         res.frame_scores = [round(float(p), 6) if math.isfinite(p) else None for p in probs]
-        # Mean of frame probabilities: simple, and robust to one odd frame.
-        scored = probs[np.isfinite(probs)]
-        res.score = float(np.mean(scored)) if len(scored) else math.nan
+        from noisetrace.metrics import aggregate_scores
+
+        # The model's own aggregation (mean unless its config says otherwise).
+        res.score = aggregate_scores(probs, self.config.video_aggregate)
         if not math.isfinite(res.score):
             raise InputError("model produced no finite score for this video")

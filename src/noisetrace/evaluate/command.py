@@ -65,8 +65,9 @@ protocols:
     p.add_argument("--videos", action="store_true", help="include videos (images only by default)")
     p.add_argument("--frames", type=int, default=None,
                    help="frames sampled evenly per video (default: the model's, as in scan)")
-    p.add_argument("--aggregate", choices=("mean", "median", "max"), default="mean",
-                   help="video score from its frame scores")
+    p.add_argument("--aggregate", choices=("mean", "median", "max", "top25"), default=None,
+                   help="video score from its frame scores (default: the model's own, as in "
+                        "scan; top25 = mean of the highest quarter)")  # fmt: skip
     p.add_argument("--group-by", choices=("generator", "dataset"), default="generator",
                    help="columns of the per-generator table")
     p.add_argument("--bootstrap", type=int, default=1000, help="resamples for the AUC CI")
@@ -249,6 +250,8 @@ def run(args: argparse.Namespace) -> int:
     det = load_detector(args.model, device=args.device) if scoring else None
     if det is not None and args.threshold is not None:
         det.set_threshold(args.threshold)
+    if det is not None and opts.aggregate is None:  # the report records what was used
+        opts.aggregate = det.config.video_aggregate
 
     if det is not None:
         progress = Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),

@@ -143,7 +143,8 @@ class EvalOptions:
     max_side: int | None = None
     resize_mode: str = "crop"  # "crop" | "resize" for the resolution conditions
     video_frames: int | None = None  # frames sampled evenly per video (None: the model's)
-    aggregate: str = "mean"  # video score from frame scores: mean | median | max
+    # Video score from frame scores (metrics.AGGREGATIONS); None: the model's own, as `scan`.
+    aggregate: str | None = None
     bootstrap: int = 1000  # resamples for the AUC confidence interval (0: none)
     group_by: str = "generator"  # columns of the per-generator table: generator | dataset
     prior_quality: int = 95  # camera-like JPEG pass of lossless files under matched formats
@@ -152,7 +153,7 @@ class EvalOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.aggregate not in AGGREGATIONS:
+        if self.aggregate is not None and self.aggregate not in AGGREGATIONS:
             raise NoisetraceError(f"aggregate must be one of {', '.join(AGGREGATIONS)}")
         if self.resize_mode not in ("crop", "resize"):
             raise NoisetraceError("resize mode must be 'crop' or 'resize'")
@@ -262,7 +263,8 @@ def score_conditions(
             on_sample(i + 1, len(samples))
     for name, per_sample in probs.items():
         out.frames[name] = per_sample
-        out.probs[name] = np.array([aggregate_scores(p, opts.aggregate)
+        out.probs[name] = np.array([aggregate_scores(p, opts.aggregate or
+                                                     det.config.video_aggregate)
                                     for p in out.frames[name]])
     out.seconds = time.perf_counter() - t0
     return out
@@ -616,7 +618,8 @@ def score_sequences(det: Detector, samples: Sequence[Sample], length: int,
                     lg = det.model(x.unsqueeze(0)).float().cpu().numpy().reshape(-1)
                 p = float(det.calibrate(lg)[0])
             else:
-                p = aggregate_scores(det.calibrate(det.logits_batch(clip)), opts.aggregate)
+                p = aggregate_scores(det.calibrate(det.logits_batch(clip)),
+                                     opts.aggregate or det.config.video_aggregate)
             ys.append(s.label)
             ps.append(p)
     return np.array(ys, dtype=int), np.array(ps, dtype=float)

@@ -15,6 +15,10 @@ travels in a model's ``config.json`` and rebuilds it (:func:`from_spec`).
   difference; array ``face_ring`` (1, 3 * 686).
 * ``ring_level``: the noise level (residual magnitudes) of a face crop's interior against
   the ring around it; array ``ring_level`` (1, 54).
+* ``ring_profile``: a face crop's noise level by distance from its edge (concentric bands),
+  at two scales; array ``ring_profile`` (1, 3 * bands + 2).
+* ``noise_level``: residual strength (mean, median, 90th percentile) at three scales of the
+  centre ``max_side`` square, and its spread over tiles; array ``noise_level`` (1, 30).
 * ``detector``: the raw fake logit of another noisetrace model directory; array ``logit``.
 """
 
@@ -248,6 +252,8 @@ def _ring_level_counts(img: np.ndarray, m: int) -> list[float]:
     pixels is an integer in [0, 1020], so means and the 90th percentile (linear
     interpolation, as ``np.percentile``) come from counts, about 8x faster than masking and
     sorting (the face model scores every crop of a video with it)."""
+    from noisetrace.residuals.level import hist_stats
+
     bins = 1021
     offset = (np.arange(3, dtype=np.int16) * bins)[:, None, None]
     out: list[float] = []
@@ -261,25 +267,110 @@ def _ring_level_counts(img: np.ndarray, m: int) -> list[float]:
         inc = np.bincount(a[:, m : rh - m, m : rw - m].ravel(), minlength=3 * bins)
         inc = inc.reshape(3, bins)
         for c in range(3):
-            stats = [_hist_mean_p90(inc[c]), _hist_mean_p90(allc[c] - inc[c])]
+            stats = [hist_stats(inc[c], (0.9,)), hist_stats(allc[c] - inc[c], (0.9,))]
             out += _level_numbers(stats[0][0], stats[1][0], stats[0][1], stats[1][1])
     return out
 
 
-def _hist_mean_p90(counts: np.ndarray) -> tuple[float, float]:
-    """Mean and 90th percentile (``np.percentile``'s linear method) of the values whose
-    histogram over 0, 1, 2, ... is ``counts``."""
-    n = int(counts.sum())
-    values = np.arange(len(counts))
-    cum = np.cumsum(counts)
-    pos = 0.9 * (n - 1)
-    lo = int(np.floor(pos))
-    t = pos - lo
-    # The sorted sample's k-th value is the first value whose cumulative count exceeds k.
-    a, b = np.searchsorted(cum, [lo, min(lo + 1, n - 1)], side="right")
-    a, b = float(a), float(b)
-    q = b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t  # np.percentile's lerp
-    return float(counts @ values) / n, q
+class RingProfileExtractor:
+    """Noise level of a face crop by distance from its edge, at two scales.
+
+    A swap tool blends its face into the frame inside a mask near the face box's edge; the
+    blend (feathered, or mixing a blurred copy as self-blended images do) leaves a band where
+    fine-scale noise dips or jumps against the frame outside and the face inside. The crop's
+    square distance to its edge is cut into ``bands`` concentric bands (0 = the border, the
+    last = the centre); per band, the mean absolute 4-neighbour Laplacian of the luma at full
+    resolution (fine) and of a 2x2-averaged copy (coarse). Array ``ring_profile``
+    (1, 3 * bands + 2): per band log fine and log coarse minus the centre band's, and log
+    fine / coarse (how much detail a band has for its contrast, low where a face was
+    rendered small and upscaled), then the centre's log fine and log coarse.
+    """
+
+    kind = "ring_profile"
+
+    def __init__(self, bands: int = 12) -> None:
+        if bands < 2:
+            raise ValueError(f"ring_profile needs at least 2 bands, got {bands}")
+        self.bands = int(bands)
+
+    @property
+    def id(self) -> str:
+        return f"ring_profile:v1:b{self.bands}"
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "ring_profile", "bands": self.bands}
+
+    def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
+        img = _at_least(img, 4 * self.bands)  # every band at least 2 px deep
+        x = img.astype(np.float32)
+        y = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114 if x.ndim == 3 else x
+        h, w = y.shape
+        fine = np.abs(_laplacian(y))
+        h2, w2 = h // 2 * 2, w // 2 * 2
+        half = y[:h2, :w2].reshape(h2 // 2, 2, w2 // 2, 2).mean(axis=(1, 3))
+        coarse = np.abs(_laplacian(half)).repeat(2, 0).repeat(2, 1)
+        coarse = np.pad(coarse, ((0, h - h2), (0, w - w2)), mode="edge")
+        band = _band_map(h, w, self.bands).ravel()
+        n = np.bincount(band, minlength=self.bands)
+        lf = np.log(np.bincount(band, fine.ravel(), self.bands) / n + 1e-3)
+        lc = np.log(np.bincount(band, coarse.ravel(), self.bands) / n + 1e-3)
+        out = np.concatenate([lf - lf[-1], lc - lc[-1], lf - lc, [lf[-1], lc[-1]]])
+        return {"ring_profile": out.astype(np.float32)[None]}
+
+    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        return [self(i) for i in imgs]
+
+
+def _laplacian(y: np.ndarray) -> np.ndarray:
+    """(H, W) -> 4-neighbour Laplacian, zero on the border."""
+    out = np.zeros_like(y)
+    out[1:-1, 1:-1] = (4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2]
+                       - y[1:-1, 2:])  # fmt: skip
+    return out
+
+
+_BANDS: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def _band_map(h: int, w: int, bands: int) -> np.ndarray:
+    """(H, W) band index: the distance to the nearest edge over half the shorter side, cut
+    into ``bands`` equal steps (the centre band takes what is left)."""
+    key = (h, w, bands)
+    if key not in _BANDS:
+        if len(_BANDS) > 64:  # crops are one size; whole frames of many sizes must not pile up
+            _BANDS.clear()
+        yy = np.minimum(np.arange(h), np.arange(h)[::-1])[:, None]
+        xx = np.minimum(np.arange(w), np.arange(w)[::-1])[None]
+        d = np.minimum(yy, xx) / (min(h, w) / 2)
+        _BANDS[key] = np.minimum((d * bands).astype(np.intp), bands - 1)
+    return _BANDS[key]
+
+
+class NoiseLevelExtractor:
+    """Residual strength across scales (:func:`noisetrace.residuals.level.level_features`)
+    of the centre ``max_side`` square at native resolution; array ``noise_level``
+    (1, 30) at the default three scales."""
+
+    kind = "noise_level"
+
+    def __init__(self, max_side: int = 1024, scales: int = 3) -> None:
+        self.max_side, self.scales = int(max_side), int(scales)
+
+    @property
+    def id(self) -> str:
+        return f"noise_level:v1:k{self.scales}:centre{self.max_side}"
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "noise_level", "max_side": self.max_side, "scales": self.scales}
+
+    def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
+        from noisetrace.residuals.level import level_features
+
+        img = _centre_at_most(img, self.max_side)
+        return {"noise_level": level_features(img, self.scales)[None]}
+
+    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        return [self(i) for i in imgs]
 
 
 class SpectrumExtractor:
@@ -351,11 +442,13 @@ def select_feature(arrs: dict[str, np.ndarray], feature: str) -> np.ndarray:
 
 _KINDS = {"clip": ClipExtractor, "spam": SpamExtractor, "spectrum": SpectrumExtractor,
           "face_ring": FaceRingExtractor, "ring_level": RingLevelExtractor,
+          "ring_profile": RingProfileExtractor, "noise_level": NoiseLevelExtractor,
           "detector": DetectorLogitExtractor}  # fmt: skip
 
 
 Extractor = (ClipExtractor | SpamExtractor | SpectrumExtractor | FaceRingExtractor
-             | RingLevelExtractor | DetectorLogitExtractor)
+             | RingLevelExtractor | RingProfileExtractor | NoiseLevelExtractor
+             | DetectorLogitExtractor)
 
 
 def from_spec(spec: dict[str, Any], **kw: Any) -> Extractor:

@@ -75,6 +75,16 @@ class HeadRecipe:
     # finds and crops faces the same way (``face``: DetectorConfig.face) before scoring.
     input: str = "image"
     face: dict[str, Any] | None = None
+    # How the fitted model turns a video's frame scores into its score (metrics.AGGREGATIONS;
+    # DetectorConfig.video_aggregate); validation by video uses the same.
+    video_aggregate: str = "mean"
+
+    def __post_init__(self) -> None:
+        from noisetrace.metrics import AGGREGATIONS
+
+        if self.video_aggregate not in AGGREGATIONS:
+            raise ValueError(f"video_aggregate {self.video_aggregate!r}: use one of "
+                             f"{', '.join(AGGREGATIONS)}")  # fmt: skip
 
     def corpus(self) -> list[Sample]:
         """The recipe's samples: whole images (face material left out), or for a face model
@@ -310,7 +320,7 @@ def build_detector(recipe: HeadRecipe, feats: Features, model: StackedModel) -> 
             branches[name] = FeatureDetector(from_spec(b["extractor"]), model.heads[name],
                                              b.get("feature", "embeds"), cfg)  # fmt: skip
     config = DetectorConfig(name=recipe.name, arch="fusion", threshold=model.threshold,
-                            input=recipe.input)  # fmt: skip
+                            input=recipe.input, video_aggregate=recipe.video_aggregate)
     if recipe.input == "face" and recipe.face:
         config.face = {**config.face, **recipe.face}
     return FusedDetector(branches, model.coef, model.intercept, config)
