@@ -428,9 +428,16 @@ def model_card(card: dict[str, Any]) -> str:
                       "that a whole image is AI-generated")  # fmt: skip
     kinds = ("real source of faces" if face else
              "kind of real image (camera, web, film scan, ...)")  # fmt: skip
+    n_lines = {2: "two", 3: "three", 4: "four", 5: "five"}.get(len(r["branches"]),
+                                                               str(len(r["branches"])))
+    pooling = {"mean": "the mean of its sampled frames' scores",
+               "median": "the median of its sampled frames' scores",
+               "max": "its most suspicious sampled frame's score",
+               "top25": "the mean of its most suspicious quarter of sampled frames"}[
+                   r.get("video_aggregate", "mean")]  # fmt: skip
     lines = [f"# Model card: {card['name']}", "",
-             f"Scores the probability {what_it_scores}, from two lines of evidence fused by a "
-             "learned, calibrated late fusion.", "", "## Architecture", ""]
+             f"Scores the probability {what_it_scores}, from {n_lines} lines of evidence fused "
+             "by a learned, calibrated late fusion.", "", "## Architecture", ""]
     for name, b in r["branches"].items():
         if "model" in b:
             lines.append(f"- **{name}**: the raw logit of model `{b['model']}`")
@@ -476,8 +483,8 @@ def model_card(card: dict[str, Any]) -> str:
                   "it; rank by score when triaging.",
                   f"- Validation families are small ({sizes} images each); intervals are wide.",
                   "- Videos are scored frame by frame (no temporal model)"
-                  + ("; a video's score combines its sampled frames' face scores." if face
-                     else "; faces are better served by the `faces` model."), ""]
+                  + (f"; a video's score is {pooling} (each frame's most suspicious face)."
+                     if face else "; faces are better served by the `faces` model."), ""]
         lines += ["## Validation: leave one family out", "",
                   f"Reproduce: `noisetrace evaluate --model {card['name']} --protocol lofo "
                   "--out reports/lofo` (refits this recipe without each family and fold).", "",
@@ -485,6 +492,6 @@ def model_card(card: dict[str, Any]) -> str:
     if card.get("video_lofo"):  # written by benchmarks/faces_lofo.py --card
         v = card["video_lofo"]
         lines += ["## Leave one source out, by video, beside a peer", "",
-                  f"Reproduce: `{v['command']}`. A video's score is the mean of its frames' "
-                  "scores; the interval is a bootstrap over videos.", "", v["markdown"]]
+                  f"Reproduce: `{v['command']}`. A video's score is {pooling}, as when "
+                  "scanning; the interval is a bootstrap over videos.", "", v["markdown"]]
     return "\n".join(lines) + "\n"
