@@ -218,15 +218,6 @@ class RingLevelExtractor:
         return [self(i) for i in imgs]
 
 
-def _ring_level_residuals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(C, H, W) -> horizontal and vertical first differences and the 4-neighbour Laplacian
-    (zero on the border, which counts in the ring)."""
-    lap = np.zeros_like(x)
-    lap[:, 1:-1, 1:-1] = (4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1]
-                          - x[:, 1:-1, :-2] - x[:, 1:-1, 2:])  # fmt: skip
-    return x[:, :, 1:] - x[:, :, :-1], x[:, 1:] - x[:, :-1], lap
-
-
 def _level_numbers(mi: float, mr: float, qi: float, qr: float) -> list[float]:
     li, lr = np.log(mi + 1e-3), np.log(mr + 1e-3)
     qi, qr = np.log(qi + 1e-3), np.log(qr + 1e-3)
@@ -235,8 +226,10 @@ def _level_numbers(mi: float, mr: float, qi: float, qr: float) -> list[float]:
 
 def _ring_level_float(x: np.ndarray, m: int) -> list[float]:
     """Reference path for float input: masks and ``np.percentile``."""
+    from noisetrace.residuals.level import residuals
+
     out: list[float] = []
-    for r in _ring_level_residuals(np.moveaxis(x, 2, 0)):
+    for r in residuals(np.moveaxis(x, 2, 0)):
         rh, rw = r.shape[1:]
         inside = np.zeros((rh, rw), bool)
         inside[m : rh - m, m : rw - m] = True
@@ -252,7 +245,7 @@ def _ring_level_counts(img: np.ndarray, m: int) -> list[float]:
     pixels is an integer in [0, 1020], so means and the 90th percentile (linear
     interpolation, as ``np.percentile``) come from counts, about 8x faster than masking and
     sorting (the face model scores every crop of a video with it)."""
-    from noisetrace.residuals.level import hist_stats
+    from noisetrace.residuals.level import hist_stats, residuals
 
     bins = 1021
     offset = (np.arange(3, dtype=np.int16) * bins)[:, None, None]
@@ -260,7 +253,7 @@ def _ring_level_counts(img: np.ndarray, m: int) -> list[float]:
     # int16 planes, channel first and contiguous: residuals within +-1020, histogram
     # indices (with the channel offsets) below 3 * 1021.
     x = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.int16)
-    for r in _ring_level_residuals(x):
+    for r in residuals(x):
         rh, rw = r.shape[1:]
         a = np.abs(r) + offset  # one histogram for the three channels
         allc = np.bincount(a.ravel(), minlength=3 * bins).reshape(3, bins)
@@ -301,14 +294,16 @@ class RingProfileExtractor:
         return {"kind": "ring_profile", "bands": self.bands}
 
     def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
+        from noisetrace.residuals.level import laplacian
+
         img = _at_least(img, 4 * self.bands)  # every band at least 2 px deep
         x = img.astype(np.float32)
         y = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114 if x.ndim == 3 else x
         h, w = y.shape
-        fine = np.abs(_laplacian(y))
+        fine = np.abs(laplacian(y))
         h2, w2 = h // 2 * 2, w // 2 * 2
         half = y[:h2, :w2].reshape(h2 // 2, 2, w2 // 2, 2).mean(axis=(1, 3))
-        coarse = np.abs(_laplacian(half)).repeat(2, 0).repeat(2, 1)
+        coarse = np.abs(laplacian(half)).repeat(2, 0).repeat(2, 1)
         coarse = np.pad(coarse, ((0, h - h2), (0, w - w2)), mode="edge")
         band = _band_map(h, w, self.bands).ravel()
         n = np.bincount(band, minlength=self.bands)
@@ -319,14 +314,6 @@ class RingProfileExtractor:
 
     def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         return [self(i) for i in imgs]
-
-
-def _laplacian(y: np.ndarray) -> np.ndarray:
-    """(H, W) -> 4-neighbour Laplacian, zero on the border."""
-    out = np.zeros_like(y)
-    out[1:-1, 1:-1] = (4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2]
-                       - y[1:-1, 2:])  # fmt: skip
-    return out
 
 
 _BANDS: dict[tuple[int, int, int], np.ndarray] = {}

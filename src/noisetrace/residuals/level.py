@@ -41,10 +41,23 @@ def hist_stats(counts: np.ndarray, qs: tuple[float, ...] = QUANTILES) -> tuple[f
     return tuple(out)
 
 
-def _residuals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(H, W) int -> absolute first differences (horizontal, vertical) and Laplacian."""
-    lap = 4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:]
-    return np.abs(x[:, 1:] - x[:, :-1]), np.abs(x[1:] - x[:-1]), np.abs(lap)
+def laplacian(x: np.ndarray) -> np.ndarray:
+    """(..., H, W) -> the 4-neighbour Laplacian over the last two axes, zero on the border."""
+    out = np.zeros_like(x)
+    out[..., 1:-1, 1:-1] = (4 * x[..., 1:-1, 1:-1] - x[..., :-2, 1:-1] - x[..., 2:, 1:-1]
+                            - x[..., 1:-1, :-2] - x[..., 1:-1, 2:])  # fmt: skip
+    return out
+
+
+def residuals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(..., H, W) -> horizontal and vertical first differences and :func:`laplacian`."""
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :], laplacian(x)
+
+
+def _abs_residuals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(H, W) int -> absolute residuals, the Laplacian without its zero border."""
+    dx, dy, lap = residuals(x)
+    return np.abs(dx), np.abs(dy), np.abs(lap[1:-1, 1:-1])
 
 
 def _block_sum(x: np.ndarray) -> np.ndarray:
@@ -81,7 +94,7 @@ def level_features(img: np.ndarray, scales: int = 3, tile: int = 64) -> np.ndarr
             continue
         norm = np.log(4.0**k)  # a block of 4^k pixels sums 4^k times the level
         row: list[float] = []
-        res = _residuals(x)
+        res = _abs_residuals(x)
         for r in res:
             row += [float(np.log(s + 1.0) - norm) for s in hist_stats(np.bincount(r.ravel()))]
         per_scale.append(row)
