@@ -268,3 +268,21 @@ def test_resume_equals_an_uninterrupted_run(image_data, tmp_path):
 def test_group_task_without_crop_columns_says_what_to_do(image_data, tmp_path):
     with pytest.raises(SystemExit, match="noisetrace prepare"):
         train(_cfg(image_data, tmp_path / "x", arch="siamese-dncnn"))
+
+
+def test_model_card_names_branch_count_and_video_score():
+    """The bundled faces card is rendered from its card.json: four stacked branches, and a
+    video scored by the mean of its most suspicious quarter of frames, as its config says."""
+    import json
+
+    from noisetrace.heads.fit import model_card
+    from noisetrace.zoo import ZOO_DIR
+
+    d = ZOO_DIR / "faces"
+    card = json.loads((d / "card.json").read_text())
+    md = model_card(card)
+    assert "four lines of evidence" in md
+    assert "most suspicious quarter" in md
+    assert json.loads((d / "config.json").read_text())["video_aggregate"] == "top25"
+    card["recipe"]["video_aggregate"] = "mean"
+    assert "the mean of its sampled frames' scores" in model_card(card)

@@ -425,6 +425,7 @@ def test_fit_command_validates_fits_and_the_model_scans(tiny_encoder, photo, tmp
     sha = backbones.file_sha256(tiny_encoder)
     recipe = {"name": "tiny-fusion", "data": [str(data)], "folds": 2, "inner_folds": 2,
               "transforms": ["matched90"], "test_transforms": ["matched90"],
+              "video_aggregate": "top25",
               "branches": {
                   "semantic": {"extractor": {"kind": "clip", "backbone": "onnx", "views": "resize",
                                              "file": str(tiny_encoder), "sha256": sha},
@@ -442,6 +443,10 @@ def test_fit_command_validates_fits_and_the_model_scans(tiny_encoder, photo, tmp
     assert "Per held-out family" in (out / "lofo.md").read_text()
     det = load_detector(out)
     assert set(det.branches) == {"semantic", "noise"} and 0.5 <= det.threshold < 1
+    # The recipe's video score travels into the fitted model, and its card names it.
+    assert det.config.video_aggregate == "top25"
+    card_md = (out / "MODEL_CARD.md").read_text()
+    assert "two lines of evidence" in card_md
     f = next((data / "fake" / "grid").iterdir())
     res = det.scan(f)
     assert res.error is None and 0 <= res.score <= 1
