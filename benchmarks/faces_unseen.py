@@ -21,7 +21,13 @@ Detectors, each given the same wall-clock budget (``--budget-s``; the training e
   the budget between epochs only: where one epoch overruns it, ``--max-images NAME=N``
   shortens the epoch. The LSTM trains on windows of 4 consecutive crops of one video and
   scores each test video's crops window by window (inswapper images: one-crop sequences);
-* ``siamese-dncnn`` is not run (``NOT_RUN``: the crops hold no background square);
+* ``siamese-dncnn`` (seed 003) trains on [face, background] pairs of the same frames: a
+  second corpus cut with ``--background`` (``--pairs-corpus``; the face square and the
+  furthest background square, 64 px; see :mod:`noisetrace.data.face_corpus`), split by the
+  same rule into ``OUT/pairs/``, started from GRIP's DnCNN (``--dncnn``, ``init:``). Only
+  frames with room for a background square are in it (close-ups such as the inswapper and
+  StyleTalk 256 px faces have none), so its test set is the DeepFaceLive frames that have
+  one, scored as pairs (each pair's score is its face crop's);
 * ``faces``: ``noisetrace fit --config configs/faces.yaml --data OUT/train.tsv --no-lofo``
   (CLIP blocks 2-5 + SPAM, stacked); ``clip-probe``: the same recipe with the semantic branch
   only (a YAML written to ``OUT/``); features come from ``--cache``;
@@ -71,13 +77,19 @@ TRAIN: dict[str, tuple[str, list[str]]] = {
                           ["warmup_epochs=0", f"sequence_length={SEQ_LEN}"]),
 }
 SEQUENCE = {"xception-srm-lstm"}
+# Pair models train and score on the --pairs-corpus split; init (GRIP's DnCNN) is set in main.
+# A pair through the 20-layer DnCNN costs about 0.4 s forward and backward here: the budget
+# holds about 6 epochs of the ~130 training pairs, i.e. 12 optimizer steps at the recipe's
+# batch of 64 (the loss moved by 0.007 in a first run); a batch of 8 gives ~100 steps.
+TRAIN["siamese-dncnn"] = ("configs/siamese_dncnn.yaml", ["batch_size=8"])
+# The same with GRIP's DnCNN kept as it is (no backward pass through its 20 layers), so only
+# the similarity-matrix classifier learns.
+TRAIN["siamese-dncnn-frozen"] = ("configs/siamese_dncnn.yaml",
+                                 ["batch_size=8", "warmup_epochs=1000", "freeze=[extractor]"])
+PAIRS = {"siamese-dncnn", "siamese-dncnn-frozen"}
 FIT = ("faces", "clip-probe")
 ALL = [*TRAIN, *FIT, "mesonet"]
-NOT_RUN = {
-    "siamese-dncnn": "not run: it needs a face square and a background square of the same "
-    "frame; the corpus's crops are squares of 1.3x the face box (about 30 px of margin at "
-    "256 px), so no 64 px background square free of the face can be cut from them",
-}
+NOT_RUN: dict[str, str] = {}
 
 
 # -- the split -------------------------------------------------------------------------------
@@ -270,6 +282,35 @@ def sequence_scores(model_dir: str, test_m: Path, length: int
     return out, float(det.threshold)
 
 
+def pair_scores(model_dir: str, test_m: Path) -> tuple[dict[str, dict[str, float]], float]:
+    """A pair model's scores: each [face, background] pair of one frame (both crops under the
+    same transform, as the training loop keeps one compression history per pair) scored
+    once; the score is filed under the face crop's path."""
+    import torch
+
+    from noisetrace.detector import Detector
+    from noisetrace.heads.cache import apply_transform
+    from noisetrace.media.image import load_image
+    from noisetrace.train.dataset import build_pairs, crop_meta
+
+    det = Detector.load(model_dir, device="cpu", backend="torch")
+    pairs, _ = build_pairs(load(test_m), crop_meta(test_m))
+    out: dict[str, dict[str, float]] = {t: {} for t in TRANSFORMS}
+    with torch.inference_mode():
+        for t in TRANSFORMS:
+            for i in range(0, len(pairs), 64):
+                chunk = pairs[i : i + 64]
+                x = np.stack([np.stack([det.fit_size(apply_transform(load_image(s.path), t,
+                                                                     s.lossless))
+                                        for s in g.members]) for g in chunk])  # fmt: skip
+                z = det.model(det.to_tensor(x.reshape(-1, *x.shape[2:])).unflatten(
+                    0, (len(chunk), 2))).numpy()  # fmt: skip
+                p = det.calibrate(z.astype(np.float64))
+                out[t].update({g.members[0].path: float(v) for g, v in zip(chunk, p,
+                                                                            strict=True)})
+    return out, float(det.threshold)
+
+
 def auc(y: np.ndarray, s: np.ndarray) -> float:
     from noisetrace.metrics import binary_metrics
 
@@ -346,6 +387,11 @@ def print_table(rows: list[dict]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, default=Path("/work/data/faces_corpus/v2/MANIFEST.tsv"))
+    ap.add_argument("--pairs-corpus", type=Path,
+                    default=Path("/work/data/faces_corpus/pairs64/MANIFEST.tsv"),
+                    help="face corpus built with --background --size 64 (siamese-dncnn)")
+    ap.add_argument("--dncnn", default="../shared/weights/dncnn_grip/model_best.th",
+                    help="pre-trained DnCNN the Siamese extractor starts from")
     ap.add_argument("--out", type=Path, default=Path("/work/data/faces_unseen"))
     ap.add_argument("--runs", type=Path, default=Path("/work/data/runs/faces_unseen"),
                     help="where the trained and fitted model folders go")
@@ -371,16 +417,30 @@ def main() -> int:
     print(json.dumps(split, indent=1), flush=True)
     train_m, test_m = a.out / "train.tsv", a.out / "test.tsv"
     samples = load(test_m)
+    pairs_split = None
+    if PAIRS & set(a.only):
+        pairs_split = build_split(a.pairs_corpus, a.out / "pairs")
+        print(json.dumps({"pairs": pairs_split}, indent=1), flush=True)
+        for name in PAIRS:
+            TRAIN[name] = (TRAIN[name][0], [*TRAIN[name][1], f"init={a.dncnn}"])
     logits_cache = str(a.out / "logit_cache")  # trained models' logits stay out of --cache
     res_f = a.out / "faces_unseen.json"
     res = json.loads(res_f.read_text()) if res_f.exists() else {"models": {}}
     res.update({"split": split, "budget_s": a.budget_s, "not_run": NOT_RUN})
+    if pairs_split is not None:
+        res["pairs_split"] = pairs_split
     for name in a.only:
+        scored = samples
         if name in TRAIN:
-            info = train(name, train_m, a.runs, a.out, a.budget_s, a.again, max_images.get(name))
+            tr_m, te_m = ((a.out / "pairs" / "train.tsv", a.out / "pairs" / "test.tsv")
+                          if name in PAIRS else (train_m, test_m))  # fmt: skip
+            info = train(name, tr_m, a.runs, a.out, a.budget_s, a.again, max_images.get(name))
             t0 = time.perf_counter()
             best = str(a.runs / name / "best")
-            if name in SEQUENCE:
+            if name in PAIRS:
+                scores, thr = pair_scores(best, te_m)
+                scored = [s for s in load(te_m) if s.path in scores[TRANSFORMS[0]]]
+            elif name in SEQUENCE:
                 scores, thr = sequence_scores(best, test_m, SEQ_LEN)
             else:
                 scores, thr = detector_scores(best, test_m, logits_cache)
@@ -396,7 +456,7 @@ def main() -> int:
             info, seconds = {"model": a.mesonet, "note": "not trained here"}, None
             t0 = time.perf_counter()
             scores, thr = detector_scores(a.mesonet, test_m, a.cache)
-        rows = table_rows(name, scores, thr, samples, seconds)
+        rows = table_rows(name, scores, thr, scored, seconds)
         res["models"][name] = {"info": info, "rows": rows,
                                "scoring_s": round(time.perf_counter() - t0, 1)}
         res_f.write_text(json.dumps(res, indent=2, default=str) + "\n")

@@ -173,6 +173,16 @@ def test_face_and_background_squares():
     assert square_pair(shape, None)[:2] == ((80, 40, 120, 80), (0, 0, 40, 40))
     f, b, overlaps = square_pair((50, 50, 3), (5, 5, 45, 45))
     assert overlaps and b[2] - b[0] == f[2] - f[0]
+    # A close-up: no face-sized square is clear, a smaller clear one (>= min_side) is taken,
+    # as a face + background model cuts its pair.
+    f, b, overlaps = square_pair((400, 300, 3), (60, 90, 300, 330), scale=1.0, min_side=64)
+    assert f == (60, 90, 300, 330) and b == (0, 0, 90, 90) and not overlaps
+    _, b, overlaps = square_pair((400, 300, 3), (60, 90, 300, 330), scale=1.0, min_side=100)
+    assert overlaps and b[2] - b[0] == 240
+    # A given background square (the one a model scored) is used as it is.
+    tr = noise_traces(np.zeros((400, 300, 3), np.uint8), (60, 90, 300, 330), detect=None,
+                      scale=1.0, background=(200, 0, 264, 64))
+    assert tr.background_box == (200, 0, 264, 64) and tr.background.shape == (64, 64, 3)
     with pytest.raises(InputError):
         square_pair(shape, (10, 10, 10, 30))
 

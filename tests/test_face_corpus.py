@@ -79,3 +79,27 @@ def test_build_manifest(sources: list[str], tmp_path: Path) -> None:
     assert len(load_corpus([man], whole_images=False)) == len(rows)
     img = np.asarray(Image.open(man.parent / rows[0]["path"]))
     assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+
+
+def test_build_pairs_for_siamese(sources: list[str], tmp_path: Path) -> None:
+    """``background=True``: every face crop comes with its background square, and the
+    training loop's pairing keys a self-blended fake apart from the real frame it came from."""
+    from noisetrace.train.dataset import build_pairs, crop_meta
+
+    cfg = CorpusConfig(frames=2, size=64, sbi=2, landmarks="haar", background=True)
+    man = build(sources, tmp_path / "pairs", cfg, verbose=False)
+    rows = list(csv.DictReader(man.read_text().splitlines(), delimiter="\t"))
+    kinds = [r["kind"] for r in rows]
+    assert set(kinds) == {"face", "background"} and kinds.count("face") == kinds.count("background")
+    for face, bg in zip(rows[::2], rows[1::2], strict=True):
+        assert (face["kind"], bg["kind"]) == ("face", "background")
+        assert face["source_path"] == bg["source_path"] and face["frame"] == bg["frame"]
+        assert face["label"] == bg["label"]
+        fb = [int(v) for v in face["box"].split(",")]
+        bb = [int(v) for v in bg["box"].split(",")]
+        assert bb[2] <= fb[0] or bb[0] >= fb[2] or bb[3] <= fb[1] or bb[1] >= fb[3]  # disjoint
+    samples = read_manifest(man)
+    pairs, unpaired = build_pairs(samples, crop_meta(man))
+    assert unpaired == 0 and len(pairs) == len(rows) // 2
+    assert sum(p.label == FAKE and "sbi" in p.members[0].path for p in pairs) >= 1
+    assert {len(p.members) for p in pairs} == {2}

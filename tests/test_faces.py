@@ -102,6 +102,18 @@ def test_background_square_is_the_furthest_clear_corner():
     bg = background_square(face, (480, 640))
     assert bg == (540, 380, 640, 480)  # opposite corner, same size
     assert background_square((100, 100, 400, 400), (480, 500)) is None  # no room
+    # A close-up: no face-sized square is clear, the largest clear corner square is taken.
+    close = (80, 120, 380, 420)  # 300 px face square in a 500 x 480 frame
+    small = background_square(close, (480, 500), min_side=64)
+    assert small is not None
+    sx0, sy0, sx1, sy1 = small
+    assert sx1 - sx0 == sy1 - sy0 == 120  # room above the face: y0 = 120
+    assert sx1 <= close[0] or sx0 >= close[2] or sy1 <= close[1] or sy0 >= close[3]
+    assert 0 <= sx0 and sx1 <= 500 and 0 <= sy0 and sy1 <= 480
+    assert small == (380, 0, 500, 120)  # the top corner furthest from the face centre
+    assert background_square(close, (480, 500), min_side=128) is None  # would upsample
+    # Where the face-sized square fits, min_side changes nothing.
+    assert background_square(face, (480, 640), min_side=64) == bg
 
 
 def test_crop_faces_policies():

@@ -215,6 +215,14 @@ def test_load_dncnn_copies_matching_layers_and_keeps_function(tmp_path) -> None:
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(m.noise(x), ref(x), atol=1e-5)
+    # `noisetrace train` with `init: model_best.th` takes the same path.
+    from noisetrace.train.engine import load_init
+
+    m2 = models.create("siamese-dncnn")
+    assert load_init(m2, ckpt) == {"pretrained": [str(ckpt)]}
+    m2.eval()
+    with torch.no_grad():
+        assert torch.allclose(m2.noise(x), ref(x), atol=1e-5)
     from noisetrace.errors import ModelError
 
     bad = tmp_path / "bad.th"

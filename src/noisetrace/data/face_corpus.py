@@ -43,7 +43,7 @@ KNOWN_TAGS: dict[str, str] = {
     "styletalk": "styletalk",
 }
 FIELDS = ("path", "label", "generator", "group", "dataset", "identity", "video", "source",
-          "frame", "kind", "box")  # fmt: skip
+          "frame", "kind", "box", "source_path")  # fmt: skip
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 _DFDC_CROP = re.compile(r"^([a-z]{10})-\d+-\d+$")  # DFDC crop names: <video id>-<frame>-<face>
 
@@ -60,6 +60,7 @@ class CorpusConfig:
     sbi: int = 240  # self-blended fakes made from the real frames; 0: none
     landmarks: str = "auto"  # FaceShapeDetector backend for SBI (dlib68 when importable)
     seed: int = 0
+    background: bool = False  # also the background square of each face (Siamese DnCNN pairs)
 
 
 @dataclass
@@ -159,15 +160,18 @@ class Cropper:
         self.cfg = cfg
         self.det = get_face_detector(cfg.backend)
 
-    def __call__(self, img: np.ndarray, is_video: bool) -> tuple[np.ndarray, str, tuple] | None:
+    def __call__(self, img: np.ndarray, is_video: bool) -> list[tuple[np.ndarray, str, tuple]]:
+        """[(crop, kind, box)]: the face (or whole-frame square), then its background square
+        when the corpus asks for one and the frame has room (a face without one is dropped:
+        a pair model could not use it)."""
         from noisetrace.media.crops import crop_faces
 
         crops = crop_faces(img, self.det.detect(img), scale=self.cfg.margin, size=self.cfg.size,
+                           background=self.cfg.background,
                            no_face="skip" if is_video else "whole", max_faces=1)  # fmt: skip
-        if not crops:
-            return None
-        c = crops[0]
-        return c.image, c.kind, tuple(int(v) for v in c.box)
+        if self.cfg.background and [c.kind for c in crops] != ["face", "background"]:
+            return []
+        return [(c.image, c.kind, tuple(int(v) for v in c.box)) for c in crops[:2]]
 
 
 def _sbi_quota(reals: list[Item], n: int, seed: int) -> list[Item]:
@@ -197,23 +201,26 @@ def build(sources: list[str], out: str | Path, cfg: CorpusConfig = CorpusConfig(
     reals: list[Item] = []
 
     def save(it: Item, img: np.ndarray, generator: str, kind_prefix: str = "") -> None:
-        got = crop(img, bool(it.video))
-        if got is None:
-            return
-        c, kind, box = got
-        h = hashlib.sha1(f"{it.source}|{it.frame}|{it.part}|{kind_prefix}".encode()).hexdigest()
-        rel = Path("crops") / it.tag / f"{Path(it.source).stem}_{it.frame:05d}_{h[:8]}.png"
-        if kind_prefix:
-            rel = Path("crops") / "sbi" / rel.name
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(c).save(out / rel, compress_level=1)
         label = FAKE if (kind_prefix or it.label == FAKE) else REAL
-        rows.append({"path": str(rel), "label": "fake" if label == FAKE else "real",
-                     "generator": generator, "group": it.group,
-                     "dataset": "sbi" if kind_prefix else it.tag, "identity": it.identity,
-                     "video": it.video, "source": it.source + (f"#{it.part}" if it.part else ""),
-                     "frame": str(it.frame), "kind": kind,
-                     "box": ",".join(map(str, box))})  # fmt: skip
+        source = it.source + (f"#{it.part}" if it.part else "")
+        pair_key = source + (f"#{kind_prefix}" if kind_prefix else "")
+        h = hashlib.sha1(f"{it.source}|{it.frame}|{it.part}|{kind_prefix}".encode()).hexdigest()
+        for c, kind, box in crop(img, bool(it.video)):
+            suffix = "_bg" if kind == "background" else ""
+            name = f"{Path(it.source).stem}_{it.frame:05d}_{h[:8]}{suffix}.png"
+            rel = Path("crops") / it.tag / name
+            if kind_prefix:
+                rel = Path("crops") / "sbi" / rel.name
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(c).save(out / rel, compress_level=1)
+            # source_path keys a face and its background square into one pair (a self-blended
+            # fake and the real frame it was made from are two pairs).
+            rows.append({"path": str(rel), "label": "fake" if label == FAKE else "real",
+                         "generator": generator, "group": it.group,
+                         "dataset": "sbi" if kind_prefix else it.tag, "identity": it.identity,
+                         "video": it.video, "source": source, "frame": str(it.frame),
+                         "kind": kind, "box": ",".join(map(str, box)),
+                         "source_path": pair_key})  # fmt: skip
 
     for spec in sources:
         tag, _, folder = spec.rpartition("=")
@@ -266,9 +273,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sbi", type=int, default=d.sbi, help="self-blended fakes to make")
     ap.add_argument("--landmarks", default=d.landmarks, help="SBI landmarks: auto, dlib68, haar")
     ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--background", action="store_true",
+                    help="also cut each face's background square (pairs for siamese-dncnn; "
+                         "faces without one are left out)")  # fmt: skip
     a = ap.parse_args(argv)
     cfg = CorpusConfig(a.frames, a.margin, a.size, a.backend, a.max_per_class, a.sbi,
-                       a.landmarks, a.seed)  # fmt: skip
+                       a.landmarks, a.seed, a.background)  # fmt: skip
     print(build(a.sources, a.out, cfg))
 
 

@@ -362,8 +362,13 @@ def pair_traces(det: Detector, img: np.ndarray, title: str) -> tuple[bytes, dict
     from noisetrace.explain.traces import noise_traces, plot_traces
 
     _probs, crops = det.face_details([img])
-    face = max((c for c in crops if c["kind"] == "face"), key=lambda c: c["score"])
-    tr = noise_traces(img, tuple(face["box"]), det.model, detect=None, scale=1.0)
+    i = max((i for i, c in enumerate(crops) if c["kind"] == "face"),
+            key=lambda i: crops[i]["score"])  # fmt: skip
+    # The pair's background crop follows its face: draw the squares that were scored.
+    bg = crops[i + 1] if i + 1 < len(crops) and crops[i + 1]["kind"] == "background" else None
+    tr = noise_traces(img, tuple(crops[i]["box"]), det.model, detect=None, scale=1.0,
+                      background=None if bg is None else tuple(bg["box"]))  # fmt: skip
+    face = crops[i]
     with tempfile.TemporaryDirectory() as d:
         png = plot_traces(img, tr, Path(d) / "traces.png", title=title).read_bytes()
     view = {"face": list(tr.face_box), "background": list(tr.background_box),

@@ -49,15 +49,16 @@ def locate_face(img: np.ndarray, backend: str = "auto") -> Box | None:
 
 
 def square_pair(
-    shape: tuple[int, ...], face: Box | None, scale: float = 1.3
+    shape: tuple[int, ...], face: Box | None, scale: float = 1.3, min_side: int = 64
 ) -> tuple[Box, Box, bool]:
     """(face square, background square, background overlaps the face) for an image ``shape``.
 
     The face square is :func:`noisetrace.media.crops.face_square` of ``face`` (None: the
     centre square of side min(H, W) / 3); the background is
-    :func:`noisetrace.media.crops.background_square`, the same-size square furthest from it.
-    When the frame is too small for a background clear of the face (a tight face crop), the
-    furthest corner square is used anyway and the third value says so.
+    :func:`noisetrace.media.crops.background_square`, the same-size square furthest from it,
+    or in a close-up the largest clear corner square of at least ``min_side`` (as a face +
+    background model cuts it at its 64 px input). When not even that fits (a tight face
+    crop), the furthest same-size corner square is used anyway and the third value says so.
     """
     from noisetrace.media.crops import background_square, face_square
 
@@ -71,7 +72,7 @@ def square_pair(
         if face[2] <= face[0] or face[3] <= face[1]:
             raise InputError(f"face box {face} has no area; give x0,y0,x1,y1 with x1>x0, y1>y0")
         fbox = face_square(face, (h, w), scale)
-    bbox = background_square(fbox, (h, w))
+    bbox = background_square(fbox, (h, w), min_side=min_side)
     if bbox is not None:
         return fbox, bbox, False
     side = fbox[2] - fbox[0]
@@ -245,12 +246,15 @@ def noise_traces(
     *,
     detect: str | None = "auto",
     scale: float = 1.3,
+    background: Box | None = None,
 ) -> NoiseTraces:
     """Face/background squares of an (H, W, 3) uint8 image with their SRM (and DnCNN) traces.
 
     ``face``: (x0, y0, x1, y1) face box; without one, a face is looked for with the ``detect``
     backend of :mod:`noisetrace.media.faces` (None: don't look), else the centre square is used.
     ``scale``: margin of the face square, as in :func:`noisetrace.media.crops.face_square`.
+    ``background``: the background square to use (the one a model scored), else
+    :func:`square_pair` chooses it.
     """
     if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
         raise InputError("expected an (H, W, 3) uint8 RGB array")
@@ -261,6 +265,8 @@ def noise_traces(
     if face is None:
         source = "centre"
     fbox, bbox, overlaps = square_pair(img.shape, face, scale)
+    if background is not None:
+        bbox, overlaps = background, False
     fsq, bsq = crop(img, fbox), crop(img, bbox)
     tr = NoiseTraces(
         fbox, bbox, fsq, bsq, srm_magnitude(fsq), srm_magnitude(bsq),

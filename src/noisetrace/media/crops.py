@@ -8,7 +8,9 @@ Conventions (boxes are (x0, y0, x1, y1) pixels, x1/y1 exclusive):
   shorter side if it must), so a crop never holds padding that would fake a noise pattern.
 - :func:`background_square` is the same-size square, inside the image and not overlapping the
   face square, whose centre lies furthest from the face (Siamese DnCNN paper, Fig. 2): a
-  reference of the camera noise of the same frame.
+  reference of the camera noise of the same frame. In a close-up with no room for one,
+  ``crop_faces`` takes the largest corner square clear of the face that is at least the crop
+  size (never upsampled).
 - ``no_face`` policy for frames without a face: ``skip`` (no crop), ``whole`` (the centred
   square of the whole frame) or ``error`` (raise :class:`~noisetrace.media.faces.NoFaceError`).
 """
@@ -96,28 +98,44 @@ def _overlap(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def background_square(face_box: Box, image_hw: tuple[int, int]) -> Box | None:
+def background_square(
+    face_box: Box, image_hw: tuple[int, int], min_side: int | None = None
+) -> Box | None:
     """Same-size square inside the image, not overlapping ``face_box``, furthest from it.
 
     The distance between centres is convex in the square's position, so its maximum over the
-    feasible positions lies at a corner of the image; None when no corner square is clear of
-    the face (the frame is too small for a background square of that size).
+    feasible positions lies at a corner of the image. When no corner square of the face's size
+    is clear of it (a close-up: the face fills the frame), ``min_side`` allows a smaller one:
+    the largest corner square clear of the face, if its side is at least ``min_side`` (the
+    furthest such corner). None when nothing fits.
     """
     h, w = image_hw
-    side = face_box[2] - face_box[0]
-    if side > w or side > h:
+    x0, y0, x1, y1 = face_box
+    side = x1 - x0
+    fcx, fcy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+
+    def furthest(s: int) -> Box | None:
+        best, best_d = None, -1.0
+        for left in (0, w - s):
+            for top in (0, h - s):
+                cand = (left, top, left + s, top + s)
+                if _overlap(cand, face_box):
+                    continue
+                d = (left + s / 2.0 - fcx) ** 2 + (top + s / 2.0 - fcy) ** 2
+                if d > best_d:
+                    best, best_d = cand, d
+        return best
+
+    if side <= min(w, h):
+        got = furthest(side)
+        if got is not None or not min_side:
+            return got
+    if not min_side:
         return None
-    fcx, fcy = (face_box[0] + face_box[2]) / 2.0, (face_box[1] + face_box[3]) / 2.0
-    best, best_d = None, -1.0
-    for left in (0, w - side):
-        for top in (0, h - side):
-            cand = (left, top, left + side, top + side)
-            if _overlap(cand, face_box):
-                continue
-            d = (left + side / 2.0 - fcx) ** 2 + (top + side / 2.0 - fcy) ** 2
-            if d > best_d:
-                best, best_d = cand, d
-    return best
+    # A corner square is clear of the face when it ends before the face starts on either axis.
+    room = max(max(x0, y0), max(w - x1, y0), max(x0, h - y1), max(w - x1, h - y1))
+    s = min(room, side, w, h)
+    return furthest(s) if s >= min_side else None
 
 
 def cut(img: np.ndarray, box: Box, size: int | None = None) -> np.ndarray:
@@ -172,7 +190,9 @@ def crop_faces(
         box = face_square(f.box, hw, scale)
         out.append(Crop(cut(img, box, size), box, "face", f))
         if background:
-            bg = background_square(box, hw)
+            # A close-up leaves no face-sized square clear of the face: a smaller one, as
+            # long as it is not upsampled to ``size`` (it would lose the noise it carries).
+            bg = background_square(box, hw, min_side=size)
             if bg is not None:
                 out.append(Crop(cut(img, bg, size), bg, "background", f))
     return out

@@ -168,6 +168,12 @@ class SiameseDnCNN(nn.Module):
         """(B, 3, H, W) -> (B, 3, H, W) extracted noise trace (for visualisation)."""
         return self.extractor(x)
 
+    def load_pretrained(self, path: str | Path) -> dict:
+        """Start the shared extractor from a pre-trained DnCNN checkpoint (the paper's
+        starting point; :func:`load_dncnn`, tensors only). ``noisetrace train`` calls it for
+        ``init: <checkpoint>.th``. Returns the load report."""
+        return load_dncnn(path, into=self).load_report
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 5 or x.shape[1] != 2:
             raise ValueError(f"expected (B, 2, 3, H, W) [face, background] pairs, got "

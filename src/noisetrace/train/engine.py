@@ -232,10 +232,17 @@ def load_init(model: nn.Module, path: str | Path, head: bool = True) -> dict[str
 
     p = Path(path)
     f = p / "model.safetensors" if p.is_dir() else p
+    if f.is_file() and f.suffix != ".safetensors" and hasattr(model, "load_pretrained"):
+        # An architecture that starts from a published checkpoint reads it itself
+        # (siamese-dncnn: GRIP's DnCNN, tensors only, weights_only=True).
+        report = model.load_pretrained(f)
+        log.info("init from %s: %s", f, report)
+        return {"pretrained": [str(f)]}
     if f.suffix != ".safetensors" or not f.is_file():
         raise NoisetraceError(
             f"init {p}: expected a pretrain-stego output directory with model.safetensors "
-            "(or a .safetensors file); pickled checkpoints are not loaded"
+            "(or a .safetensors file; siamese-dncnn also reads a DnCNN checkpoint); "
+            "pickled checkpoints are not loaded"
         )
     state = load_file(str(f))
     own = model.state_dict()
