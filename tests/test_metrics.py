@@ -158,3 +158,8 @@ def test_threshold_at_fpr_holds_every_kind_with_enough_images():
     assert np.mean(web >= thr) <= 0.03 + 1 / 200 and np.mean(camera >= thr) <= 0.03
     assert thr < 0.999  # 5 scans cannot measure 3%: they do not set it
     assert threshold_at_fpr(rng.uniform(0, 0.2, 50), np.array(["web"] * 50), 0.03) == 0.5
+    # No kind with 20 images: the pooled reals set it (a small validation set of many kinds).
+    few = rng.uniform(0.4, 0.9, 40)
+    pooled = threshold_at_fpr(few, np.array(["a", "b", "c", "d"] * 10), 0.03)
+    assert pooled == float(np.quantile(few, 0.97)) and np.mean(few >= pooled) <= 0.03 + 1 / 40
+    assert threshold_at_fpr(few[:10], np.array(["a"] * 10), 0.03) == 0.5  # too few at all

@@ -32,14 +32,18 @@ def threshold_at_fpr(real_scores: np.ndarray, kinds: np.ndarray, target: float,
                      min_n: int = 20, floor: float = 0.5) -> float:
     """The lowest threshold that calls at most ``target`` of every kind of real image
     (camera, web, film scan, ...) fake, over kinds with ``min_n`` or more images (fewer
-    cannot measure a few percent); never below ``floor``. ``real_scores``: probabilities
-    of real images on data the model did not train on; ``kinds``: their source kinds."""
+    cannot measure a few percent); when no kind has that many, over all of them pooled (a
+    small validation set of many kinds); never below ``floor``. ``real_scores``:
+    probabilities of real images on data the model did not train on; ``kinds``: their
+    source kinds."""
     real_scores, kinds = np.asarray(real_scores, float), np.asarray(kinds)
-    thr = floor
+    thr, held = floor, False
     for kind in sorted(set(kinds.tolist())):
         sel = real_scores[kinds == kind]
         if len(sel) >= min_n:
-            thr = max(thr, float(np.quantile(sel, 1 - target)))
+            thr, held = max(thr, float(np.quantile(sel, 1 - target))), True
+    if not held and len(real_scores) >= min_n:
+        thr = max(thr, float(np.quantile(real_scores, 1 - target)))
     return thr
 
 
