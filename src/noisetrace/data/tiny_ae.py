@@ -114,9 +114,11 @@ def fit(
     seed: int = 0,
     log_every: int = 100,
     spectral: float = 0.0,
+    steps: int | None = None,
 ) -> dict[str, float]:
     """Train ``model`` to reconstruct random crops (L1 loss, AdamW, cosine decay over the
-    time budget). Returns the final loss and the steps taken.
+    time budget, or over ``steps`` optimizer steps when given: the same run on any
+    machine). Returns the final loss and the steps taken.
 
     ``spectral`` > 0 adds that weight times the L1 distance of log Fourier amplitudes: the
     decoder must then put back high-frequency energy it cannot reconstruct exactly, i.e.
@@ -129,9 +131,14 @@ def fit(
     t0, step, ema = time.time(), 0, None
     budget = minutes * 60
     model.train()
-    while (el := time.time() - t0) < budget:
-        for g in opt.param_groups:  # cosine over wall time: the budget is what is fixed
-            g["lr"] = lr * 0.5 * (1 + np.cos(np.pi * el / budget))
+
+    def done() -> float:  # share of the budget spent: wall time, or steps when given
+        return step / steps if steps else (time.time() - t0) / budget
+
+    while (frac := done()) < 1:
+        el = time.time() - t0
+        for g in opt.param_groups:  # cosine over the budget, whichever is fixed
+            g["lr"] = lr * 0.5 * (1 + np.cos(np.pi * frac))
         x = torch.from_numpy(random_crops(images, batch, size, rng)).to(dev)
         x = x.permute(0, 3, 1, 2).float() / 255
         rec = model(x)

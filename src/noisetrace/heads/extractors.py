@@ -36,6 +36,29 @@ import numpy as np
 CLIP_BATCH = 1
 
 
+class FeatureExtractor:
+    """What every extractor has: ``kind`` (its name in a recipe), ``id`` (the cache key:
+    changes whenever the output would), ``spec`` (the JSON dict :func:`from_spec` rebuilds it
+    from: ``kind`` plus the constructor arguments named in ``params``), ``__call__`` on one
+    decoded image and ``batch`` on several (one at a time unless an extractor batches)."""
+
+    kind: str = ""
+    params: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        raise NotImplementedError
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, **{k: getattr(self, k) for k in self.params}}
+
+    def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        return [self(i) for i in imgs]
+
+
 def _at_least(img: np.ndarray, side: int) -> np.ndarray:
     """``img`` edge-padded (bottom, right) so both sides are at least ``side``: tiny faces and
     images still give every statistic pixels to count."""
@@ -51,7 +74,7 @@ def _centre_at_most(img: np.ndarray, side: int) -> np.ndarray:
     return img[y : y + side, x : x + side]
 
 
-class ClipExtractor:
+class ClipExtractor(FeatureExtractor):
     kind = "clip"
 
     def __init__(self, backbone: str = "clip-vit-b16-int8", views: str = "resize",
@@ -108,8 +131,9 @@ class ClipExtractor:
             self.encoder.last_block = max(int(i) for i in layers.split(","))
 
 
-class SpamExtractor:
+class SpamExtractor(FeatureExtractor):
     kind = "spam"
+    params = ("max_side", "t")
 
     def __init__(self, max_side: int = 1024, t: int = 3) -> None:
         self.max_side, self.t = max_side, t
@@ -118,9 +142,6 @@ class SpamExtractor:
     def id(self) -> str:
         return f"spam:t{self.t}:centre{self.max_side}"
 
-    def spec(self) -> dict[str, Any]:
-        return {"kind": "spam", "max_side": self.max_side, "t": self.t}
-
     def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
         from noisetrace.residuals.spam import spam
 
@@ -128,11 +149,8 @@ class SpamExtractor:
         img = _at_least(img, 8)
         return {"spam": spam(img, self.t)[None]}
 
-    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        return [self(i) for i in imgs]
 
-
-class FaceRingExtractor:
+class FaceRingExtractor(FeatureExtractor):
     """SPAM of a face crop's interior beside SPAM of the ring around it.
 
     A face crop is a square ``scale`` times the face box (:class:`~noisetrace.media.crops.
@@ -145,6 +163,7 @@ class FaceRingExtractor:
     """
 
     kind = "face_ring"
+    params = ("scale", "t")
 
     def __init__(self, scale: float = 1.3, t: int = 3) -> None:
         if scale <= 1:
@@ -155,9 +174,6 @@ class FaceRingExtractor:
     @property
     def id(self) -> str:
         return f"face_ring:t{self.t}:s{self.scale:g}"
-
-    def spec(self) -> dict[str, Any]:
-        return {"kind": "face_ring", "scale": self.scale, "t": self.t}
 
     def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
         from noisetrace.residuals.spam import spam
@@ -174,11 +190,8 @@ class FaceRingExtractor:
         ring = np.mean([spam(s, self.t) for s in strips], axis=0)
         return {"face_ring": np.concatenate([inner, ring, inner - ring])[None].astype(np.float32)}
 
-    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        return [self(i) for i in imgs]
 
-
-class RingLevelExtractor:
+class RingLevelExtractor(FeatureExtractor):
     """Noise *level* of a face crop's interior against the ring around the face.
 
     A face a swap tool renders at its own resolution and pastes into the frame is usually
@@ -190,6 +203,7 @@ class RingLevelExtractor:
     """
 
     kind = "ring_level"
+    params = ("scale",)
 
     def __init__(self, scale: float = 1.3) -> None:
         if scale <= 1:
@@ -201,9 +215,6 @@ class RingLevelExtractor:
     def id(self) -> str:
         return f"ring_level:v1:s{self.scale:g}"
 
-    def spec(self) -> dict[str, Any]:
-        return {"kind": "ring_level", "scale": self.scale}
-
     def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
         h, w = img.shape[:2]
         m = max(4, round(min(h, w) * (1 - 1 / self.scale) / 2) + 4)
@@ -213,9 +224,6 @@ class RingLevelExtractor:
         else:
             out = _ring_level_float(img.astype(np.float32), m)
         return {"ring_level": np.array(out, np.float32)[None]}
-
-    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        return [self(i) for i in imgs]
 
 
 def _level_numbers(mi: float, mr: float, qi: float, qr: float) -> list[float]:
@@ -265,7 +273,7 @@ def _ring_level_counts(img: np.ndarray, m: int) -> list[float]:
     return out
 
 
-class RingProfileExtractor:
+class RingProfileExtractor(FeatureExtractor):
     """Noise level of a face crop by distance from its edge, at two scales.
 
     A swap tool blends its face into the frame inside a mask near the face box's edge; the
@@ -280,6 +288,7 @@ class RingProfileExtractor:
     """
 
     kind = "ring_profile"
+    params = ("bands",)
 
     def __init__(self, bands: int = 12) -> None:
         if bands < 2:
@@ -289,9 +298,6 @@ class RingProfileExtractor:
     @property
     def id(self) -> str:
         return f"ring_profile:v1:b{self.bands}"
-
-    def spec(self) -> dict[str, Any]:
-        return {"kind": "ring_profile", "bands": self.bands}
 
     def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
         from noisetrace.residuals.level import laplacian
@@ -312,9 +318,6 @@ class RingProfileExtractor:
         out = np.concatenate([lf - lf[-1], lc - lc[-1], lf - lc, [lf[-1], lc[-1]]])
         return {"ring_profile": out.astype(np.float32)[None]}
 
-    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        return [self(i) for i in imgs]
-
 
 _BANDS: dict[tuple[int, int, int], np.ndarray] = {}
 
@@ -333,12 +336,13 @@ def _band_map(h: int, w: int, bands: int) -> np.ndarray:
     return _BANDS[key]
 
 
-class NoiseLevelExtractor:
+class NoiseLevelExtractor(FeatureExtractor):
     """Residual strength across scales (:func:`noisetrace.residuals.level.level_features`)
     of the centre ``max_side`` square at native resolution; array ``noise_level``
     (1, 30) at the default three scales."""
 
     kind = "noise_level"
+    params = ("max_side", "scales")
 
     def __init__(self, max_side: int = 1024, scales: int = 3) -> None:
         self.max_side, self.scales = int(max_side), int(scales)
@@ -347,21 +351,16 @@ class NoiseLevelExtractor:
     def id(self) -> str:
         return f"noise_level:v1:k{self.scales}:centre{self.max_side}"
 
-    def spec(self) -> dict[str, Any]:
-        return {"kind": "noise_level", "max_side": self.max_side, "scales": self.scales}
-
     def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
         from noisetrace.residuals.level import level_features
 
         img = _centre_at_most(img, self.max_side)
         return {"noise_level": level_features(img, self.scales)[None]}
 
-    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        return [self(i) for i in imgs]
 
-
-class SpectrumExtractor:
+class SpectrumExtractor(FeatureExtractor):
     kind = "spectrum"
+    params = ("max_side", "tile", "bins")
 
     def __init__(self, max_side: int = 1024, tile: int = 256, bins: int = 32) -> None:
         self.max_side, self.tile, self.bins = max_side, tile, bins
@@ -370,22 +369,16 @@ class SpectrumExtractor:
     def id(self) -> str:
         return f"spectrum:v1:t{self.tile}:b{self.bins}:centre{self.max_side}"
 
-    def spec(self) -> dict[str, Any]:
-        return {"kind": "spectrum", "max_side": self.max_side, "tile": self.tile,
-                "bins": self.bins}  # fmt: skip
-
     def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
         from noisetrace.residuals.spectrum import spectrum_features
 
         img = _centre_at_most(img, self.max_side)
         return {"spectrum": spectrum_features(img, self.tile, self.bins)[None]}
 
-    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        return [self(i) for i in imgs]
 
-
-class DetectorLogitExtractor:
+class DetectorLogitExtractor(FeatureExtractor):
     kind = "detector"
+    params = ("model",)
 
     def __init__(self, model: str, device: str | None = "auto") -> None:
         from noisetrace.zoo import load_detector
@@ -396,14 +389,8 @@ class DetectorLogitExtractor:
     def id(self) -> str:
         return f"detector:{self.det.config.weights_sha256 or self.model}"
 
-    def spec(self) -> dict[str, Any]:
-        return {"kind": "detector", "model": self.model}
-
     def __call__(self, img: np.ndarray) -> dict[str, np.ndarray]:
         return {"logit": np.array([[self.det.logit(img)]], np.float32)}
-
-    def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        return [self(i) for i in imgs]
 
 
 def select_feature(arrs: dict[str, np.ndarray], feature: str) -> np.ndarray:
@@ -433,9 +420,7 @@ _KINDS = {"clip": ClipExtractor, "spam": SpamExtractor, "spectrum": SpectrumExtr
           "detector": DetectorLogitExtractor}  # fmt: skip
 
 
-Extractor = (ClipExtractor | SpamExtractor | SpectrumExtractor | FaceRingExtractor
-             | RingLevelExtractor | RingProfileExtractor | NoiseLevelExtractor
-             | DetectorLogitExtractor)
+Extractor = FeatureExtractor
 
 
 def from_spec(spec: dict[str, Any], **kw: Any) -> Extractor:
