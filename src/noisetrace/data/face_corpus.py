@@ -18,6 +18,10 @@ Groups: a crop keeps its source's ``group`` column (DeepFaceLive: the face model
 the identity), else the video it came from (DFDC crops ``<video>-NNN-NN.png`` -> the video),
 else the file; an SBI fake keeps the group of the real frame it was made from, so a fake and
 its real never straddle two folds.
+
+``--background`` (pairs for ``siamese-dncnn``): each face crop is followed by the background
+square furthest from it (``kind`` ``background``, same ``source_path`` and ``frame``, which
+``noisetrace train`` pairs them by); faces without room for one are left out.
 """
 
 from __future__ import annotations
