@@ -88,6 +88,15 @@ def test_build_pairs_for_siamese(sources: list[str], tmp_path: Path) -> None:
 
     cfg = CorpusConfig(frames=2, size=64, sbi=2, landmarks="haar", background=True)
     man = build(sources, tmp_path / "pairs", cfg, verbose=False)
+    # A face too large for any 64 px background square beside it is counted, not kept.
+    from noisetrace.data.face_corpus import Cropper
+
+    cropper = Cropper(cfg)
+    from skimage.data import astronaut
+
+    close = np.ascontiguousarray(astronaut()[30:230, 130:330])  # the face fills the frame
+    assert cropper.det.detect(close)  # a face is found ...
+    assert cropper(close, is_video=True) == [] and cropper.no_room == 1  # ... with no room
     rows = list(csv.DictReader(man.read_text().splitlines(), delimiter="\t"))
     kinds = [r["kind"] for r in rows]
     assert set(kinds) == {"face", "background"} and kinds.count("face") == kinds.count("background")

@@ -229,6 +229,13 @@ def test_load_dncnn_copies_matching_layers_and_keeps_function(tmp_path) -> None:
     torch.save({"network": {"0.weight": torch.zeros(64, 1, 3, 3)}}, bad)
     with pytest.raises(ModelError):
         load_dncnn(bad)
+    for name, content in (("empty.th", b""), ("garbage.th", b"not a checkpoint")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ModelError, match="not a readable DnCNN checkpoint"):
+            load_dncnn(tmp_path / name)
+    torch.save({"network": {"0.weight": 3, "note": "x"}}, tmp_path / "odd.th")
+    with pytest.raises(ModelError, match="does not look like a DnCNN"):
+        load_dncnn(tmp_path / "odd.th")
 
 
 def test_cffn_structure_and_embedding() -> None:

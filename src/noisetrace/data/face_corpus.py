@@ -163,6 +163,7 @@ class Cropper:
 
         self.cfg = cfg
         self.det = get_face_detector(cfg.backend)
+        self.no_room = 0  # faces left out: no background square beside them (reported)
 
     def __call__(self, img: np.ndarray, is_video: bool) -> list[tuple[np.ndarray, str, tuple]]:
         """[(crop, kind, box)]: the face (or whole-frame square), then its background square
@@ -174,6 +175,7 @@ class Cropper:
                            background=self.cfg.background,
                            no_face="skip" if is_video else "whole", max_faces=1)  # fmt: skip
         if self.cfg.background and [c.kind for c in crops] != ["face", "background"]:
+            self.no_room += bool(crops) and crops[0].kind == "face"
             return []
         return [(c.image, c.kind, tuple(int(v) for v in c.box)) for c in crops[:2]]
 
@@ -230,13 +232,15 @@ def build(sources: list[str], out: str | Path, cfg: CorpusConfig = CorpusConfig(
         tag, _, folder = spec.rpartition("=")
         folder_p = Path(folder)
         tag = tag or source_tag(folder_p)
-        n0 = len(rows)
+        n0, lost0 = len(rows), crop.no_room
         for it in read_source(folder_p, tag, cfg):
             save(it, it.image, it.generator)
             if it.label == REAL and min(it.image.shape[:2]) >= 128:  # too small to blend
                 reals.append(it)
         if verbose:
-            print(f"{tag}: {len(rows) - n0} crops", flush=True)
+            lost = (f", {crop.no_room - lost0} faces left out (no background square)"
+                    if cfg.background else "")  # fmt: skip
+            print(f"{tag}: {len(rows) - n0} crops{lost}", flush=True)
     if cfg.sbi:
         from noisetrace.data.sbi import FaceShapeDetector, self_blend_auto
 

@@ -26,6 +26,7 @@ the loaded extractor computes exactly the pre-trained function until training mo
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +91,14 @@ def load_dncnn(path: str | Path, into: nn.Module | None = None) -> DnCNN:
         raw = torch.load(Path(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ModelError(f"no DnCNN checkpoint at {path}") from None
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as exc:
+        # torch's own message suggests weights_only=False: never for a file from elsewhere.
+        raise ModelError(f"{path} is not a readable DnCNN checkpoint (a torch file of tensors: "
+                         f"{type(exc).__name__}); check the file or download it again") from None
     state: dict[str, torch.Tensor] = raw.get("network", raw) if isinstance(raw, dict) else {}
     convs = sorted({int(k.split(".")[0]) for k, v in state.items()
-                    if k.endswith(".weight") and v.ndim == 4})
+                    if isinstance(k, str) and k.endswith(".weight")
+                    and isinstance(v, torch.Tensor) and v.ndim == 4})
     if len(convs) < 2:
         raise ModelError(f"{path} does not look like a DnCNN state dict (no conv weights)")
     first, last, middle = convs[0], convs[-1], convs[1:-1]
