@@ -6,7 +6,8 @@ head alone (no noise branch, no stacking), for each fake family refitted on five
 without that family, then AUC of its fakes against the held-out reals, at JPEG 90 and 65
 with both classes carrying one compression history (the data and transforms of
 configs/default_fusion.yaml). Features: the final projected embedding, the class token after
-single blocks (``block_cls@i``), the mean patch token (``block_tokens@i``) and block sets.
+single blocks (``block_cls@i``), the mean patch token (``block_tokens@i``) and block sets;
+a ``:S`` suffix encodes views of S px (``block_cls@4,5,6,7:160``; position embeddings resized).
 All come from one encoder pass per image (``taps: blocks``); the first run fills the feature
 cache (about 0.2 s per image and transform on 2 cores). Prints mean AUC over families, the
 mean without the two families no variant detects (TAEF2-aligned fakes, the unlabelled web
@@ -34,8 +35,10 @@ def screen(recipe, samples, feature: str, C: float) -> dict[str, list[float]]:  
     from noisetrace.heads.fit import Features, fold_of
     from noisetrace.heads.linear import LinearHead
 
+    feature, _, side = feature.partition(":")  # "block_cls@5:160": views of 160 px
     ext = {"kind": "clip", "backbone": "clip-vit-b16-int8", "views": "resize", "numerics": "float",
-           **({"taps": "blocks"} if feature.startswith("block") else {})}  # fmt: skip
+           **({"taps": "blocks"} if feature.startswith("block") else {}),
+           **({"image_size": int(side)} if side else {})}  # fmt: skip
     recipe.branches = {"b": {"extractor": ext, "feature": feature}}
     F = Features(recipe, samples, verbose=False)
     T, K = recipe.test_transforms, recipe.folds

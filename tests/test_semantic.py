@@ -694,3 +694,84 @@ def test_float_numerics_take_the_integer_kernels_only_where_they_are_exact(tmp_p
     _, y2 = session_and_output(backbones.OnnxImageEncoder("q", f, numerics="float"))
     assert np.allclose(y, y2, rtol=1e-5, atol=1e-4)  # same values, by the float rewrite
     assert backbones._numerics_verdicts() == {key: False}
+
+
+class _TinyViT(nn.Module):
+    """A CLIP-shaped ViT whose position embeddings are gathered by position ids, as in the
+    Hugging Face CLIP export: 16 px patches, a class token, one block."""
+
+    def __init__(self, side: int = 64) -> None:
+        super().__init__()
+        grid = side // 16
+        self.patch = nn.Conv2d(3, 12, 16, stride=16)
+        self.cls = nn.Parameter(torch.randn(12))
+        self.position_embedding = nn.Embedding(grid * grid + 1, 12)
+        self.register_buffer("position_ids", torch.arange(grid * grid + 1)[None],
+                             persistent=False)  # fmt: skip
+        self.layers = nn.ModuleList([_Block()])
+        self.proj = nn.Linear(12, 16)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        t = self.patch(x).flatten(2).transpose(1, 2)
+        h = torch.cat([self.cls.expand(x.shape[0], 1, -1), t], dim=1)
+        h = h + (self.position_embedding(self.position_ids) if pos is None else pos)
+        h = self.layers[0](h)
+        return self.proj(h[:, 0]), h
+
+
+def test_a_vit_encoder_runs_at_another_view_size(tmp_path, photo, tiny_encoder):
+    """image_size resizes the graph's position embeddings (bicubic over the patch grid, the
+    class token's kept) and its input: the same numbers as the network run at that size with
+    interpolated positions; the size is part of the features' identity."""
+    import onnx
+
+    from noisetrace.heads.extractors import from_spec
+
+    torch.manual_seed(0)
+    net = _TinyViT(64).eval()
+    f = tmp_path / "vit.onnx"
+    torch.onnx.export(net, (torch.zeros(1, 3, 64, 64),), str(f),
+                      input_names=["pixel_values"], output_names=["image_embeds", "hidden"],
+                      dynamic_axes={"pixel_values": {0: "b"}}, opset_version=17,
+                      dynamo=False)  # fmt: skip
+    m = onnx.load(str(f))
+    same = backbones.resize_positions(m, 64)
+    assert same.graph.input[0].type.tensor_type.shape.dim[-1].dim_value == 64
+    big = backbones.resize_positions(m, 96)
+    assert big.graph.input[0].type.tensor_type.shape.dim[-1].dim_value == 96
+    assert m.graph.input[0].type.tensor_type.shape.dim[-1].dim_value == 64  # not changed
+    with pytest.raises(ModelError, match="multiple of the patch side 16"):
+        backbones.resize_positions(m, 100)
+    sha = backbones.file_sha256(f)
+    enc = backbones.create_backbone("onnx", file=str(f), sha256=sha, image_size=96)
+    v = views(photo, "resize", 96)
+    got = enc.embed(v)
+    w = net.position_embedding.weight.detach()
+    cells = w[1:].reshape(4, 4, 12).permute(2, 0, 1)[None]
+    cells = torch.nn.functional.interpolate(cells, size=(6, 6), mode="bicubic",
+                                            align_corners=False)[0]  # fmt: skip
+    pos = torch.cat([w[:1], cells.permute(1, 2, 0).reshape(36, 12)])[None]
+    with torch.no_grad():
+        want_e, want_h = net(torch.from_numpy(enc.preprocess(v)), pos)
+    assert got["tokens"].shape == (1, 12)
+    np.testing.assert_allclose(got["embeds"], want_e.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got["cls"], want_h[:, 0].numpy(), rtol=1e-4, atol=1e-5)
+    # At its own size the graph runs unchanged.
+    native = backbones.create_backbone("onnx", file=str(f), sha256=sha, image_size=64)
+    with torch.no_grad():
+        e64, _ = net(torch.from_numpy(native.preprocess(views(photo, "resize", 64))))
+    np.testing.assert_allclose(native.embed(views(photo, "resize", 64))["embeds"], e64.numpy(),
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
+    # Through an extractor: views at that size, the size in the cache key and the spec.
+    spec = {"kind": "clip", "backbone": "onnx", "file": str(f), "views": "resize",
+            "sha256": sha}  # fmt: skip
+    e96, e_default = from_spec({**spec, "image_size": 96}), from_spec(spec)
+    assert e96.id != e_default.id and e96.spec()["image_size"] == 96
+    assert from_spec(e96.spec()).id == e96.id and "image_size" not in e_default.spec()
+    np.testing.assert_allclose(e96(photo)["embeds"], got["embeds"], rtol=1e-5, atol=1e-6)
+    # A graph without gathered position embeddings cannot be resized, and says so.
+    with pytest.raises(ModelError, match="position_embedding"):
+        backbones.resize_positions(onnx.load(str(tiny_encoder)), 96)
+    with pytest.raises(ModelError, match="position_embedding"):
+        backbones.create_backbone("onnx", file=str(tiny_encoder), image_size=96).embed(v)

@@ -80,7 +80,7 @@ class ClipExtractor(FeatureExtractor):
     def __init__(self, backbone: str = "clip-vit-b16-int8", views: str = "resize",
                  file: str | None = None, sha256: str | None = None,
                  threads: int | None = None, taps: str | None = None,
-                 numerics: str | None = None) -> None:  # fmt: skip
+                 numerics: str | None = None, image_size: int | None = None) -> None:  # fmt: skip
         from noisetrace.semantic.backbones import create_backbone
         from noisetrace.semantic.views import parse_policy
 
@@ -89,27 +89,33 @@ class ClipExtractor(FeatureExtractor):
         # None: the runtime's own INT8 kernels ("ort"), what heads fitted before numerics
         # existed were fitted on; new recipes say "float" (portable; semantic/backbones.py).
         self.encoder = create_backbone(backbone, file=file, sha256=sha256, threads=threads,
-                                       taps=taps, numerics=numerics or "ort")  # fmt: skip
+                                       taps=taps, numerics=numerics or "ort",
+                                       **({"image_size": int(image_size)} if image_size
+                                          else {}))  # fmt: skip
         self.backbone, self.taps, self.numerics = backbone, taps, numerics
+        # None: the encoder's own side (224); another side resizes its position embeddings.
+        self.image_size = int(image_size) if image_size else None
 
     @property
     def id(self) -> str:
         taps = f":taps-{self.taps}" if self.taps else ""  # older caches keep their key
         num = f":num-{self.numerics}" if self.numerics else ""
+        side = f":s{self.image_size}" if self.image_size else ""
         return (f"clip:{self.backbone}:{self.encoder.check()}:{self.policy}:b{CLIP_BATCH}"
-                f"{taps}{num}")  # fmt: skip
+                f"{taps}{num}{side}")  # fmt: skip
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "clip", "backbone": self.backbone, "views": self.policy,
                 "sha256": self.encoder.check(), **({"taps": self.taps} if self.taps else {}),
                 **({"numerics": self.numerics} if self.numerics else {}),
+                **({"image_size": self.image_size} if self.image_size else {}),
                 **({"file": str(self.encoder.path)} if self.backbone == "onnx" else {})}
 
     def batch(self, imgs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """Views of several images, encoded ``CLIP_BATCH`` views per call."""
         from noisetrace.semantic.views import views
 
-        vs = [views(i, self.policy) for i in imgs]
+        vs = [views(i, self.policy, self.encoder.image_size) for i in imgs]
         allv = np.concatenate(vs)
         parts = self.encoder.embed_each([allv[i : i + CLIP_BATCH]
                                          for i in range(0, len(allv), CLIP_BATCH)])  # fmt: skip
