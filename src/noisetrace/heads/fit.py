@@ -443,8 +443,9 @@ def model_card(card: dict[str, Any]) -> str:
             lines.append(f"- **{name}**: the raw logit of model `{b['model']}`")
         else:
             e = b["extractor"]
+            side = e.get("image_size") or 224
             what = (f"CLIP image encoder `{e.get('backbone')}` on the `{e.get('views')}` view "
-                    f"(feature `{b.get('feature')}`)" if e.get("kind") == "clip" else
+                    f"of {side} px (feature `{b.get('feature')}`)" if e.get("kind") == "clip" else
                     f"SPAM residual statistics (686) of the centre {e.get('max_side')} px at "
                     "native resolution" if e.get("kind") == "spam" else str(e))  # fmt: skip
             lines.append(f"- **{name}**: logistic regression (C {b.get('C')}) on {what}")
