@@ -205,8 +205,8 @@ class OnnxImageEncoder:
         try:
             import onnx
         except ImportError:
-            raise ModelError("taps='blocks' and numerics='float' need the onnx package: "
-                             "pip install 'noisetrace[onnx]'") from None  # fmt: skip
+            raise ModelError("taps='blocks', numerics='float' and another image_size need the onnx "
+                             "package: pip install 'noisetrace[onnx]'") from None  # fmt: skip
         m = onnx.load(str(self.path))
         side = _input_side(m)
         if side and side != self.image_size:
