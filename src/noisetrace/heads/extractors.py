@@ -81,7 +81,7 @@ class ClipExtractor(FeatureExtractor):
                  file: str | None = None, sha256: str | None = None,
                  threads: int | None = None, taps: str | None = None,
                  numerics: str | None = None, image_size: int | None = None) -> None:  # fmt: skip
-        from noisetrace.semantic.backbones import create_backbone
+        from noisetrace.semantic.backbones import NATIVE_SIZE, create_backbone
         from noisetrace.semantic.views import parse_policy
 
         parse_policy(views)  # fail early on a bad policy
@@ -90,8 +90,7 @@ class ClipExtractor(FeatureExtractor):
         # existed were fitted on; new recipes say "float" (portable; semantic/backbones.py).
         self.encoder = create_backbone(backbone, file=file, sha256=sha256, threads=threads,
                                        taps=taps, numerics=numerics or "ort",
-                                       **({"image_size": int(image_size)} if image_size
-                                          else {}))  # fmt: skip
+                                       image_size=int(image_size or NATIVE_SIZE))  # fmt: skip
         self.backbone, self.taps, self.numerics = backbone, taps, numerics
         # None: the encoder's own side (224); another side resizes its position embeddings.
         self.image_size = int(image_size) if image_size else None

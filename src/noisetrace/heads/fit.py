@@ -419,6 +419,8 @@ def write_card(directory: str | Path, card: dict[str, Any]) -> None:
 
 def model_card(card: dict[str, Any]) -> str:
     """MODEL_CARD.md of a fitted fusion: what it is, its data, recipe and validation tables."""
+    from noisetrace.semantic.backbones import NATIVE_SIZE
+
     r = card["recipe"]
     fu = card["fusion"]
     config_path = card.get("config_path") or "configs/default_fusion.yaml"
@@ -443,7 +445,7 @@ def model_card(card: dict[str, Any]) -> str:
             lines.append(f"- **{name}**: the raw logit of model `{b['model']}`")
         else:
             e = b["extractor"]
-            side = e.get("image_size") or 224
+            side = e.get("image_size") or NATIVE_SIZE
             what = (f"CLIP image encoder `{e.get('backbone')}` on the `{e.get('views')}` view "
                     f"of {side} px (feature `{b.get('feature')}`)" if e.get("kind") == "clip" else
                     f"SPAM residual statistics (686) of the centre {e.get('max_side')} px at "

@@ -427,22 +427,17 @@ def resize_positions(m: Any, size: int) -> Any:
                                             align_corners=False)[0]  # fmt: skip
     new = np.concatenate([w[:1], cells.numpy().transpose(1, 2, 0).reshape(n * n, -1)])
     pos.CopyFrom(numpy_helper.from_array(new.astype(np.float32), pos.name))
+    # The position ids: an initializer, or a Constant node's tensor (how exports differ).
     ids_name = gather.input[1]
-    old_ids = None
-    if ids_name in inits:
-        old_ids = numpy_helper.to_array(inits[ids_name])
-    for node in g.node:
-        if node.op_type == "Constant" and node.output[0] == ids_name:
-            old_ids = numpy_helper.to_array(node.attribute[0].t)
+    const = next((nd.attribute[0].t for nd in g.node
+                  if nd.op_type == "Constant" and nd.output[0] == ids_name), None)  # fmt: skip
+    holder = inits.get(ids_name, const)
+    old_ids = None if holder is None else numpy_helper.to_array(holder)
     if old_ids is None or old_ids.size != grid * grid + 1:
         raise ModelError("cannot resize this encoder: its position ids are not a constant")
     ids = np.arange(n * n + 1, dtype=old_ids.dtype).reshape(
         [1] * (old_ids.ndim - 1) + [n * n + 1])  # fmt: skip
-    if ids_name in inits:
-        inits[ids_name].CopyFrom(numpy_helper.from_array(ids, ids_name))
-    for node in g.node:
-        if node.op_type == "Constant" and node.output[0] == ids_name:
-            node.attribute[0].t.CopyFrom(numpy_helper.from_array(ids))
+    holder.CopyFrom(numpy_helper.from_array(ids, holder.name))
     dims = g.input[0].type.tensor_type.shape.dim
     dims[-2].dim_value = dims[-1].dim_value = size
     # Shapes recorded for the old token count would contradict the new one.
