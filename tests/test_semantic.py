@@ -305,6 +305,25 @@ def test_stacked_fit_and_leave_one_family_out_on_synthetic_features():
 
 
 # -- TAEF2 aligned fakes ----------------------------------------------------------------------
+def test_a_kind_too_small_to_measure_does_not_set_the_threshold():
+    """Every image is scored once per transform: 12 images seen under two transforms are 24
+    scores, still too few images to hold a 3% rate, so they must not set the threshold."""
+    from noisetrace.heads.fit import HeadRecipe, fit_stack
+
+    recipe = HeadRecipe(data=[], branches={"semantic": {"extractor": {}, "C": 1.0},
+                                           "noise": {"extractor": {}, "C": 1.0}},
+                        inner_folds=3, target_fpr=0.03)  # fmt: skip
+    feats = _synthetic_features()
+    few = np.arange(12)  # 12 of the 60 reals become their own kind and look fake
+    feats.family = feats.family.copy()
+    feats.family[few] = "real-few"
+    feats.x[("semantic", "matched90")][few, 0, 0] += 3.5  # where the fakes are (one array
+    feats.x[("noise", "matched90")][few, 0, 1] += 1.0  # serves both transforms)
+    m = fit_stack(recipe, feats, np.arange(len(feats.y)))
+    fpr_few = np.mean(m.proba(feats, few, "matched90") >= m.threshold)
+    assert fpr_few > 0.5  # held by the 48 others, not by the 12
+
+
 def test_taef2_architecture_loads_strictly_and_reconstructs(tmp_path, photo):
     from noisetrace.data.aligned import TAEF2
 

@@ -213,7 +213,9 @@ def fit_stack(recipe: HeadRecipe, feats: Features, idx: np.ndarray) -> StackedMo
     # The threshold holds the target for every kind of real image with enough examples
     # (camera photos, web photos, film scans, ...), not just on average over them.
     kinds = np.tile(feats.family[idx], len(recipe.transforms))[yall == REAL]
-    thr = threshold_at_fpr(oof_real, kinds, recipe.target_fpr)
+    # Each image appears once per transform: a kind needs min_n distinct images, not copies.
+    thr = threshold_at_fpr(oof_real, kinds, recipe.target_fpr,
+                           min_n=20 * len(recipe.transforms))
     return StackedModel(_fit_heads(recipe, feats, idx), coef, intercept, thr, oof_real)
 
 
