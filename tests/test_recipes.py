@@ -283,6 +283,9 @@ def test_model_card_names_branch_count_and_video_score():
     md = model_card(card)
     assert "four lines of evidence" in md
     assert "most suspicious quarter" in md
+    # The source its own reals cannot be told from is named under "Where it is weak".
+    weak = md.split("## Where it is weak")[1].split("## ")[0]
+    assert "face-deepfacelive's fakes against the same source's real videos" in weak
     assert json.loads((d / "config.json").read_text())["video_aggregate"] == "top25"
     card["recipe"]["video_aggregate"] = "mean"
     assert "the mean of its sampled frames' scores" in model_card(card)

@@ -487,6 +487,7 @@ def model_card(card: dict[str, Any]) -> str:
                   "false alarms on real photos, so many fakes of unseen families score below "
                   "it; rank by score when triaging.",
                   f"- Validation families are small ({sizes} images each); intervals are wide.",
+                  *(f"- {w}" for w in (card.get("video_lofo") or {}).get("weak", [])),
                   "- Videos are scored frame by frame (no temporal model)"
                   + (f"; a video's score is {pooling} (each frame's most suspicious face)."
                      if face else "; faces are better served by the `faces` model."), ""]
@@ -498,5 +499,9 @@ def model_card(card: dict[str, Any]) -> str:
         v = card["video_lofo"]
         lines += ["## Leave one source out, by video, beside a peer", "",
                   f"Reproduce: `{v['command']}`. A video's score is {pooling}, as when "
-                  "scanning; the interval is a bootstrap over videos.", "", v["markdown"]]
+                  "scanning; the interval is a bootstrap over videos. \"vs all reals\" ranks "
+                  "the held-out fakes among every real of the corpus, most of them of other "
+                  "kinds than the fakes; \"vs own reals\" among the reals of the same source "
+                  "(same capture and compression), where it has enough: read that one first.",
+                  "", v["markdown"]]
     return "\n".join(lines) + "\n"
