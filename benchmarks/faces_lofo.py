@@ -59,18 +59,17 @@ def own_reals(feats: Features, family: str, keys: np.ndarray) -> np.ndarray | No
     return own if len(set(keys[own])) >= MIN_OWN_VIDEOS else None
 
 
-def own_reals_weak(rows: list[dict]) -> list[str]:
-    """The card's warnings: held-out sources its own reals cannot be told from (AUC < 0.85)."""
-    out: dict[str, list[str]] = {}
+def own_reals_weak(rows: list[dict], below: float = 0.85) -> list[str]:
+    """The card's warnings: held-out sources its own reals cannot be told from (AUC < below)."""
+    aucs: dict[str, list[tuple[float, str]]] = {}
     for r in rows:
-        a = r["cand_own_video_auc"]
-        if not isinstance(a, str):
-            out.setdefault(r["family"], []).append(f"{a:.2f} at {r['transform']}")
+        if not isinstance(r["cand_own_video_auc"], str):
+            aucs.setdefault(r["family"], []).append((r["cand_own_video_auc"], r["transform"]))
     return [f"Held out, {F}'s fakes against the same source's real videos (same capture and "
-            f"compression): video AUC {', '.join(v)}; its figure against all reals is higher "
-            "because most of those are easier, other kinds of real image."
-            for F, v in out.items()
-            if min(float(x.split()[0]) for x in v) < 0.85]  # fmt: skip
+            f"compression): video AUC {', '.join(f'{a:.2f} at {t}' for a, t in v)}; its "
+            "figure against all reals is higher because most of those are easier, other "
+            "kinds of real image."
+            for F, v in aucs.items() if min(a for a, _ in v) < below]  # fmt: skip
 
 
 def video_keys(feats: Features) -> np.ndarray:
