@@ -222,7 +222,7 @@ def test_spam_matches_the_definition_and_has_686_features(photo):
     from noisetrace.residuals.spam import _transitions, spam
 
     g = photo[:40, :40, 1].astype(np.int16)
-    assert np.allclose(_transitions(g, 3, False), _spam_reference(g))
+    assert np.allclose(_transitions(g, 3, "right"), _spam_reference(g))
     f = spam(photo)
     assert f.shape == (686,) and f.dtype == np.float32
     # Each (d1, d2) row of transition probabilities sums to 1 (or 0 if never seen).
@@ -236,9 +236,11 @@ def test_spam_opposite_directions_are_the_forward_counts_permuted(photo):
     from noisetrace.residuals.spam import _counts, _reversed
 
     a = np.round(photo[:37, :53].astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.int16)
-    for x, diag in [(a, False), (a.T, False), (a, True), (a[::-1, :], True)]:
-        flipped = x[::-1, ::-1] if diag else x[:, ::-1]
-        assert np.array_equal(_reversed(_counts(x, 3, diag)), _counts(flipped, 3, diag))
+    for x, way in [(a, "right"), (a, "down"), (a, "diagonal"), (a[::-1, :], "diagonal")]:
+        flipped = {"right": x[:, ::-1], "down": x[::-1, :]}.get(way, x[::-1, ::-1])
+        assert np.array_equal(_reversed(_counts(x, 3, way)), _counts(flipped, 3, way))
+    # Down the columns is along the rows of the transpose, counted without transposing.
+    assert np.array_equal(_counts(a, 3, "down"), _counts(np.ascontiguousarray(a.T), 3, "right"))
 
 
 # -- families and the stacked fit -------------------------------------------------------------

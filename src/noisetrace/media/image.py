@@ -199,5 +199,7 @@ def encode_jpeg(img: np.ndarray, quality: int, subsampling: int | None = None) -
     buf = io.BytesIO()
     kw = {} if subsampling is None else {"subsampling": subsampling}
     Image.fromarray(img).save(buf, format="JPEG", quality=int(quality), **kw)
-    with Image.open(io.BytesIO(buf.getvalue())) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        im.load()  # an RGB JPEG needs no convert (which would copy the whole image again)
+        return np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)

@@ -15,12 +15,17 @@ import numpy as np
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def _counts(a: np.ndarray, t: int, diagonal: bool) -> np.ndarray:
-    """(2t+1)^3 counts of clipped difference triples along +x (or the +x+y diagonal) of
-    ``a``, as a (k, k, k) array indexed by the shifted differences (d1, d2, d3) + t."""
-    if diagonal:
+def _counts(a: np.ndarray, t: int, direction: str) -> np.ndarray:
+    """(2t+1)^3 counts of clipped difference triples along ``direction`` of ``a``: "right"
+    (+x), "down" (+y) or "diagonal" (+x+y), as a (k, k, k) array indexed by the shifted
+    differences (d1, d2, d3) + t. "down" slices rows instead of transposing: the same counts,
+    without strided reads of a transposed view."""
+    if direction == "diagonal":
         c = np.clip(a[:-1, :-1] - a[1:, 1:], -t, t) + t
         c1, c2, c3 = c[:-2, :-2], c[1:-1, 1:-1], c[2:, 2:]
+    elif direction == "down":
+        c = np.clip(a[:-1] - a[1:], -t, t) + t
+        c1, c2, c3 = c[:-2], c[1:-1], c[2:]
     else:
         c = np.clip(a[:, :-1] - a[:, 1:], -t, t) + t
         c1, c2, c3 = c[:, :-2], c[:, 1:-1], c[:, 2:]
@@ -43,9 +48,9 @@ def _probabilities(counts: np.ndarray) -> np.ndarray:
     return np.divide(c, pair, out=np.zeros_like(c), where=pair > 0).ravel()
 
 
-def _transitions(a: np.ndarray, t: int, diagonal: bool) -> np.ndarray:
-    """(2t+1)^3 transition probabilities along +x (or the +x+y diagonal) of ``a``."""
-    return _probabilities(_counts(a, t, diagonal))
+def _transitions(a: np.ndarray, t: int, direction: str = "right") -> np.ndarray:
+    """(2t+1)^3 transition probabilities along ``direction`` (see :func:`_counts`) of ``a``."""
+    return _probabilities(_counts(a, t, direction))
 
 
 def spam(img: np.ndarray, t: int = 3) -> np.ndarray:
@@ -59,8 +64,8 @@ def spam(img: np.ndarray, t: int = 3) -> np.ndarray:
         raise ValueError(f"SPAM needs at least 4x4 pixels, got {a.shape}")
     # Directions in the order right, left, down, up and the diagonals down-right, up-left,
     # up-right, down-left; each opposite pair from one count.
-    right, down = _counts(a, t, False), _counts(a.T, t, False)
-    dr, ur = _counts(a, t, True), _counts(a[::-1, :], t, True)
+    right, down = _counts(a, t, "right"), _counts(a, t, "down")
+    dr, ur = _counts(a, t, "diagonal"), _counts(a[::-1, :], t, "diagonal")
     f1 = np.mean([_probabilities(c) for c in (right, _reversed(right), down, _reversed(down))],
                  axis=0)  # fmt: skip
     f2 = np.mean([_probabilities(c) for c in (dr, _reversed(dr), ur, _reversed(ur))], axis=0)
