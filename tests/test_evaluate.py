@@ -136,6 +136,27 @@ def test_condition_views():
     assert not np.array_equal(m.apply(img, True), m.apply(img, False))
 
 
+def test_web_format_downscales_large_files_then_compresses():
+    """``webQ`` (the file as a platform republishes it): camera-like JPEG 95 for lossless
+    files, the longer side down to 1080 px, JPEG Q; a small image keeps its size."""
+    from PIL import Image
+
+    from noisetrace.data.augment import web_format
+    from noisetrace.heads.cache import apply_transform
+
+    rng = np.random.default_rng(2)
+    big = _scene(rng, 1200, 1800, 3.0)
+    out = web_format(big, True, 80)
+    assert out.shape == (720, 1080, 3) and out.dtype == np.uint8
+    smaller = np.asarray(Image.fromarray(jpeg(big, 95)).resize((1080, 720), Image.BICUBIC))
+    assert np.array_equal(out, jpeg(smaller, 80))
+    small = _scene(rng, 300, 400, 3.0)
+    assert np.array_equal(web_format(small, False, 80), jpeg(small, 80))
+    assert np.array_equal(apply_transform(big, "web80", True), out)
+    with pytest.raises(ValueError, match="webQ"):
+        apply_transform(big, "web", True)
+
+
 def test_plan_and_unknown_protocol():
     opts = P.EvalOptions()
     plan = P.plan(["jpeg", "resolution", "generators", "confound"], opts)

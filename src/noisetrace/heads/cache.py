@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from noisetrace.data.augment import jpeg, matched_format
+from noisetrace.data.augment import jpeg, matched_format, web_format
 from noisetrace.data.manifest import Sample
 from noisetrace.errors import InputError
 from noisetrace.io import atomic_path, sha256_file
@@ -41,6 +41,8 @@ def apply_transform(img: np.ndarray, name: str, lossless: bool) -> np.ndarray:
 
     ``stored``: as decoded. ``jpegQ``: JPEG at quality Q. ``matchedQ``: both classes with
     one history: lossless files get a camera-like JPEG 95 pass first, then JPEG Q.
+    ``webQ``: the same history, then the longer side scaled down to 1080 px (as platforms
+    republish photos), then JPEG Q (:func:`~noisetrace.data.augment.web_format`).
     """
     if name == "stored":
         return img
@@ -48,7 +50,9 @@ def apply_transform(img: np.ndarray, name: str, lossless: bool) -> np.ndarray:
         return jpeg(img, int(name[4:]))
     if name.startswith("matched") and name[7:].isdigit():
         return matched_format(img, lossless, quality=int(name[7:]), prior=95)
-    raise ValueError(f"unknown transform {name!r}: stored, jpegQ or matchedQ")
+    if name.startswith("web") and name[3:].isdigit():
+        return web_format(img, lossless, quality=int(name[3:]), prior=95)
+    raise ValueError(f"unknown transform {name!r}: stored, jpegQ, matchedQ or webQ")
 
 
 class FeatureCache:
