@@ -157,6 +157,16 @@ def test_web_format_downscales_large_files_then_compresses():
         apply_transform(big, "web", True)
 
 
+def test_transform_labels_for_cards():
+    from noisetrace.heads.cache import describe_transforms, transform_label
+
+    assert transform_label("matched90") == "JPEG 90"
+    assert transform_label("web80") == "republished, JPEG 80"
+    assert transform_label("stored") == "stored"
+    assert "webQ" not in describe_transforms(["matched90", "matched65"])
+    assert "1080 px" in describe_transforms(["matched90", "web80"])
+
+
 def test_plan_and_unknown_protocol():
     opts = P.EvalOptions()
     plan = P.plan(["jpeg", "resolution", "generators", "confound"], opts)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from noisetrace.data.augment import jpeg, matched_format, web_format
+from noisetrace.data.augment import WEB_SIDE, jpeg, matched_format, web_format
 from noisetrace.data.manifest import Sample
 from noisetrace.errors import InputError
 from noisetrace.io import atomic_path, sha256_file
@@ -53,6 +53,27 @@ def apply_transform(img: np.ndarray, name: str, lossless: bool) -> np.ndarray:
     if name.startswith("web") and name[3:].isdigit():
         return web_format(img, lossless, quality=int(name[3:]), prior=95)
     raise ValueError(f"unknown transform {name!r}: stored, jpegQ, matchedQ or webQ")
+
+
+def transform_label(name: str) -> str:
+    """Short human label of a transform: ``matched90`` -> "JPEG 90", ``web80`` ->
+    "republished, JPEG 80" (cards and reports)."""
+    for prefix, label in (("matched", "JPEG"), ("web", "republished, JPEG"), ("jpeg", "JPEG")):
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            return f"{label} {name[len(prefix):]}"
+    return name
+
+
+def describe_transforms(names: Sequence[str]) -> str:
+    """What the named transforms do, one clause per kind, for cards and reports."""
+    notes = []
+    if any(n.startswith(("matched", "web")) for n in names):
+        notes.append("matchedQ: lossless files JPEG 95 first, then every file JPEG Q: both "
+                     "classes carry one compression history")  # fmt: skip
+    if any(n.startswith("web") for n in names):
+        notes.append(f"webQ: the same history with the longer side scaled down to "
+                     f"{WEB_SIDE} px before the JPEG Q, as platforms republish photos")
+    return "; ".join(notes)
 
 
 class FeatureCache:

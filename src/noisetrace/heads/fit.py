@@ -35,7 +35,12 @@ import numpy as np
 
 from noisetrace.data.families import family_of, load_corpus
 from noisetrace.data.manifest import FAKE, REAL, Sample
-from noisetrace.heads.cache import FeatureCache, default_cache_dir
+from noisetrace.heads.cache import (
+    FeatureCache,
+    default_cache_dir,
+    describe_transforms,
+    transform_label,
+)
 from noisetrace.heads.extractors import from_spec
 from noisetrace.heads.linear import LinearHead
 from noisetrace.metrics import threshold_at_fpr
@@ -360,8 +365,7 @@ def fit_recipe(recipe: HeadRecipe, out: str | Path, lofo: bool = True,
         n = report["n_samples"]
         card["metrics"] = {}
         for t, v in report["summary"].items():
-            q = t.removeprefix("matched")
-            card["metrics"][f"leave-one-family-out, JPEG {q}"] = {
+            card["metrics"][f"leave-one-family-out, {transform_label(t)}"] = {
                 "mean over families": {"auc": v["mean_auc"], "n": n},
                 f"worst ({v['worst_family']})": {"auc": v["min_auc"]}}
     write_card(tmp, card)
@@ -387,9 +391,9 @@ def lofo_section(rep: dict[str, Any]) -> dict[str, Any]:
         "description": (
             "For each fake family and each of the reals' folds, the whole recipe (heads, "
             "stacked fusion, threshold) is refitted without that family and that fold, then "
-            "scores them; both classes carry the same compression history (matchedQ: "
-            "lossless files JPEG 95 first, then every file JPEG Q). Detection rate and real "
-            "false-positive rate at the threshold each refit chose."),
+            "scores them; both classes carry the same compression history ("
+            + describe_transforms(list(rep["summary"]) or ["matched90"]) + "). Detection rate "
+            "and real false-positive rate at the threshold each refit chose."),
         "tables": [
             {"title": "Summary", "columns": ["transform", "mean AUC", "min AUC",
                                              "worst family", "mean detection"], "rows": sum_rows},
@@ -464,8 +468,7 @@ def model_card(card: dict[str, Any]) -> str:
     lines += [f"| {k} | {v} |" for k, v in card["training_counts"].items()]
     lines += ["", "Sources: " + ", ".join(f"`{d}`" for d in r["data"]) + " (docs/data.md lists "
               "every repository and commit). Every image appears under each of "
-              + ", ".join(r["transforms"]) + " (matchedQ: lossless files JPEG 95 first, then "
-              "every file JPEG Q: both classes carry one compression history)."
+              + ", ".join(r["transforms"]) + f" ({describe_transforms(r['transforms'])})."
               + (" Validated on, never trained on: " + ", ".join(r["test_only"]) + "."
                  if r.get("test_only") else ""), "",
               "## Recipe", "", "```",
