@@ -157,6 +157,18 @@ def test_web_format_downscales_large_files_then_compresses():
         apply_transform(big, "web", True)
 
 
+def test_republished_protocol_uses_the_training_transform():
+    """`evaluate --protocol republished` views a file as `fit`'s web80 transform does."""
+    from noisetrace.data.augment import web_format
+
+    rng = np.random.default_rng(3)
+    big = _scene(rng, 1200, 1800, 3.0)
+    conds = P.plan(["republished"], P.EvalOptions(qualities=(80, 65)))["republished"]
+    assert [c.name for c in conds] == ["matched QF 90", "republished QF 80", "republished QF 65"]
+    assert np.array_equal(conds[1].apply(big, True), web_format(big, True, 80))
+    assert conds[1].twin() == conds[1] and "1080 px" in conds[1].describe()
+
+
 def test_transform_labels_for_cards():
     from noisetrace.heads.cache import describe_transforms, transform_label
 
@@ -410,8 +422,9 @@ def test_cli_evaluate_reads_every_manifest_even_with_the_same_name(model_dir, da
 def test_builtin_protocols_are_registered_in_order():
     from noisetrace.evaluate.registry import protocol_names
 
-    assert protocol_names()[:9] == ["standard", "jpeg", "resolution", "generators", "confound",
-                                    "loo", "crossdataset", "seqlen", "lofo"]
+    assert protocol_names()[:10] == ["standard", "jpeg", "resolution", "generators",
+                                     "republished", "confound", "loo", "crossdataset",
+                                     "seqlen", "lofo"]
 
 
 def test_a_registered_protocol_runs_through_the_cli(model_dir, data_dir, tmp_path, capsys):

@@ -128,6 +128,27 @@ class Generators(ConditionProtocol):
 
 
 @register_protocol
+class Republished(ConditionProtocol):
+    name = "republished"
+    description = ("matched JPEG 90 beside every file downscaled to 1080 px and JPEG-compressed "
+                   "at each --qualities, as platforms republish photos")
+    title = "Republished"
+    details = ("Both classes with one history (lossless files JPEG 95 first), then the longer "
+               "side scaled down to 1080 px and JPEG at each quality, as social platforms "
+               "republish photos; beside matched JPEG 90 at full size. Downscaling erases most "
+               "camera noise: watch the reals' false-positive rate.")
+
+    def plan(self, opts: EvalOptions, others: Sequence[Condition]) -> list[Condition]:
+        from noisetrace.evaluate.protocols import Condition
+
+        return [Condition(90, matched=True),
+                *(Condition(q, republished=True) for q in opts.qualities)]
+
+    def summarize(self, section: Section, metrics: dict[str, dict[str, Any]]) -> list[str]:
+        return ["Republished: " + _auc_list(section, metrics)]
+
+
+@register_protocol
 class Confound(ConditionProtocol):
     name = "confound"
     description = "every other condition again with both classes re-encoded alike"

@@ -18,6 +18,8 @@ the tables they share. The built-in scoring protocols:
   samples of each generator are called real and fake, with accuracy at each resolution.
 * ``confound``: every condition again with both classes re-encoded identically
   (:func:`noisetrace.data.augment.matched_format`), reported beside the raw one.
+* ``republished``: matched JPEG 90 beside every file as a platform republishes it (longer
+  side down to 1080 px, then JPEG at each quality; :func:`~noisetrace.data.augment.web_format`).
 
 Protocols that need training take a ``train_fn`` so any training loop plugs in:
 :func:`leave_one_out` and :func:`cross_dataset` (Xception paper Table 1) and
@@ -39,7 +41,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from noisetrace.data.augment import jpeg, matched_format, resize
+from noisetrace.data.augment import WEB_SIDE, jpeg, matched_format, resize, web_format
 from noisetrace.data.manifest import FAKE, REAL, Sample, split
 from noisetrace.detector import Detector
 from noisetrace.errors import InputError, NoisetraceError
@@ -76,11 +78,14 @@ class Condition:
     ``matched``: format-confound control, both classes re-encoded identically: lossless
     files get a camera-like JPEG pass (``prior_quality``) first, then every file is
     JPEG-encoded at ``quality``.
+    ``republished``: matched, with the longer side scaled down to 1080 px before the JPEG
+    (:func:`~noisetrace.data.augment.web_format`): the file as a platform republishes it.
     """
 
     quality: int | None = None
     size: int | None = None
     matched: bool = False
+    republished: bool = False
 
     @property
     def size_label(self) -> str:
@@ -92,19 +97,25 @@ class Condition:
 
     @property
     def name(self) -> str:
-        parts = (["matched"] if self.matched else []) + [self.quality_label]
+        kind = "republished" if self.republished else "matched" if self.matched else ""
+        parts = ([kind] if kind else []) + [self.quality_label]
         if self.size is not None:
             parts.append(f"@{self.size}")
         return " ".join(parts)
 
     def twin(self) -> Condition:
-        """The same view with matched formats (JPEG QF 90 when this one is uncompressed)."""
+        """The same view with matched formats (JPEG QF 90 when this one is uncompressed); a
+        republished view already carries one history for both classes: itself."""
+        if self.republished:
+            return self
         return Condition(self.quality or 90, self.size, True)
 
     def apply(self, img: np.ndarray, lossless: bool, resize_mode: str = "crop",
               prior_quality: int = 95) -> np.ndarray:
         """(H, W, 3) uint8 -> the (h, w, 3) uint8 view this condition tests."""
-        if self.matched:
+        if self.republished:
+            img = web_format(img, lossless, quality=self.quality or 80, prior=prior_quality)
+        elif self.matched:
             img = matched_format(img, lossless, quality=self.quality or 90, prior=prior_quality)
         elif self.quality is not None:
             img = jpeg(img, self.quality)
@@ -114,7 +125,10 @@ class Condition:
         return img
 
     def describe(self, resize_mode: str = "crop", prior_quality: int = 95) -> str:
-        if self.matched:
+        if self.republished:
+            jp = (f"republished: lossless files JPEG QF {prior_quality} first, the longer side "
+                  f"scaled down to {WEB_SIDE} px, then every file JPEG QF {self.quality or 80}")
+        elif self.matched:
             jp = (f"both classes re-encoded alike: lossless files JPEG QF {prior_quality} "
                   f"first, then every file JPEG QF {self.quality}")
         elif self.quality is None:
