@@ -36,6 +36,18 @@ def content_hash(path: str | Path) -> str:
     return sha256_file(path)[:32]
 
 
+#: Transform kinds that take a JPEG quality suffix (``matched90``), with their card labels.
+_QUALITY_KINDS = {"jpeg": "JPEG", "matched": "JPEG", "web": "republished, JPEG"}
+
+
+def _parse(name: str) -> tuple[str, int] | None:
+    """``"matched90"`` -> ("matched", 90); None for a name without a known kind and quality."""
+    for kind in _QUALITY_KINDS:
+        if name.startswith(kind) and name[len(kind):].isdigit():
+            return kind, int(name[len(kind):])
+    return None
+
+
 def apply_transform(img: np.ndarray, name: str, lossless: bool) -> np.ndarray:
     """Named, deterministic transforms of a decoded image.
 
@@ -46,22 +58,22 @@ def apply_transform(img: np.ndarray, name: str, lossless: bool) -> np.ndarray:
     """
     if name == "stored":
         return img
-    if name.startswith("jpeg") and name[4:].isdigit():
-        return jpeg(img, int(name[4:]))
-    if name.startswith("matched") and name[7:].isdigit():
-        return matched_format(img, lossless, quality=int(name[7:]), prior=95)
-    if name.startswith("web") and name[3:].isdigit():
-        return web_format(img, lossless, quality=int(name[3:]), prior=95)
-    raise ValueError(f"unknown transform {name!r}: stored, jpegQ, matchedQ or webQ")
+    parsed = _parse(name)
+    if parsed is None:
+        raise ValueError(f"unknown transform {name!r}: stored, jpegQ, matchedQ or webQ")
+    kind, q = parsed
+    if kind == "jpeg":
+        return jpeg(img, q)
+    if kind == "matched":
+        return matched_format(img, lossless, quality=q, prior=95)
+    return web_format(img, lossless, quality=q, prior=95)
 
 
 def transform_label(name: str) -> str:
     """Short human label of a transform: ``matched90`` -> "JPEG 90", ``web80`` ->
     "republished, JPEG 80" (cards and reports)."""
-    for prefix, label in (("matched", "JPEG"), ("web", "republished, JPEG"), ("jpeg", "JPEG")):
-        if name.startswith(prefix) and name[len(prefix):].isdigit():
-            return f"{label} {name[len(prefix):]}"
-    return name
+    parsed = _parse(name)
+    return name if parsed is None else f"{_QUALITY_KINDS[parsed[0]]} {parsed[1]}"
 
 
 def describe_transforms(names: Sequence[str]) -> str:
