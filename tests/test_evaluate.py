@@ -164,9 +164,61 @@ def test_republished_protocol_uses_the_training_transform():
     rng = np.random.default_rng(3)
     big = _scene(rng, 1200, 1800, 3.0)
     conds = P.plan(["republished"], P.EvalOptions(qualities=(80, 65)))["republished"]
-    assert [c.name for c in conds] == ["matched QF 90", "republished QF 80", "republished QF 65"]
+    assert [c.name for c in conds] == ["matched QF 90", "republished, JPEG 80",
+                                       "republished, JPEG 65"]
     assert np.array_equal(conds[1].apply(big, True), web_format(big, True, 80))
     assert conds[1].twin() == conds[1] and "1080 px" in conds[1].describe()
+
+
+def test_webp_and_screenshot_views():
+    """``webpQ``: the republished view with WebP instead of JPEG; ``shotS``: the matched
+    history resampled to S% (bilinear), shared as JPEG 90. Named and direct calls agree."""
+    from PIL import Image
+
+    from noisetrace.data.augment import screenshot, web_format
+    from noisetrace.heads.cache import apply_transform
+    from noisetrace.media.image import encode_webp
+
+    rng = np.random.default_rng(4)
+    big = _scene(rng, 1200, 1800, 3.0)
+    webp = apply_transform(big, "webp80", True)
+    assert webp.shape == (720, 1080, 3) and webp.dtype == np.uint8
+    smaller = np.asarray(Image.fromarray(jpeg(big, 95)).resize((1080, 720), Image.BICUBIC))
+    assert np.array_equal(webp, encode_webp(smaller, 80))
+    assert not np.array_equal(webp, web_format(big, True, 80))  # a different codec's traces
+    with pytest.raises(ValueError, match="codec"):
+        web_format(big, True, 80, codec="avif")
+
+    small = _scene(rng, 200, 300, 3.0)
+    for scale, shape in ((75, (150, 225, 3)), (125, (250, 375, 3))):
+        shot = apply_transform(small, f"shot{scale}", True)
+        assert shot.shape == shape and shot.dtype == np.uint8
+        want = Image.fromarray(jpeg(small, 95)).resize(shape[1::-1], Image.BILINEAR)
+        assert np.array_equal(shot, jpeg(np.asarray(want), 90))
+        assert np.array_equal(shot, screenshot(small, True, scale / 100))
+    # At its own size a screenshot is the JPEG 90 it is shared as; a JPEG source keeps its
+    # history (no JPEG 95 first).
+    assert np.array_equal(apply_transform(small, "shot100", False), jpeg(small, 90))
+    with pytest.raises(ValueError, match="positive"):
+        screenshot(small, True, 0)
+
+
+def test_online_protocol_views_are_the_training_views():
+    """`evaluate --protocol online` views a file as `fit`'s webpQ and shotS transforms do;
+    an unknown online view is refused with the names that exist."""
+    from noisetrace.heads.cache import apply_transform
+
+    rng = np.random.default_rng(5)
+    img = _scene(rng, 300, 400, 3.0)
+    conds = P.plan(["online"], P.EvalOptions(qualities=(80,)))["online"]
+    assert [c.name for c in conds] == ["matched QF 90", "republished, WebP 80",
+                                       "screenshot at 75%", "screenshot at 125%"]
+    for c, t in zip(conds[1:], ("webp80", "shot75", "shot125"), strict=True):
+        assert np.array_equal(c.apply(img, True), apply_transform(img, t, True))
+        assert c.twin() == c
+    assert "WebP" in conds[1].describe() and "screenshot" in conds[2].describe()
+    with pytest.raises(NoisetraceError, match="webpQ"):
+        P.Condition(online="avif80")
 
 
 def test_transform_labels_for_cards():
@@ -175,8 +227,12 @@ def test_transform_labels_for_cards():
     assert transform_label("matched90") == "JPEG 90"
     assert transform_label("web80") == "republished, JPEG 80"
     assert transform_label("stored") == "stored"
+    assert transform_label("webp75") == "republished, WebP 75"
+    assert transform_label("shot125") == "screenshot at 125%"
     assert "webQ" not in describe_transforms(["matched90", "matched65"])
     assert "1080 px" in describe_transforms(["matched90", "web80"])
+    assert "screenshot" in describe_transforms(["shot75"])
+    assert "screenshot" not in describe_transforms(["web80", "webp80"])
 
 
 def test_plan_and_unknown_protocol():
@@ -422,9 +478,9 @@ def test_cli_evaluate_reads_every_manifest_even_with_the_same_name(model_dir, da
 def test_builtin_protocols_are_registered_in_order():
     from noisetrace.evaluate.registry import protocol_names
 
-    assert protocol_names()[:10] == ["standard", "jpeg", "resolution", "generators",
-                                     "republished", "confound", "loo", "crossdataset",
-                                     "seqlen", "lofo"]
+    assert protocol_names()[:11] == ["standard", "jpeg", "resolution", "generators",
+                                     "republished", "online", "confound", "loo",
+                                     "crossdataset", "seqlen", "lofo"]
 
 
 def test_a_registered_protocol_runs_through_the_cli(model_dir, data_dir, tmp_path, capsys):

@@ -289,3 +289,20 @@ def test_model_card_names_branch_count_and_video_score():
     assert json.loads((d / "config.json").read_text())["video_aggregate"] == "top25"
     card["recipe"]["video_aggregate"] = "mean"
     assert "the mean of its sampled frames' scores" in model_card(card)
+
+
+def test_model_card_names_each_weak_family_once():
+    """A family weak under several views is one clause with its range, not one per view; a
+    single flagged view is named by its label."""
+    from noisetrace.heads.fit import _per_name
+
+    rows = [{"family": "aligned", "transform": t, "auc": a}
+            for t, a in (("matched90", 0.55), ("web80", 0.49), ("shot75", 0.53))]
+    rows += [{"family": "biggan", "transform": "webp80", "auc": 0.84},
+             {"family": "biggan", "transform": "matched90", "auc": 0.90},
+             {"family": "sbi", "transform": "matched90", "auc": 0.621},
+             {"family": "sbi", "transform": "matched65", "auc": 0.618}]
+    text = _per_name(rows, "family", "auc", lambda v: v < 0.85, lambda v: f"AUC {v:.2f}")
+    assert text == ("aligned (AUC 0.49 to AUC 0.55 in 3 views); "
+                    "biggan (AUC 0.84, republished, WebP 80); sbi (AUC 0.62 in 2 views)")
+    assert _per_name(rows, "family", "auc", lambda v: v < 0.1, str) == ""

@@ -522,6 +522,41 @@ def test_feature_heads_score_the_canonical_jpeg_state(tiny_encoder, photo):
     assert len(calls) == 2  # once per image, not once per branch
 
 
+def test_features_as_scanned_are_what_the_fitted_detector_computes(tiny_encoder, photo,
+                                                                      tmp_path):  # fmt: skip
+    """With ``features_as_scanned`` a recipe's cached features of a view are those its fitted
+    detector computes when that view is scanned (canonical JPEG included), kept apart from
+    the bare view's entries; without it, the bare view's."""
+    from noisetrace.data.manifest import Sample
+    from noisetrace.heads.cache import FeatureCache, apply_transform
+    from noisetrace.heads.fit import Features, HeadRecipe
+    from noisetrace.media.image import encode_jpeg
+
+    f = tmp_path / "p.png"
+    Image.fromarray(photo).save(f)
+    sample = Sample(path=str(f), label=0, generator="real", dataset="d")
+    sem = _feature_detector(tiny_encoder, photo)
+    sem.config.extra["canonical_jpeg"] = 90
+    view = apply_transform(photo, "webp80", True)
+    scanned = sem.extractor(sem.prepare(view))["embeds"]
+    cache = FeatureCache(tmp_path / "c", sem.extractor.id, sem.extractor, canonical=90)
+    assert np.array_equal(cache.get(sample, "webp80")["embeds"], scanned)
+    bare = FeatureCache(tmp_path / "c", sem.extractor.id, sem.extractor)
+    assert np.array_equal(bare.get(sample, "webp80")["embeds"], sem.extractor(view)["embeds"])
+    assert not np.array_equal(bare.get(sample, "webp80")["embeds"], scanned)
+    assert np.array_equal(encode_jpeg(view, 90), sem.prepare(view))
+    sha = backbones.file_sha256(tiny_encoder)
+    branches = {"semantic": {"extractor": {"kind": "clip", "backbone": "onnx",
+                                           "views": "resize+center", "file": str(tiny_encoder),
+                                           "sha256": sha}, "feature": "embeds"}}  # fmt: skip
+    for as_scanned, want in ((True, scanned), (False, sem.extractor(view)["embeds"])):
+        r = HeadRecipe(data=[], branches=branches, transforms=["webp80"],
+                       test_transforms=["webp80"], cache=str(tmp_path / "c"),
+                       features_as_scanned=as_scanned)  # fmt: skip
+        x = Features(r, [sample], verbose=False).x[("semantic", "webp80")]
+        assert np.allclose(x.reshape(want.shape), want), as_scanned
+
+
 class _Block(nn.Module):
     def __init__(self) -> None:
         super().__init__()

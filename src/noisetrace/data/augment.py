@@ -7,12 +7,13 @@ crop/resize operations, then random-quality JPEG.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from noisetrace.media.image import encode_jpeg
+from noisetrace.media.image import encode_jpeg, encode_webp
 
 
 def d4(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -155,13 +156,15 @@ WEB_SIDE = 1080
 
 def web_format(
     img: np.ndarray, lossless: bool, quality: int = 80, max_side: int = WEB_SIDE,
-    prior: int = 95,
+    prior: int = 95, codec: str = "jpeg",
 ) -> np.ndarray:
     """The file as a platform republishes it, both classes alike: lossless files get a
     camera-like JPEG pass first, the longer side is scaled down to ``max_side`` (antialiased
-    bicubic; smaller images keep their size), then JPEG at ``quality``. Downscaling erases
-    most of a camera's noise and of a generator's pixel-level traces: the web photos that
-    small noise models call fake look like this."""
+    bicubic; smaller images keep their size), then ``codec`` ("jpeg" or "webp", as image CDNs
+    serve) at ``quality``. Downscaling erases most of a camera's noise and of a generator's
+    pixel-level traces: the web photos that small noise models call fake look like this."""
+    if codec not in ("jpeg", "webp"):
+        raise ValueError(f"codec must be 'jpeg' or 'webp', not {codec!r}")
     if lossless:
         img = jpeg(img, prior)
     h, w = img.shape[:2]
@@ -169,4 +172,93 @@ def web_format(
         s = max_side / max(h, w)
         size = (max(1, round(w * s)), max(1, round(h * s)))
         img = np.asarray(Image.fromarray(img).resize(size, Image.BICUBIC))
-    return jpeg(img, quality)
+    return jpeg(img, quality) if codec == "jpeg" else encode_webp(img, quality)
+
+
+#: JPEG quality a screenshot is shared at (``screenshot``): the quality `scan`'s canonical
+#: state uses too, so the view is the screenshot itself, not a second lossy history.
+SHOT_QUALITY = 90
+
+
+def screenshot(img: np.ndarray, lossless: bool, scale: float, prior: int = 95) -> np.ndarray:
+    """The file as someone screenshots it on a screen and shares the capture: the matched
+    history (lossless files JPEG 95 first), resampled by ``scale`` the way a browser draws an
+    image not shown at its own size (bilinear; 0.75 for a large image fitted to the window,
+    1.25 or 1.5 on a high-density display), then JPEG ``SHOT_QUALITY``. A non-integer
+    resampling moves every pixel-level trace off its grid, the camera's and the generator's."""
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, not {scale}")
+    if lossless:
+        img = jpeg(img, prior)
+    h, w = img.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if size != (w, h):
+        img = np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR))
+    return jpeg(img, SHOT_QUALITY)
+
+
+# -- named views: one deterministic transform per name, for `fit`'s cached features and
+# `evaluate`'s conditions alike ---------------------------------------------------------------
+#: Transform kinds that take a number suffix (``matched90``, ``shot75``), with card labels.
+_KINDS = {"jpeg": "JPEG", "matched": "JPEG", "webp": "republished, WebP",
+          "web": "republished, JPEG", "shot": "screenshot at"}  # fmt: skip
+
+
+def _parse(name: str) -> tuple[str, int] | None:
+    """``"matched90"`` -> ("matched", 90); None for a name without a known kind and number.
+    ``webp`` is tried before ``web`` (a prefix of it)."""
+    for kind in sorted(_KINDS, key=len, reverse=True):
+        if name.startswith(kind) and name[len(kind):].isdigit():
+            return kind, int(name[len(kind):])
+    return None
+
+
+def apply_transform(img: np.ndarray, name: str, lossless: bool, prior: int = 95) -> np.ndarray:
+    """Named, deterministic views of a decoded image.
+
+    ``stored``: as decoded. ``jpegQ``: JPEG at quality Q. ``matchedQ``: both classes with
+    one history: lossless files get a camera-like JPEG ``prior`` pass first, then JPEG Q.
+    ``webQ``: the same history, then the longer side scaled down to 1080 px (as platforms
+    republish photos), then JPEG Q (:func:`web_format`); ``webpQ``: the same with WebP Q.
+    ``shotS``: a screenshot of the image shown at S% of its size (:func:`screenshot`).
+    """
+    if name == "stored":
+        return img
+    parsed = _parse(name)
+    if parsed is None:
+        raise ValueError(f"unknown transform {name!r}: stored, jpegQ, matchedQ, webQ, webpQ "
+                         "or shotS (S: display scale in percent)")
+    kind, q = parsed
+    if kind == "jpeg":
+        return jpeg(img, q)
+    if kind == "matched":
+        return matched_format(img, lossless, quality=q, prior=prior)
+    if kind == "shot":
+        return screenshot(img, lossless, q / 100, prior=prior)
+    codec = "webp" if kind == "webp" else "jpeg"
+    return web_format(img, lossless, quality=q, prior=prior, codec=codec)
+
+
+def transform_label(name: str) -> str:
+    """Short human label of a transform: ``matched90`` -> "JPEG 90", ``web80`` ->
+    "republished, JPEG 80", ``shot75`` -> "screenshot at 75%" (cards and reports)."""
+    parsed = _parse(name)
+    if parsed is None:
+        return name
+    return f"{_KINDS[parsed[0]]} {parsed[1]}" + ("%" if parsed[0] == "shot" else "")
+
+
+def describe_transforms(names: Sequence[str]) -> str:
+    """What the named transforms do, one clause per kind, for cards and reports."""
+    kinds = {p[0] for p in map(_parse, names) if p}
+    notes = []
+    if kinds & {"matched", "web", "webp", "shot"}:
+        notes.append("matchedQ: lossless files JPEG 95 first, then every file JPEG Q: both "
+                     "classes carry one compression history")  # fmt: skip
+    if kinds & {"web", "webp"}:
+        notes.append(f"webQ / webpQ: the same history with the longer side scaled down to "
+                     f"{WEB_SIDE} px before JPEG / WebP at Q, as platforms republish photos")
+    if "shot" in kinds:
+        notes.append(f"shotS: the same history, then a screenshot of the image shown at S% "
+                     f"of its size (bilinear) shared as JPEG {SHOT_QUALITY}")
+    return "; ".join(notes)

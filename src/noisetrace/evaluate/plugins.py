@@ -142,10 +142,33 @@ class Republished(ConditionProtocol):
         from noisetrace.evaluate.protocols import Condition
 
         return [Condition(90, matched=True),
-                *(Condition(q, republished=True) for q in opts.qualities)]
+                *(Condition(online=f"web{q}") for q in opts.qualities)]
 
     def summarize(self, section: Section, metrics: dict[str, dict[str, Any]]) -> list[str]:
         return ["Republished: " + _auc_list(section, metrics)]
+
+
+@register_protocol
+class Online(ConditionProtocol):
+    name = "online"
+    description = ("matched JPEG 90 beside files as found online: republished as WebP at each "
+                   "--qualities, screenshots at 75% and 125%")
+    title = "As found online"
+    details = ("Both classes with one history (lossless files JPEG 95 first), then: the longer "
+               "side scaled down to 1080 px and WebP at each quality, as image CDNs serve "
+               "pictures; a screenshot of the image shown at 75% (a large picture fitted to a "
+               "window) and at 125% (a high-density display), bilinear, shared as JPEG 90. "
+               "Non-integer resampling moves every pixel-level trace off its grid.")
+
+    def plan(self, opts: EvalOptions, others: Sequence[Condition]) -> list[Condition]:
+        from noisetrace.evaluate.protocols import Condition
+
+        return [Condition(90, matched=True),
+                *(Condition(online=f"webp{q}") for q in opts.qualities),
+                Condition(online="shot75"), Condition(online="shot125")]
+
+    def summarize(self, section: Section, metrics: dict[str, dict[str, Any]]) -> list[str]:
+        return ["As found online: " + _auc_list(section, metrics)]
 
 
 @register_protocol

@@ -20,6 +20,9 @@ the tables they share. The built-in scoring protocols:
   (:func:`noisetrace.data.augment.matched_format`), reported beside the raw one.
 * ``republished``: matched JPEG 90 beside every file as a platform republishes it (longer
   side down to 1080 px, then JPEG at each quality; :func:`~noisetrace.data.augment.web_format`).
+* ``online``: matched JPEG 90 beside the other ways files are found online: republished as
+  WebP at each quality, and screenshots at 75% and 125% (:func:`~noisetrace.data.augment.
+  screenshot`).
 
 Protocols that need training take a ``train_fn`` so any training loop plugs in:
 :func:`leave_one_out` and :func:`cross_dataset` (Xception paper Table 1) and
@@ -41,7 +44,14 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from noisetrace.data.augment import WEB_SIDE, jpeg, matched_format, resize, web_format
+from noisetrace.data.augment import (
+    apply_transform,
+    describe_transforms,
+    jpeg,
+    matched_format,
+    resize,
+    transform_label,
+)
 from noisetrace.data.manifest import FAKE, REAL, Sample, split
 from noisetrace.detector import Detector
 from noisetrace.errors import InputError, NoisetraceError
@@ -78,14 +88,23 @@ class Condition:
     ``matched``: format-confound control, both classes re-encoded identically: lossless
     files get a camera-like JPEG pass (``prior_quality``) first, then every file is
     JPEG-encoded at ``quality``.
-    ``republished``: matched, with the longer side scaled down to 1080 px before the JPEG
-    (:func:`~noisetrace.data.augment.web_format`): the file as a platform republishes it.
+    ``online``: a named view of :func:`~noisetrace.data.augment.apply_transform` (``web80``,
+    ``webp80``, ``shot75``): the file as it is found online, the very view `fit` trains and
+    validates on under that name. Such a view carries one history for both classes.
     """
 
     quality: int | None = None
     size: int | None = None
     matched: bool = False
-    republished: bool = False
+    online: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.online is not None:
+            from noisetrace.data.augment import _parse
+
+            if _parse(self.online) is None:
+                raise NoisetraceError(f"unknown online view {self.online!r}: webQ, webpQ or "
+                                      "shotS (S: display scale in percent)")
 
     @property
     def size_label(self) -> str:
@@ -97,24 +116,29 @@ class Condition:
 
     @property
     def name(self) -> str:
-        kind = "republished" if self.republished else "matched" if self.matched else ""
-        parts = ([kind] if kind else []) + [self.quality_label]
+        if self.online is not None:
+            from noisetrace.data.augment import transform_label
+
+            parts = [transform_label(self.online)]
+        else:
+            parts = (["matched"] if self.matched else []) + [self.quality_label]
         if self.size is not None:
             parts.append(f"@{self.size}")
         return " ".join(parts)
 
     def twin(self) -> Condition:
-        """The same view with matched formats (JPEG QF 90 when this one is uncompressed); a
-        republished view already carries one history for both classes: itself."""
-        if self.republished:
+        """The same view with matched formats (JPEG QF 90 when this one is uncompressed); an
+        online view already carries one history for both classes: itself."""
+        if self.online is not None:
             return self
         return Condition(self.quality or 90, self.size, True)
 
     def apply(self, img: np.ndarray, lossless: bool, resize_mode: str = "crop",
               prior_quality: int = 95) -> np.ndarray:
         """(H, W, 3) uint8 -> the (h, w, 3) uint8 view this condition tests."""
-        if self.republished:
-            img = web_format(img, lossless, quality=self.quality or 80, prior=prior_quality)
+        if self.online is not None:
+            # One definition of each online view, shared with `fit`.
+            img = apply_transform(img, self.online, lossless, prior=prior_quality)
         elif self.matched:
             img = matched_format(img, lossless, quality=self.quality or 90, prior=prior_quality)
         elif self.quality is not None:
@@ -125,9 +149,8 @@ class Condition:
         return img
 
     def describe(self, resize_mode: str = "crop", prior_quality: int = 95) -> str:
-        if self.republished:
-            jp = (f"republished: lossless files JPEG QF {prior_quality} first, the longer side "
-                  f"scaled down to {WEB_SIDE} px, then every file JPEG QF {self.quality or 80}")
+        if self.online is not None:
+            jp = f"{transform_label(self.online)} ({describe_transforms([self.online])})"
         elif self.matched:
             jp = (f"both classes re-encoded alike: lossless files JPEG QF {prior_quality} "
                   f"first, then every file JPEG QF {self.quality}")

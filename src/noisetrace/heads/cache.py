@@ -18,11 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from noisetrace.data.augment import WEB_SIDE, jpeg, matched_format, web_format
+# The named views live with the other pure image transforms; fit and evaluate share them.
+from noisetrace.data.augment import (  # noqa: F401 (re-exported)
+    apply_transform,
+    describe_transforms,
+    transform_label,
+)
 from noisetrace.data.manifest import Sample
 from noisetrace.errors import InputError
 from noisetrace.io import atomic_path, sha256_file
-from noisetrace.media.image import load_image
+from noisetrace.media.image import encode_jpeg, load_image
 
 Extractor = Callable[[np.ndarray], dict[str, np.ndarray]]
 
@@ -36,70 +41,22 @@ def content_hash(path: str | Path) -> str:
     return sha256_file(path)[:32]
 
 
-#: Transform kinds that take a JPEG quality suffix (``matched90``), with their card labels.
-_QUALITY_KINDS = {"jpeg": "JPEG", "matched": "JPEG", "web": "republished, JPEG"}
-
-
-def _parse(name: str) -> tuple[str, int] | None:
-    """``"matched90"`` -> ("matched", 90); None for a name without a known kind and quality."""
-    for kind in _QUALITY_KINDS:
-        if name.startswith(kind) and name[len(kind):].isdigit():
-            return kind, int(name[len(kind):])
-    return None
-
-
-def apply_transform(img: np.ndarray, name: str, lossless: bool) -> np.ndarray:
-    """Named, deterministic transforms of a decoded image.
-
-    ``stored``: as decoded. ``jpegQ``: JPEG at quality Q. ``matchedQ``: both classes with
-    one history: lossless files get a camera-like JPEG 95 pass first, then JPEG Q.
-    ``webQ``: the same history, then the longer side scaled down to 1080 px (as platforms
-    republish photos), then JPEG Q (:func:`~noisetrace.data.augment.web_format`).
-    """
-    if name == "stored":
-        return img
-    parsed = _parse(name)
-    if parsed is None:
-        raise ValueError(f"unknown transform {name!r}: stored, jpegQ, matchedQ or webQ")
-    kind, q = parsed
-    if kind == "jpeg":
-        return jpeg(img, q)
-    if kind == "matched":
-        return matched_format(img, lossless, quality=q, prior=95)
-    return web_format(img, lossless, quality=q, prior=95)
-
-
-def transform_label(name: str) -> str:
-    """Short human label of a transform: ``matched90`` -> "JPEG 90", ``web80`` ->
-    "republished, JPEG 80" (cards and reports)."""
-    parsed = _parse(name)
-    return name if parsed is None else f"{_QUALITY_KINDS[parsed[0]]} {parsed[1]}"
-
-
-def describe_transforms(names: Sequence[str]) -> str:
-    """What the named transforms do, one clause per kind, for cards and reports."""
-    notes = []
-    if any(n.startswith(("matched", "web")) for n in names):
-        notes.append("matchedQ: lossless files JPEG 95 first, then every file JPEG Q: both "
-                     "classes carry one compression history")  # fmt: skip
-    if any(n.startswith("web") for n in names):
-        notes.append(f"webQ: the same history with the longer side scaled down to "
-                     f"{WEB_SIDE} px before the JPEG Q, as platforms republish photos")
-    return "; ".join(notes)
-
-
 class FeatureCache:
     """``get(sample, transform)`` -> dict of arrays, computed by ``extractor`` on a miss."""
 
     def __init__(self, root: str | Path, extractor_id: str, extractor: Extractor,
-                 max_side: int | None = 2048) -> None:  # fmt: skip
+                 max_side: int | None = 2048, canonical: int | None = None) -> None:  # fmt: skip
+        """``canonical``: JPEG quality every transformed view is encoded at before its
+        features (what a detector's ``canonical`` does to every input at scoring time);
+        entries are kept apart from those of the bare view."""
         self.dir = Path(root) / hashlib.sha256(extractor_id.encode()).hexdigest()[:16]
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "extractor.txt").write_text(extractor_id + "\n")
-        self.extractor, self.max_side = extractor, max_side
+        self.extractor, self.max_side, self.canonical = extractor, max_side, canonical
 
     def _file(self, digest: str, transform: str) -> Path:
-        return self.dir / digest[:2] / f"{digest}.{transform}.npz"
+        tag = f"{transform}+c{self.canonical}" if self.canonical else transform
+        return self.dir / digest[:2] / f"{digest}.{tag}.npz"
 
     def get(self, sample: Sample, transform: str) -> dict[str, np.ndarray]:
         digest = content_hash(sample.path)
@@ -113,7 +70,10 @@ class FeatureCache:
             from noisetrace.evaluate.protocols import crop_at_most
 
             img = crop_at_most(img, self.max_side)
-        feats = self.extractor(apply_transform(img, transform, sample.lossless))
+        view = apply_transform(img, transform, sample.lossless)
+        if self.canonical:
+            view = encode_jpeg(view, self.canonical)
+        feats = self.extractor(view)
         f.parent.mkdir(exist_ok=True)
         with atomic_path(f) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **feats)  # a file object: numpy adds no second suffix

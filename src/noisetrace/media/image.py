@@ -203,3 +203,14 @@ def encode_jpeg(img: np.ndarray, quality: int, subsampling: int | None = None) -
     with Image.open(buf) as im:
         im.load()  # an RGB JPEG needs no convert (which would copy the whole image again)
         return np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
+
+
+def encode_webp(img: np.ndarray, quality: int) -> np.ndarray:
+    """Lossy-WebP-compress an (H, W, 3) uint8 image in memory and decode it again (libwebp
+    through Pillow, its default method 4: what image CDNs serve)."""
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="WEBP", quality=int(quality))
+    buf.seek(0)
+    with Image.open(buf) as im:
+        im.load()
+        return np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
