@@ -204,7 +204,7 @@ _KINDS = {"jpeg": "JPEG", "matched": "JPEG", "webp": "republished, WebP",
           "web": "republished, JPEG", "shot": "screenshot at"}  # fmt: skip
 
 
-def _parse(name: str) -> tuple[str, int] | None:
+def parse_transform(name: str) -> tuple[str, int] | None:
     """``"matched90"`` -> ("matched", 90); None for a name without a known kind and number.
     ``webp`` is tried before ``web`` (a prefix of it)."""
     for kind in sorted(_KINDS, key=len, reverse=True):
@@ -224,7 +224,7 @@ def apply_transform(img: np.ndarray, name: str, lossless: bool, prior: int = 95)
     """
     if name == "stored":
         return img
-    parsed = _parse(name)
+    parsed = parse_transform(name)
     if parsed is None:
         raise ValueError(f"unknown transform {name!r}: stored, jpegQ, matchedQ, webQ, webpQ "
                          "or shotS (S: display scale in percent)")
@@ -242,7 +242,7 @@ def apply_transform(img: np.ndarray, name: str, lossless: bool, prior: int = 95)
 def transform_label(name: str) -> str:
     """Short human label of a transform: ``matched90`` -> "JPEG 90", ``web80`` ->
     "republished, JPEG 80", ``shot75`` -> "screenshot at 75%" (cards and reports)."""
-    parsed = _parse(name)
+    parsed = parse_transform(name)
     if parsed is None:
         return name
     return f"{_KINDS[parsed[0]]} {parsed[1]}" + ("%" if parsed[0] == "shot" else "")
@@ -250,7 +250,7 @@ def transform_label(name: str) -> str:
 
 def describe_transforms(names: Sequence[str]) -> str:
     """What the named transforms do, one clause per kind, for cards and reports."""
-    kinds = {p[0] for p in map(_parse, names) if p}
+    kinds = {p[0] for p in map(parse_transform, names) if p}
     notes = []
     if kinds & {"matched", "web", "webp", "shot"}:
         notes.append("matchedQ: lossless files JPEG 95 first, then every file JPEG Q: both "

@@ -100,9 +100,9 @@ class Condition:
 
     def __post_init__(self) -> None:
         if self.online is not None:
-            from noisetrace.data.augment import _parse
+            from noisetrace.data.augment import parse_transform
 
-            if _parse(self.online) is None:
+            if parse_transform(self.online) is None:
                 raise NoisetraceError(f"unknown online view {self.online!r}: webQ, webpQ or "
                                       "shotS (S: display scale in percent)")
 
