@@ -49,6 +49,7 @@ from noisetrace.data.augment import (
     describe_transforms,
     jpeg,
     matched_format,
+    parse_transform,
     resize,
     transform_label,
 )
@@ -99,12 +100,9 @@ class Condition:
     online: str | None = None
 
     def __post_init__(self) -> None:
-        if self.online is not None:
-            from noisetrace.data.augment import parse_transform
-
-            if parse_transform(self.online) is None:
-                raise NoisetraceError(f"unknown online view {self.online!r}: webQ, webpQ or "
-                                      "shotS (S: display scale in percent)")
+        if self.online is not None and parse_transform(self.online) is None:
+            raise NoisetraceError(f"unknown online view {self.online!r}: webQ, webpQ or shotS "
+                                  "(S: display scale in percent)")
 
     @property
     def size_label(self) -> str:
@@ -117,8 +115,6 @@ class Condition:
     @property
     def name(self) -> str:
         if self.online is not None:
-            from noisetrace.data.augment import transform_label
-
             parts = [transform_label(self.online)]
         else:
             parts = (["matched"] if self.matched else []) + [self.quality_label]
