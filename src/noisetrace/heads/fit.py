@@ -33,14 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from noisetrace.data.augment import describe_transforms, transform_label
 from noisetrace.data.families import family_of, load_corpus
 from noisetrace.data.manifest import FAKE, REAL, Sample
-from noisetrace.heads.cache import (
-    FeatureCache,
-    default_cache_dir,
-    describe_transforms,
-    transform_label,
-)
+from noisetrace.heads.cache import FeatureCache, default_cache_dir
 from noisetrace.heads.extractors import from_spec
 from noisetrace.heads.linear import LinearHead
 from noisetrace.metrics import threshold_at_fpr

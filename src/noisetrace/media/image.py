@@ -194,23 +194,23 @@ def load_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     return decode_image(Path(path), max_pixels=max_pixels)
 
 
-def encode_jpeg(img: np.ndarray, quality: int, subsampling: int | None = None) -> np.ndarray:
-    """JPEG-compress an (H, W, 3) uint8 image in memory and decode it again."""
+def _round_trip(img: np.ndarray, fmt: str, **save: object) -> np.ndarray:
+    """Encode an (H, W, 3) uint8 image in memory with Pillow and decode it again."""
     buf = io.BytesIO()
-    kw = {} if subsampling is None else {"subsampling": subsampling}
-    Image.fromarray(img).save(buf, format="JPEG", quality=int(quality), **kw)
+    Image.fromarray(img).save(buf, format=fmt, **save)
     buf.seek(0)
     with Image.open(buf) as im:
-        im.load()  # an RGB JPEG needs no convert (which would copy the whole image again)
+        im.load()  # an RGB image needs no convert (which would copy the whole image again)
         return np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
+
+
+def encode_jpeg(img: np.ndarray, quality: int, subsampling: int | None = None) -> np.ndarray:
+    """JPEG-compress an (H, W, 3) uint8 image in memory and decode it again."""
+    kw = {} if subsampling is None else {"subsampling": subsampling}
+    return _round_trip(img, "JPEG", quality=int(quality), **kw)
 
 
 def encode_webp(img: np.ndarray, quality: int) -> np.ndarray:
     """Lossy-WebP-compress an (H, W, 3) uint8 image in memory and decode it again (libwebp
     through Pillow, its default method 4: what image CDNs serve)."""
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="WEBP", quality=int(quality))
-    buf.seek(0)
-    with Image.open(buf) as im:
-        im.load()
-        return np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
+    return _round_trip(img, "WEBP", quality=int(quality))
