@@ -116,3 +116,25 @@ def test_corrupt_and_truncated_videos(tmp_path, clip):
 def test_unknown_mode(clip):
     with pytest.raises(ValueError, match="sampling mode"):
         read_frames(clip, "random")  # type: ignore[arg-type]
+
+
+def test_badly_encoded_metadata_does_not_stop_the_video(tmp_path):
+    """A title tag in Latin-1, not UTF-8 (old cameras and editors write them): PyAV < 19 fails
+    the whole open on it unless told otherwise, 19 dropped the option; either way it plays."""
+    p = tmp_path / "latin1.mp4"
+    with av.open(str(p), "w") as c:
+        c.metadata["title"] = "caf\u00e9 x"
+        s = c.add_stream("mpeg4", rate=6)
+        s.width = s.height = 32
+        s.pix_fmt = "yuv420p"
+        for i in range(3):
+            frame = np.full((32, 32, 3), i * 40, np.uint8)
+            for pk in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    b = p.read_bytes()
+    i = b.find("caf\u00e9".encode())
+    assert i > 0
+    p.write_bytes(b[: i + 3] + b"\xe9 " + b[i + 5 :])  # same length, now invalid UTF-8
+    assert len(read_frames(p, mode="all")) == 3

@@ -49,9 +49,14 @@ class Frame:
     key: bool = False
 
 
+# PyAV < 19 decodes container metadata strictly unless told otherwise (a badly encoded tag
+# fails the open); 19 dropped the option and always decodes with surrogateescape.
+_OPEN_OPTIONS = {"metadata_errors": "ignore"} if int(av.__version__.split(".")[0]) < 19 else {}
+
+
 def _open(path: str | Path) -> av.container.InputContainer:
     try:
-        return av.open(str(path), mode="r", metadata_errors="ignore")
+        return av.open(str(path), mode="r", **_OPEN_OPTIONS)
     except FileNotFoundError:
         raise InputError("file not found (it may have been moved or deleted)") from None
     except PermissionError:
@@ -268,8 +273,8 @@ def _iter_av(
         ctx = stream.codec_context  # None when no decoder fits: decoding reports that
         _check_frame_size(getattr(ctx, "width", 0) or 0, getattr(ctx, "height", 0) or 0)
         stream.thread_type = "AUTO"
-        if mode == "keyframes":
-            stream.codec_context.skip_frame = "NONKEY"
+        if mode == "keyframes" and ctx is not None:
+            ctx.skip_frame = "NONKEY"
         index = -1
         try:
             for frame in container.decode(stream):

@@ -293,6 +293,13 @@ def _start(device: str) -> Context:
 
     rank, world, local_rank = dist_info()
     dev = select_device(device)
+    # One GPU per rank: NCCL cannot put two ranks on one device; say so before it hangs.
+    if world > 1 and dev.type == "cuda" and local_rank >= torch.cuda.device_count():
+        raise NoisetraceError(
+            f"torchrun started more processes on this machine than it has GPUs "
+            f"({torch.cuda.device_count()}): use --nproc_per_node={torch.cuda.device_count()}, "
+            "or --device cpu to train on the CPU"
+        )
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     if world > 1 and dev.type == "cuda":
