@@ -29,7 +29,7 @@ import numpy as np
 
 from noisetrace.media.crops import face_square
 from noisetrace.media.faces import get_face_detector
-from noisetrace.media.video import count_frames, iter_frames
+from noisetrace.media.video import read_windows
 from noisetrace.metrics import binary_metrics, bootstrap_ci
 from noisetrace.residuals.temporal import (
     frame_changes,
@@ -37,22 +37,6 @@ from noisetrace.residuals.temporal import (
     jitter_index,
     still_flicker,
 )
-
-
-def windows_of(path: Path, n_windows: int, n_frames: int) -> list[list[np.ndarray]]:
-    """``n_windows`` runs of ``n_frames`` consecutive frames, evenly spaced over the video."""
-    total = count_frames(path)
-    if total < n_frames:
-        return []
-    starts = np.unique(np.linspace(0, total - n_frames, n_windows).astype(int))
-    wanted = {int(s) + k: i for i, s in enumerate(starts) for k in range(n_frames)}
-    out: list[list[np.ndarray]] = [[] for _ in starts]
-    for fr in iter_frames(path, mode="all"):
-        if fr.index in wanted:
-            out[wanted[fr.index]].append(fr.image)
-        if fr.index >= max(wanted):
-            break
-    return [w for w in out if len(w) == n_frames]
 
 
 def crop_window(frames: list[np.ndarray], box: tuple[int, int, int, int], size: int) -> np.ndarray:
@@ -66,7 +50,8 @@ def crop_window(frames: list[np.ndarray], box: tuple[int, int, int, int], size: 
 def video_changes(path: Path, pair: bool, args: argparse.Namespace, det) -> dict[str, dict]:
     """{"real"/"fake"/label: {"luma": (N, 2), "highpass": (N, 2)}} of one file."""
     acc: dict[str, dict[str, list[np.ndarray]]] = {}
-    for frames in windows_of(path, args.windows, args.frames):
+    for window in read_windows(path, args.windows, args.frames):
+        frames = [f.image for f in window]
         w2 = frames[0].shape[1] // 2
         first = frames[0][:, :w2] if pair else frames[0]
         faces = det.detect(np.ascontiguousarray(first))

@@ -319,6 +319,33 @@ def read_frames(
     return list(iter_frames(path, mode=mode, n=n, max_side=max_side, report=report))
 
 
+def read_windows(
+    path: str | Path, windows: int, length: int, max_side: int | None = None
+) -> list[list[Frame]]:
+    """``windows`` runs of ``length`` consecutive frames, evenly spaced over the video (as
+    the temporal residuals read them: :mod:`noisetrace.residuals.temporal`). Fewer runs when
+    the video is short (runs may overlap, no two start at the same frame); none when it has
+    fewer than ``length`` frames. Decodes up to the last frame needed, once."""
+    if windows < 1 or length < 1:
+        raise ValueError(f"windows and length must be at least 1, got {windows}, {length}")
+    total = count_frames(path)
+    if total < length:
+        return []
+    starts = np.unique(np.linspace(0, total - length, windows).astype(int))
+    slots: dict[int, list[int]] = {}  # frame index -> the runs holding it (runs may overlap)
+    for i, s in enumerate(starts):
+        for k in range(length):
+            slots.setdefault(int(s) + k, []).append(i)
+    out: list[list[Frame]] = [[] for _ in starts]
+    last = int(starts[-1]) + length - 1
+    for frame in iter_frames(path, mode="all", max_side=max_side):
+        for i in slots.get(frame.index, ()):
+            out[i].append(frame)
+        if frame.index >= last:
+            break
+    return [w for w in out if len(w) == length]
+
+
 def write_video(
     path: str | Path,
     frames: list[np.ndarray],
