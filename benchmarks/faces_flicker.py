@@ -12,6 +12,9 @@ windows and :func:`~noisetrace.residuals.temporal.still_flicker`. A ``pair`` cli
 (DeepFaceLive: the real feed left, its real-time swap right, frame-aligned) gives two
 videos, cut with the same square found on the real half, so the two differ only by the swap.
 
+With ``--lofo`` (a ``benchmarks/faces_lofo.py`` output folder) the held-out frame model's
+video scores are set beside the index and summed with it, each standardised on real videos.
+
 Printed: per source, the AUC of the statistic (higher = fake) against the same source's
 reals with a bootstrap interval, the share of pairs whose swapped half flickers more than its
 real half, each source's median and the fakes caught at the value that 5% of its reals
@@ -82,7 +85,24 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--still", type=float, default=1 / 3)
+    ap.add_argument("--lofo", type=Path, help="a benchmarks/faces_lofo.py --out folder: also "
+                    "combine its held-out frame scores with the jitter index")  # fmt: skip
+    ap.add_argument("--reuse", action="store_true",
+                    help="read --out/flicker.json from an earlier run instead of the videos")
     args = ap.parse_args()
+    if args.reuse:
+        rows = json.loads((args.out / "flicker.json").read_text())
+    else:
+        rows = measure(args)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "flicker.json").write_text(json.dumps(rows, indent=1))
+    print_table(rows)
+    if args.lofo:
+        print_fusion(rows, args.lofo)
+
+
+def measure(args: argparse.Namespace) -> list[dict]:
+    """One row per video (per half of a pair clip): source, path, label, group, statistics."""
     det = get_face_detector("opencv")
     rows: list[dict] = []
     for manifest, pair in [(m, True) for m in args.pairs] + [(m, False) for m in args.videos]:
@@ -105,8 +125,10 @@ def main() -> None:
                 rows.append({"source": source, "path": r["path"], "label": label,
                              "group": r.get("group") or r["path"], **stats})  # fmt: skip
             print(f"{source}: {r['path'][-50:]} ({len(got)} part(s) with faces)", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "flicker.json").write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
     print("\n| source | statistic | fake / real videos | AUC vs own reals (95% CI) | "
           "pairs: fake > real | median fake / real | caught at 5% of reals called fake |")
     print("|---|---|---|---|---|---|---|")
@@ -133,6 +155,46 @@ def main() -> None:
                 caught = f"{np.mean(s[y == 1] > np.quantile(s[y == 0], 0.95)):.2f}"
             print(f"| {source} | {m} | {nf} / {nr} | {auc}{ci if auc != '-' else ''} | {share} "
                   f"| {med} | {caught} |")
+
+
+def print_fusion(rows: list[dict], lofo: Path, held_out: str = "face-deepfacelive") -> None:
+    """The frame model held out of ``held_out`` (its top-quarter video score, from
+    ``lofo``/scores.npz) beside the jitter index (Laplacian) and their sum, each standardised
+    on the real videos that have both (no fake is used to combine them)."""
+    from noisetrace.metrics import aggregate_by_group
+
+    z = np.load(lofo / "scores.npz", allow_pickle=True)
+    keys, y = z["keys"], z["y"]
+    label = dict(zip(keys, y, strict=True))
+    jit = {(Path(r["path"]).name, r["label"]): r["jitter-hp"] for r in rows}
+    print(f"\n| transform | evidence | {held_out} fake vs its own real videos (95% CI) | "
+          "vs all real videos | caught at 5% of reals called fake |")
+    print("|---|---|---|---|---|")
+    names = {k.split("|")[1] for k in z.files if k.startswith(held_out + "|")}
+    for t in sorted(n for n in names if not n.startswith("thr:")):  # thr:T are thresholds
+        s = z[f"{held_out}|{t}"]
+        ok = np.isfinite(s)
+        vids, vs = aggregate_by_group(keys[ok], s[ok], "top25")
+        got = []
+        for key, v in zip(vids, vs, strict=True):
+            path = key.split("|", 1)[1]
+            j = jit.get((Path(path).name, "fake" if label[key] == 1 else "real"))
+            if j is not None:
+                got.append((path, int(label[key]), float(v), j))
+        yy = np.array([g[1] for g in got])
+        p = np.clip([g[2] for g in got], 1e-6, 1 - 1e-6)
+        own = np.array([held_out.removeprefix("face-") in g[0] for g in got])
+        real, fake = yy == 0, (yy == 1) & own
+        logit, jv = np.log(p / (1 - p)), np.array([g[3] for g in got])
+        z1 = (logit - logit[real].mean()) / logit[real].std()
+        z2 = (jv - jv[real].mean()) / jv[real].std()
+        for name, sc in (("frame model", z1), ("jitter index", z2), ("sum", z1 + z2)):
+            cells = []
+            for m in (fake | (real & own), fake | real):
+                lo, hi = bootstrap_ci(yy[m], sc[m], "auc")
+                cells.append(f"{binary_metrics(yy[m], sc[m])['auc']:.3f} ({lo:.2f}-{hi:.2f})")
+            caught = np.mean(sc[fake] > np.quantile(sc[real], 0.95))
+            print(f"| {t} | {name} | {cells[0]} | {cells[1]} | {caught:.2f} |")
 
 
 if __name__ == "__main__":
