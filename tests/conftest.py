@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from noisetrace import models
 from noisetrace.detector import Detector, DetectorConfig
@@ -105,3 +105,27 @@ def live_server(app: Any) -> Iterator[int]:
     finally:
         srv.should_exit = True
         thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def toy_dataset(tmp_path_factory):
+    """Training data: real = photo crops with sensor-like noise, fake = the same content
+    smoothed (noise-free, like many generators' outputs); 20 of each, 96 px."""
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("toy")
+    (root / "real").mkdir()
+    (root / "fake" / "smoothgan").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    k = 0
+    for p in photos:
+        for _ in range(5):
+            y, x = rng.integers(0, p.shape[0] - 96), rng.integers(0, p.shape[1] - 96)
+            crop = p[y : y + 96, x : x + 96]
+            noisy = np.clip(crop + rng.normal(0, 6, crop.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(noisy).save(root / "real" / f"r{k}.png")
+            smooth = Image.fromarray(crop).filter(ImageFilter.GaussianBlur(1.5))
+            smooth.save(root / "fake" / "smoothgan" / f"f{k}.png")
+            k += 1
+    return root

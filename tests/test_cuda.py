@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageFilter
+from test_models import SEED_MODELS, SIZE, make_input
 
 from noisetrace import models, zoo
 from noisetrace.cli import main
@@ -23,22 +23,10 @@ from noisetrace.explain.report import explain_array
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-SEED_MODELS = [
-    "djin", "srm-cnn", "xception-rgb", "xception-srm", "xception-rgb-lstm",
-    "xception-srm-lstm", "siamese-dncnn", "cffn", "corvi-resnet50", "mesonet4",
-    "mesoinception4",
-]  # fmt: skip
-SIZE = {"mesonet4": 256, "mesoinception4": 256, "siamese-dncnn": 64}
 
-
-def _input(name: str, b: int = 2) -> torch.Tensor:
-    s = SIZE.get(name, 64)
-    g = torch.Generator().manual_seed(0)
-    if name.endswith("-lstm"):
-        return torch.rand(b, 2, 3, s, s, generator=g)
-    if name == "siamese-dncnn":
-        return torch.rand(b, 2, 3, s, s, generator=g)
-    return torch.rand(b, 3, s, s, generator=g)
+def _input(name: str) -> torch.Tensor:
+    """test_models' input for ``name``, 64 px where it has no size of its own."""
+    return make_input(name, size=SIZE.get(name, 64))
 
 
 def test_auto_picks_the_gpu():
@@ -124,35 +112,14 @@ def test_integrated_gradients_on_the_gpu_match_the_cpu(tiny_model_dir, photo):
     assert np.corrcoef(gpu.map.ravel(), cpu.map.ravel())[0, 1] > 0.99
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    from skimage import data
-
-    root = tmp_path_factory.mktemp("toy")
-    (root / "real").mkdir()
-    (root / "fake" / "smooth").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    k = 0
-    for p in [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]:
-        for _ in range(5):
-            y, x = rng.integers(0, p.shape[0] - 96), rng.integers(0, p.shape[1] - 96)
-            crop = p[y : y + 96, x : x + 96]
-            noisy = np.clip(crop + rng.normal(0, 6, crop.shape), 0, 255).astype(np.uint8)
-            Image.fromarray(noisy).save(root / "real" / f"r{k}.png")
-            smooth = Image.fromarray(crop).filter(ImageFilter.GaussianBlur(1.5))
-            smooth.save(root / "fake" / "smooth" / f"f{k}.png")
-            k += 1
-    return root
-
-
 TRAIN = ["--epochs", "4", "--patch", "64", "--batch-size", "16", "--set", "crops_per_image=4",
          "augment={jpeg_p: 0.0, prior_jpeg_p: 0.0, crop_weights: [0, 1, 0, 0]}", "lr=0.01",
          "val_max_side=96", "progress=false"]  # fmt: skip
 
 
-def test_train_on_the_gpu_learns_in_bf16_and_loads_on_the_cpu(toy, tmp_path, photo):
+def test_train_on_the_gpu_learns_in_bf16_and_loads_on_the_cpu(toy_dataset, tmp_path, photo):
     out = tmp_path / "run"
-    rc = main(["train", "--data", str(toy), "--out", str(out), "--device", "cuda", *TRAIN])
+    rc = main(["train", "--data", str(toy_dataset), "--out", str(out), "--device", "cuda", *TRAIN])
     assert rc == 0
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert len(rows) == 4 and float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
@@ -169,15 +136,15 @@ def _torchrun(n: int, toy, out) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=dict(os.environ), capture_output=True, text=True, timeout=300)
 
 
-def test_torchrun_trains_on_every_gpu(toy, tmp_path):
+def test_torchrun_trains_on_every_gpu(toy_dataset, tmp_path):
     n = torch.cuda.device_count()
-    proc = _torchrun(n, toy, tmp_path / "run")
+    proc = _torchrun(n, toy_dataset, tmp_path / "run")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
 
 
-def test_torchrun_with_more_ranks_than_gpus_says_what_to_do(toy, tmp_path):
+def test_torchrun_with_more_ranks_than_gpus_says_what_to_do(toy_dataset, tmp_path):
     n = torch.cuda.device_count()
-    proc = _torchrun(n + 1, toy, tmp_path / "run")
+    proc = _torchrun(n + 1, toy_dataset, tmp_path / "run")
     assert proc.returncode != 0
     assert f"--nproc_per_node={n}" in proc.stderr

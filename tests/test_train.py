@@ -6,33 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from noisetrace.cli import main
 from noisetrace.data.manifest import discover, split
 from noisetrace.detector import Detector
-
-
-@pytest.fixture(scope="module")
-def toy_dataset(tmp_path_factory):
-    from skimage import data
-
-    root = tmp_path_factory.mktemp("toy")
-    (root / "real").mkdir()
-    (root / "fake" / "smoothgan").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
-    k = 0
-    for p in photos:
-        for _ in range(5):
-            y, x = rng.integers(0, p.shape[0] - 96), rng.integers(0, p.shape[1] - 96)
-            crop = p[y : y + 96, x : x + 96]
-            noisy = np.clip(crop + rng.normal(0, 6, crop.shape), 0, 255).astype(np.uint8)
-            Image.fromarray(noisy).save(root / "real" / f"r{k}.png")
-            smooth = Image.fromarray(crop).filter(ImageFilter.GaussianBlur(1.5))
-            smooth.save(root / "fake" / "smoothgan" / f"f{k}.png")
-            k += 1
-    return root
 
 
 def test_split_is_stratified_and_disjoint(toy_dataset):
