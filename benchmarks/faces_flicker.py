@@ -1,26 +1,30 @@
-"""Temporal flicker of a face against its ring, with no training (issue 17).
+"""The jitter index of face videos through the scan path, with no training (issue 17).
 
     python benchmarks/faces_flicker.py --pairs ../data/faces/deepfacelive/MANIFEST.tsv \\
         --videos ../shared/data/icpr2020dfdc_ffpp_dfdc_videos/MANIFEST.tsv \\
                  ../data/faces/styletalk/MANIFEST.tsv --out /work/data/runs/flicker
 
-For each video: ``--windows`` windows of ``--frames`` consecutive frames, evenly spaced; in
-each, the largest face of the window's first frame (OpenCV), one face square 1.3x its box
-for the whole window, crops resized to ``--size`` px; then
-:func:`noisetrace.residuals.temporal.frame_changes` (luma and its Laplacian) pooled over the
-windows and :func:`~noisetrace.residuals.temporal.still_flicker`. A ``pair`` clip
+Each video is read as ``scan`` reads it with a face model: its sampled frames (the model's
+``video_frames``), each with the run of ``--frames`` consecutive frames after it
+(``media.video.iter_frames(context=...)``), scored by the ``--model`` while
+``Detector.with_runs`` measures each run (the largest face the model found in the sampled
+frame, its square cut from the run at ``--size`` px, the Laplacian's change unless
+``--luma``); the model's video score is kept beside the index. A ``pair`` clip
 (DeepFaceLive: the real feed left, its real-time swap right, frame-aligned) gives two
-videos, cut with the same square found on the real half, so the two differ only by the swap.
+videos, its halves, so the two differ only by the swap.
+
+Printed: per source, the AUC of the index (higher = fake) against the same source's reals
+and against all reals, with bootstrap intervals; the share of pairs whose swapped half
+jitters more; and the videos called ``unusual`` (fewer than 5% of the reference real videos
+reach them) when each source's reals are left out of the reference, the way a new real
+video meets the shipped calibration. Per-video values go to ``--out``/flicker.json, the
+calibration (every real video's index, the settings) to ``--out``/temporal.json: the
+``temporal`` block of a face model's config. Nothing is fitted: the sign is fixed in
+advance (a rendered face jitters more).
 
 With ``--lofo`` (a ``benchmarks/faces_lofo.py`` output folder) the held-out frame model's
-video scores are set beside the index and summed with it, each standardised on real videos.
-
-Printed: per source, the AUC of the statistic (higher = fake) against the same source's
-reals with a bootstrap interval, the share of pairs whose swapped half flickers more than its
-real half, each source's median and the fakes caught at the value that 5% of its reals
-exceed; then the same over all sources pooled. Per-video values go to
-``--out``/flicker.json. Nothing is fitted: the sign is fixed in advance (a rendered face
-flickers more).
+video scores are set beside the index and combined with it, each standardised on real
+videos.
 """
 
 from __future__ import annotations
@@ -32,141 +36,153 @@ from pathlib import Path
 
 import numpy as np
 
-from noisetrace.media.crops import face_square
-from noisetrace.media.faces import get_face_detector
-from noisetrace.media.video import read_windows
+from noisetrace.detector import UNUSUAL
+from noisetrace.media.video import iter_frames
 from noisetrace.metrics import binary_metrics, bootstrap_ci
-from noisetrace.residuals.temporal import (
-    frame_changes,
-    frame_jitter,
-    jitter_index,
-    still_flicker,
-)
+from noisetrace.zoo import load_detector
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
 
 
-def crop_window(frames: list[np.ndarray], box: tuple[int, int, int, int], size: int) -> np.ndarray:
-    from PIL import Image
-
-    x0, y0, x1, y1 = box
-    crops = [Image.fromarray(np.ascontiguousarray(f[y0:y1, x0:x1])) for f in frames]
-    return np.stack([np.asarray(c.resize((size, size), Image.BILINEAR)) for c in crops])
+def settings(args: argparse.Namespace) -> dict:
+    return {"frames": args.frames, "size": args.size, "highpass": not args.luma}
 
 
-def video_changes(path: Path, pair: bool, args: argparse.Namespace, det) -> dict[str, dict]:
-    """{"real"/"fake"/label: {"luma": (N, 2), "highpass": (N, 2)}} of one file."""
-    acc: dict[str, dict[str, list[np.ndarray]]] = {}
-    for window in read_windows(path, args.windows, args.frames):
-        frames = [f.image for f in window]
-        w2 = frames[0].shape[1] // 2
-        first = frames[0][:, :w2] if pair else frames[0]
-        faces = det.detect(np.ascontiguousarray(first))
-        if not faces:
-            continue
-        f = max(faces, key=lambda f: f.width * f.height)
-        box = face_square(f.box, first.shape[:2])
-        parts = {"real": [x[:, :w2] for x in frames], "fake": [x[:, w2 : 2 * w2] for x in frames]} \
-            if pair else {"video": frames}  # fmt: skip
-        for name, fr in parts.items():
-            win = crop_window(fr, box, args.size)
-            d = acc.setdefault(name, {"luma": [], "highpass": [], "jitter": [], "jitter-hp": []})
-            d["luma"].append(frame_changes(win))
-            d["highpass"].append(frame_changes(win, highpass=True))
-            d["jitter"].append(frame_jitter(win))
-            d["jitter-hp"].append(frame_jitter(win, highpass=True))
-    return {k: {m: np.concatenate(v) for m, v in d.items()} for k, d in acc.items()}
+def video_index(det, path: Path, pair: bool, samples: int, frames: int) -> dict[str, dict]:
+    """{"real"/"fake" (halves of a pair) or "video": the detector's jitter evidence and its
+    frame score} of one file, read as ``scan`` reads it (``Detector.with_runs`` beside the
+    face model's own search of each sampled frame)."""
+    from dataclasses import replace
 
+    from noisetrace.metrics import aggregate_scores
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pairs", nargs="*", default=[], help="manifests of side-by-side clips")
-    ap.add_argument("--videos", nargs="*", default=[], help="manifests of real/fake videos")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--windows", type=int, default=10)
-    ap.add_argument("--frames", type=int, default=12)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--still", type=float, default=1 / 3)
-    ap.add_argument("--lofo", type=Path, help="a benchmarks/faces_lofo.py --out folder: also "
-                    "combine its held-out frame scores with the jitter index")  # fmt: skip
-    ap.add_argument("--reuse", action="store_true",
-                    help="read --out/flicker.json from an earlier run instead of the videos")
-    args = ap.parse_args()
-    if args.reuse:
-        rows = json.loads((args.out / "flicker.json").read_text())
-    else:
-        rows = measure(args)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "flicker.json").write_text(json.dumps(rows, indent=1))
-    print_table(rows)
-    if args.lofo:
-        print_fusion(rows, args.lofo)
+    sampled = list(iter_frames(path, mode="even", n=samples, context=frames))
+    halves = {"real": 0, "fake": 1} if pair else {"video": None}
+    out = {}
+    for half, k in halves.items():
+        w2 = sampled[0].image.shape[1] // 2
+        cols = slice(None) if k is None else slice(k * w2, (k + 1) * w2)
+        part = [replace(f, image=np.ascontiguousarray(f.image[:, cols]),
+                        run=None if f.run is None else tuple(x[:, cols] for x in f.run))
+                for f in sampled]  # fmt: skip
+        rows: list[np.ndarray] = []
+        failed: list[str] = []
+        probs, _ = det.face_details(det.with_runs(part, rows, failed))
+        ev = {"error": failed[0]} if failed else det.jitter_evidence(rows)
+        out[half] = None if ev is None else {
+            **ev, "score": float(aggregate_scores(probs, det.config.video_aggregate))}
+    return out
 
 
 def measure(args: argparse.Namespace) -> list[dict]:
-    """One row per video (per half of a pair clip): source, path, label, group, statistics."""
-    det = get_face_detector("opencv")
+    """One row per video (per half of a pair clip): source, path, label, group, index."""
+    det = load_detector(args.model)
+    det.config.temporal = settings(args)
+    samples = args.samples or det.config.video_frames
     rows: list[dict] = []
     for manifest, pair in [(m, True) for m in args.pairs] + [(m, False) for m in args.videos]:
         root = Path(manifest).parent
         for r in csv.DictReader(open(manifest), delimiter="\t"):
             p = root / r["path"]
-            if pair != (r["label"] == "pair") or p.suffix.lower() not in (".mp4", ".avi", ".mov",
-                                                                         ".mkv", ".webm"):
+            if pair != (r["label"] == "pair") or p.suffix.lower() not in VIDEO_SUFFIXES:
                 continue
             try:
-                got = video_changes(p, pair, args, det)
+                got = video_index(det, p, pair, samples, args.frames)
             except Exception as exc:  # noqa: BLE001 - report and go on with the next video
                 print(f"{p.name}: {exc}", flush=True)
                 continue
-            source = root.name
-            for part, ch in got.items():
-                label = part if pair else r["label"]
-                stats = {m: (jitter_index(c) if m.startswith("jitter") else
-                             still_flicker(c, args.still)) for m, c in ch.items()}  # fmt: skip
-                rows.append({"source": source, "path": r["path"], "label": label,
-                             "group": r.get("group") or r["path"], **stats})  # fmt: skip
-            print(f"{source}: {r['path'][-50:]} ({len(got)} part(s) with faces)", flush=True)
+            for part, ev in got.items():
+                if ev is None:
+                    print(f"{p.name} ({part}): no face in any run", flush=True)
+                    continue
+                if "error" in ev:
+                    print(f"{p.name} ({part}): {ev['error']}", flush=True)
+                    continue
+                rows.append({"source": root.name, "path": r["path"],
+                             "label": part if pair else r["label"],
+                             "group": r.get("group") or r["path"], "jitter": ev["jitter_index"],
+                             "runs": ev["runs"], "score": ev["score"]})  # fmt: skip
+            print(f"{root.name}: {r['path'][-50:]}", flush=True)
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
-    print("\n| source | statistic | fake / real videos | AUC vs own reals (95% CI) | "
-          "pairs: fake > real | median fake / real | caught at 5% of reals called fake |")
-    print("|---|---|---|---|---|---|---|")
-    for source in [*sorted({r["source"] for r in rows}), "all sources"]:
-        sub = [r for r in rows if source in (r["source"], "all sources")]
-        y = np.array([r["label"] == "fake" for r in sub], int)
-        for m in ("luma", "highpass", "jitter", "jitter-hp"):
-            s = np.array([r[m] for r in sub])
-            nf, nr = int(y.sum()), int((1 - y).sum())
-            auc = ci = "-"
-            if nf and nr:
-                auc = f"{binary_metrics(y, s)['auc']:.3f}"
-                lo, hi = bootstrap_ci(y, s, "auc")
-                ci = f" ({lo:.2f}-{hi:.2f})"
-            byp: dict[str, dict[str, float]] = {}
-            for r in sub:
-                byp.setdefault(r["path"], {})[r["label"]] = r[m]
-            paired = [v["fake"] > v["real"] for v in byp.values() if {"fake", "real"} <= set(v)]
-            share = f"{np.mean(paired):.2f} of {len(paired)}" if paired else "-"
-            med = " / ".join(f"{np.median(s[y == c]):.3f}" if (y == c).any() else "-"
-                             for c in (1, 0))  # fmt: skip
-            caught = "-"
-            if nf and nr:
-                caught = f"{np.mean(s[y == 1] > np.quantile(s[y == 0], 0.95)):.2f}"
-            print(f"| {source} | {m} | {nf} / {nr} | {auc}{ci if auc != '-' else ''} | {share} "
-                  f"| {med} | {caught} |")
+def _auc(y: np.ndarray, s: np.ndarray) -> str:
+    if y.all() or not y.any():
+        return "-"
+    lo, hi = bootstrap_ci(y, s, "auc")
+    return f"{binary_metrics(y, s)['auc']:.3f} ({lo:.2f}-{hi:.2f})"
+
+
+def unusual(rows: list[dict], source: str) -> np.ndarray:
+    """Per row of ``source``: called unusual against the reals of every other source."""
+    ref = np.array([r["jitter"] for r in rows if r["label"] == "real" and r["source"] != source])
+    return np.array([np.mean(ref > r["jitter"]) < UNUSUAL
+                     for r in rows if r["source"] == source])  # fmt: skip
+
+
+def table(rows: list[dict]) -> str:
+    """The per-source table (markdown)."""
+    out = ["| source | fake / real videos | AUC vs own reals (95% CI) | AUC vs all reals | "
+           "pairs: fake > real | median fake / real | unusual: fakes / reals (reference: the "
+           "other sources' reals) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    y_all = np.array([r["label"] == "fake" for r in rows], int)
+    s_all = np.array([r["jitter"] for r in rows])
+    for source in sorted({r["source"] for r in rows}):
+        own = np.array([r["source"] == source for r in rows])
+        y, s = y_all[own], s_all[own]
+        vs_all = own | (y_all == 0)
+        byp: dict[str, dict[str, float]] = {}
+        for r in rows:
+            if r["source"] == source:
+                byp.setdefault(r["path"], {})[r["label"]] = r["jitter"]
+        paired = [v["fake"] > v["real"] for v in byp.values() if {"fake", "real"} <= set(v)]
+        share = f"{np.mean(paired):.2f} of {len(paired)}" if paired else "-"
+        med = " / ".join(f"{np.median(s[y == c]):+.3f}" if (y == c).any() else "-"
+                         for c in (1, 0))  # fmt: skip
+        u = unusual(rows, source)
+        flag = " / ".join(f"{u[y == c].mean():.2f}" if (y == c).any() else "-" for c in (1, 0))
+        out.append(f"| {source} | {int(y.sum())} / {int((1 - y).sum())} | {_auc(y, s)} | "
+                   f"{_auc(y_all[vs_all], s_all[vs_all])} | {share} | {med} | {flag} |")
+    u_all = np.concatenate([unusual(rows, src) for src in sorted({r["source"] for r in rows})])
+    y_sorted = np.concatenate([y_all[[r["source"] == src for r in rows]]
+                               for src in sorted({r["source"] for r in rows})])  # fmt: skip
+    out.append(f"| **all** | {int(y_all.sum())} / {int((1 - y_all).sum())} | - | "
+               f"{_auc(y_all, s_all)} | | | {u_all[y_sorted == 1].mean():.2f} / "
+               f"{u_all[y_sorted == 0].mean():.2f} |")
+    return "\n".join(out)
+
+
+def combination(rows: list[dict]) -> str:
+    """Per fake source, against every real video: the model's own video score, the jitter
+    index, and the larger of the two once each is standardised on the real videos (a
+    combination that uses no fake). Sources the model was trained on flatter its score."""
+    real = np.array([r["label"] == "real" for r in rows])
+    p = np.clip([r["score"] for r in rows], 1e-6, 1 - 1e-6)
+    z = {"model score": np.log(p / (1 - p)), "jitter index": np.array([r["jitter"] for r in rows])}
+    z = {k: (v - v[real].mean()) / v[real].std() for k, v in z.items()}
+    z["larger of the two"] = np.maximum(*z.values())
+    out = ["| fake source | videos | " + " | ".join(f"{k}: AUC vs all reals" for k in z) + " |",
+           "|---|---|" + "---|" * len(z)]  # fmt: skip
+    for source in sorted({r["source"] for r in rows if r["label"] == "fake"}):
+        m = real | np.array([r["source"] == source and r["label"] == "fake" for r in rows])
+        y = (~real[m]).astype(int)
+        out.append(f"| {source} | {int(y.sum())} | "
+                   + " | ".join(_auc(y, v[m]) for v in z.values()) + " |")
+    return "\n".join(out)
 
 
 def print_fusion(rows: list[dict], lofo: Path, held_out: str = "face-deepfacelive") -> None:
-    """The frame model held out of ``held_out`` (its top-quarter video score, from
-    ``lofo``/scores.npz) beside the jitter index (Laplacian) and their sum, each standardised
-    on the real videos that have both (no fake is used to combine them)."""
+    """The frame model held out of ``held_out`` (its video score, aggregated as the shipped
+    ``faces`` aggregates, from ``lofo``/scores.npz) beside the jitter index and their sum
+    and maximum, each standardised on the real videos that have both (no fake is used to
+    combine them)."""
     from noisetrace.metrics import aggregate_by_group
 
+    agg = load_detector("faces").config.video_aggregate
     z = np.load(lofo / "scores.npz", allow_pickle=True)
     keys, y = z["keys"], z["y"]
     label = dict(zip(keys, y, strict=True))
-    jit = {(Path(r["path"]).name, r["label"]): r["jitter-hp"] for r in rows}
+    jit = {(Path(r["path"]).name, r["label"]): r["jitter"] for r in rows}
     print(f"\n| transform | evidence | {held_out} fake vs its own real videos (95% CI) | "
           "vs all real videos | caught at 5% of reals called fake |")
     print("|---|---|---|---|---|")
@@ -174,7 +190,7 @@ def print_fusion(rows: list[dict], lofo: Path, held_out: str = "face-deepfaceliv
     for t in sorted(n for n in names if not n.startswith("thr:")):  # thr:T are thresholds
         s = z[f"{held_out}|{t}"]
         ok = np.isfinite(s)
-        vids, vs = aggregate_by_group(keys[ok], s[ok], "top25")
+        vids, vs = aggregate_by_group(keys[ok], s[ok], agg)
         got = []
         for key, v in zip(vids, vs, strict=True):
             path = key.split("|", 1)[1]
@@ -188,13 +204,78 @@ def print_fusion(rows: list[dict], lofo: Path, held_out: str = "face-deepfaceliv
         logit, jv = np.log(p / (1 - p)), np.array([g[3] for g in got])
         z1 = (logit - logit[real].mean()) / logit[real].std()
         z2 = (jv - jv[real].mean()) / jv[real].std()
-        for name, sc in (("frame model", z1), ("jitter index", z2), ("sum", z1 + z2)):
-            cells = []
-            for m in (fake | (real & own), fake | real):
-                lo, hi = bootstrap_ci(yy[m], sc[m], "auc")
-                cells.append(f"{binary_metrics(yy[m], sc[m])['auc']:.3f} ({lo:.2f}-{hi:.2f})")
+        for name, sc in (("frame model", z1), ("jitter index", z2), ("sum", z1 + z2),
+                         ("max", np.maximum(z1, z2))):  # fmt: skip
+            cells = [_auc(yy[m], sc[m]) for m in (fake | (real & own), fake | real)]
             caught = np.mean(sc[fake] > np.quantile(sc[real], 0.95))
             print(f"| {t} | {name} | {cells[0]} | {cells[1]} | {caught:.2f} |")
+
+
+def write_into(model: Path, temporal: dict, markdown: str, args: argparse.Namespace) -> None:
+    """Set ``temporal`` in the face model's config.json and this table in its card (both
+    rewritten whole, atomically; the rest untouched)."""
+    from noisetrace.heads.fit import write_card
+    from noisetrace.io import atomic_write
+
+    cfg_path = model / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("input") != "face":
+        raise SystemExit(f"{model} is not a face model (input {cfg.get('input')!r})")
+    cfg["temporal"] = temporal
+    atomic_write(cfg_path, json.dumps(cfg, indent=2) + "\n")
+    if (model / "card.json").is_file():
+        card = json.loads((model / "card.json").read_text())
+        manifests = " ".join([*(f"--pairs {m}" for m in args.pairs),
+                              *(["--videos", *args.videos] if args.videos else [])])
+        card["temporal"] = {
+            "command": f"python benchmarks/faces_flicker.py {manifests} "
+                       f"{f'--samples {args.samples} ' if args.samples else ''}"
+                       f"--frames {args.frames} --size {args.size}"
+                       f"{' --luma' if args.luma else ''} --out OUT --into {model}",
+            "markdown": markdown, "real_videos": len(temporal["real"]),
+            "real_sources": temporal["real_sources"],
+        }  # fmt: skip
+        write_card(model, card)
+    print(f"wrote the temporal calibration ({len(temporal['real'])} real videos) into {model}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pairs", nargs="*", default=[], help="manifests of side-by-side clips")
+    ap.add_argument("--videos", nargs="*", default=[], help="manifests of real/fake videos")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--model", default="faces", help="the face model whose search and crops "
+                    "are used (bundled name or folder)")  # fmt: skip
+    ap.add_argument("--samples", type=int, help="frames sampled per video (default: the "
+                    "model's video_frames, as scan samples them)")  # fmt: skip
+    ap.add_argument("--frames", type=int, default=12, help="the run read with each one")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--luma", action="store_true", help="the luma's change, not the Laplacian's")
+    ap.add_argument("--lofo", type=Path, help="a benchmarks/faces_lofo.py --out folder: also "
+                    "combine its held-out frame scores with the jitter index")  # fmt: skip
+    ap.add_argument("--reuse", action="store_true",
+                    help="read --out/flicker.json from an earlier run instead of the videos")
+    ap.add_argument("--into", type=Path, help="a face model folder: write the calibration "
+                    "into its config.json (its `temporal` block), as the bundled `faces` got it")
+    args = ap.parse_args()
+    if args.reuse:
+        rows = json.loads((args.out / "flicker.json").read_text())
+    else:
+        rows = measure(args)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "flicker.json").write_text(json.dumps(rows, indent=1))
+        real = sorted(r["jitter"] for r in rows if r["label"] == "real")
+        sources = sorted({r["source"] for r in rows if r["label"] == "real"})
+        (args.out / "temporal.json").write_text(json.dumps(
+            {**settings(args), "real": real, "real_sources": sources}, indent=1))  # fmt: skip
+    md = table(rows)
+    print("\n" + md)
+    if all("score" in r for r in rows):
+        print("\n" + combination(rows))
+    if args.into:
+        write_into(args.into, json.loads((args.out / "temporal.json").read_text()), md, args)
+    if args.lofo:
+        print_fusion(rows, args.lofo)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def face_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random face model, offered as "faces"."""
-    return save_tiny_model(tmp_path_factory.mktemp("faces"), "faces", 1, input="face")
+    return save_tiny_model(tmp_path_factory.mktemp("faces"), "faces", 1, input="face",
+                           temporal={"frames": 3, "size": 64,
+                                     "real": [-0.1, 0.0, 0.1]})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +274,7 @@ def test_model_choice_face_boxes_and_provenance(page, model_dir: Path, tmp_path:
     face_text = page.text_content("#face-text")
     assert page.is_visible("#face-text")
     assert re.match(r"faces: [0-9.]+ \(1 face; threshold 0\.50\)", face_text), face_text
+    assert page.is_hidden("#temporal-text")  # an image: no frames to follow
     boxes = _box_records(page)
     assert len(boxes) == 1
     b = boxes[0]
@@ -307,6 +310,10 @@ def test_model_choice_face_boxes_and_provenance(page, model_dir: Path, tmp_path:
     first = page.locator("#faces-table tbody tr").first.locator("td").all_text_contents()
     assert first[0] == f"frame 1 of {n}" and int(first[2]) >= 1 and first[3] != "no face"
     assert re.search(r"\(\d+ faces in \d+ of \d+ sampled frames", page.text_content("#face-text"))
+    # the face model's jitter index beside the scores, against its real videos
+    assert page.is_visible("#temporal-text")
+    assert re.match(r"face jitter: [+-][0-9.]+ \(\d+% of 3 real videos higher",
+                    page.text_content("#temporal-text")), page.text_content("#temporal-text")
     # paused at the start: the first sampled frame's face is drawn
     page.wait_for_function("() => document.querySelectorAll('#face-overlay g').length > 0")
     assert {b["frame"] for b in _box_records(page)} == {0}

@@ -287,6 +287,12 @@ def test_model_card_names_branch_count_and_video_score():
     weak = md.split("## Where it is weak")[1].split("## ")[0]
     assert "face-deepfacelive's fakes against the same source's real videos" in weak
     assert json.loads((d / "config.json").read_text())["video_aggregate"] == "top25"
+    # The jitter index: calibrated on real videos alone, reported beside the score.
+    t = json.loads((d / "config.json").read_text())["temporal"]
+    assert t["real"] == sorted(t["real"]) and len(t["real"]) == card["temporal"]["real_videos"]
+    assert "## Beside the score on video" in md and "never in it" in md
+    assert "reported beside the score, not in it" in weak
+    assert (d / "MODEL_CARD.md").read_text() == md  # the card shipped is the one rendered
     card["recipe"]["video_aggregate"] = "mean"
     assert "the mean of its sampled frames' scores" in model_card(card)
 

@@ -13,7 +13,6 @@ from noisetrace.media.video import (
     count_frames,
     is_animated_image,
     read_frames,
-    read_windows,
     write_video,
 )
 
@@ -145,16 +144,3 @@ def test_badly_encoded_metadata_does_not_stop_the_video(tmp_path):
     p.write_bytes(b[: i + 3] + b"\xe9 " + b[i + 5 :])  # same length, now invalid UTF-8
     assert len(read_frames(p, mode="all")) == 3
 
-
-def test_read_windows_gives_runs_of_consecutive_frames(clip):
-    runs = read_windows(clip, windows=3, length=4)
-    want = [[0, 1, 2, 3], [13, 14, 15, 16], [26, 27, 28, 29]]
-    assert [[f.index for f in r] for r in runs] == want
-    assert all(f.image.shape == (128, 128, 3) for r in runs for f in r)
-    # the same frames as decoding everything
-    every = read_frames(clip, mode="all")
-    assert all(np.array_equal(f.image, every[f.index].image) for r in runs for f in r)
-    assert len(read_windows(clip, windows=50, length=28)) == 3  # starts 0, 1, 2: no repeats
-    assert read_windows(clip, windows=2, length=N + 1) == []
-    with pytest.raises(ValueError, match="at least 1"):
-        read_windows(clip, windows=0, length=4)

@@ -63,9 +63,18 @@ class WholeAndFaces(Detector):
         return self.whole.calibrate(logits)
 
     def judge(self, frames: Iterable[np.ndarray], res: ScanResult) -> np.ndarray:
-        frames = list(frames)  # both models read the same decoded frames
-        probs = self.whole.judge(frames, res)
-        per_frame, crops = self.faces.face_details(frames, found_only=True)
+        # Both models read the same decoded frames: the face model as they come (so it
+        # searches each while the video is read, as it does alone), the whole-image model
+        # after it, from the frames kept.
+        kept: list[np.ndarray] = []
+
+        def keep() -> Iterable[np.ndarray]:
+            for f in frames:
+                kept.append(f)
+                yield f
+
+        per_frame, crops = self.faces.face_details(keep(), found_only=True)
+        probs = self.whole.judge(kept, res)
         res.face_threshold = self.faces.threshold
         res.face_boxes = crops
         res.faces = len(crops)
@@ -74,6 +83,9 @@ class WholeAndFaces(Detector):
         score = aggregate_scores(per_frame, self.faces.config.video_aggregate)
         res.face_score = score if np.isfinite(score) else None
         return probs
+
+    def temporal_model(self) -> Detector | None:
+        return self.faces.temporal_model()  # the face model's, as its face_score
 
     def verdict_of(self, res: ScanResult) -> str:
         face_fake = res.face_score is not None and res.face_score >= self.faces.threshold

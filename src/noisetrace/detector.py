@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,15 @@ from noisetrace.io import sha256_file
 from noisetrace.media.crops import FaceCropper
 from noisetrace.media.formats import sniff
 from noisetrace.media.image import load_image
-from noisetrace.media.video import SampleReport, iter_frames
+from noisetrace.media.video import Frame, SampleReport, iter_frames
 from noisetrace.runtime import OnnxRuntime, Preprocess, TorchRuntime, export_onnx, onnx_available
 
 __all__ = ["Detector", "DetectorConfig", "ScanResult", "read_config", "select_device",
            "state_sha256"]  # fmt: skip
 
+#: a video whose jitter index fewer than this share of the calibration's real videos reach
+#: is ``unusual`` (Detector.face_jitter)
+UNUSUAL = 0.05
 MIN_SIDE = 16  # smaller images are edge-padded to this before scoring
 FACE_THREADS = 2  # face detection threads per model (the CPU this is built for has two)
 FACE_CHUNK = 8  # face crops scored per call while later frames are searched
@@ -75,14 +78,19 @@ class ScanResult:
     face_score: float | None = None
     face_threshold: float | None = None
     face_boxes: list[dict[str, Any]] | None = field(default=None, repr=False)
+    # Videos scanned with a face model that measures it: how the face's change from frame to
+    # frame comes and goes against its surroundings' (Detector.face_jitter). A separate line
+    # of evidence beside the score, never read by it.
+    temporal: dict[str, Any] | None = field(default=None, repr=False)
 
     FIELDS = (
         "path", "kind", "score", "verdict", "threshold", "model", "frames", "frames_note",
         "seconds", "error",
         "width", "height", "faces", "face_score", "face_threshold", "provenance", "face_boxes",
+        "temporal",
     )  # fmt: skip
     #: Fields that are nested objects, not columns (CSV writes a one-line summary).
-    NESTED = ("provenance", "face_boxes")
+    NESTED = ("provenance", "face_boxes", "temporal")
 
     def to_record(self, frame_scores: bool = False) -> dict[str, Any]:
         rec = {k: getattr(self, k) for k in self.FIELDS}
@@ -355,6 +363,64 @@ class Detector:
         probs, crops = self.face_details(frames)
         return probs, sum(c["kind"] == "face" for c in crops)
 
+    def temporal_model(self) -> Detector | None:
+        """The face model whose jitter index a video scan reports beside the score (a face
+        model with a ``temporal`` calibration), or None."""
+        return self if self.config.input == "face" and self.config.temporal else None
+
+    def run_jitter(self, run: Sequence[np.ndarray], anchor: np.ndarray) -> np.ndarray | None:
+        """:func:`~noisetrace.residuals.temporal.frame_jitter` of one run of consecutive
+        frames ((H, W) luma or (H, W, 3) RGB, uint8): the square of the largest face of
+        ``anchor`` (the run's sampled frame, RGB; this model's face search and margin,
+        ``FaceCropper.largest_face``) cut from every frame at ``temporal["size"]`` px.
+        (T - 2, 2) float32, or None when ``anchor`` has no face."""
+        from noisetrace.media.crops import cut
+        from noisetrace.residuals.temporal import frame_jitter
+
+        t = self.config.temporal or {}
+        box = self.face_cropper.largest_face(np.ascontiguousarray(anchor))
+        if box is None:
+            return None
+        size = int(t.get("size", 128))
+        window = np.stack([cut(np.ascontiguousarray(f), box, size) for f in run])
+        return frame_jitter(window, scale=float(self.config.face.get("scale", 1.3)),
+                            highpass=bool(t.get("highpass", True)))  # fmt: skip
+
+    def with_runs(self, frames: Iterable[Frame], rows: list[np.ndarray], failed: list[str]
+                  ) -> Iterator[np.ndarray]:  # fmt: skip
+        """The images of ``frames`` (sampled with their runs, ``iter_frames(context=...)``),
+        as :meth:`judge` takes them; once each is taken, and so its faces searched, its run's
+        :meth:`run_jitter` rows go to ``rows`` (the face search is not repeated). The first
+        failure goes to ``failed`` and ends the measuring, never the scan."""
+        for f in frames:
+            yield f.image
+            if f.run is not None and not failed:
+                try:
+                    r = self.run_jitter(f.run, f.image)
+                except Exception as exc:  # noqa: BLE001 - the score stands without it
+                    failed.append(f"{type(exc).__name__}: {exc}"[:200])
+                else:
+                    if r is not None:
+                        rows.append(r)
+
+    def jitter_evidence(self, rows: list[np.ndarray]) -> dict[str, Any] | None:
+        """The temporal evidence of one video from its runs' :meth:`run_jitter` rows (None
+        when no run had a face): ``{"jitter_index", "runs" (runs with a face), "real_above"
+        (the share of the real videos it was calibrated on whose index is higher: small is
+        unusual for a real video), "unusual" (``real_above`` under 5%), "calibrated_on"}``.
+        """
+        from noisetrace.residuals.temporal import jitter_index
+
+        if not rows:
+            return None
+        index = jitter_index(np.concatenate(rows))
+        real = np.asarray((self.config.temporal or {}).get("real") or [], np.float64)
+        above = float(np.mean(real > index)) if len(real) else None
+        return {"jitter_index": round(index, 4), "runs": len(rows),
+                "real_above": None if above is None else round(above, 4),
+                "unusual": None if above is None else above < UNUSUAL,
+                "calibrated_on": len(real)}  # fmt: skip
+
     def judge(self, frames: Iterable[np.ndarray], res: ScanResult) -> np.ndarray:
         """Per-frame probabilities of fake for the frames of one file (one for an image),
         as this model sees them: the whole frame, or its faces for a face model (which
@@ -414,13 +480,23 @@ class Detector:
         shape: list[tuple[int, ...]] = []
 
         report = SampleReport()
+        # A face model with a temporal calibration reads each sampled frame with the run of
+        # frames after it, in the same pass, and measures the run while the frame is scored.
+        tm = self.temporal_model()
+        length = int(tm.config.temporal.get("frames", 12)) if tm is not None else 0
+        rows: list[np.ndarray] = []
+        failed: list[str] = []
 
-        def images() -> Iterator[np.ndarray]:
-            for f in iter_frames(path, mode="even", n=n, report=report):
+        def frames() -> Iterator[Frame]:
+            for f in iter_frames(path, mode="even", n=n, report=report, context=length):
                 shape.append(f.image.shape)
-                yield f.image
+                yield f
 
-        probs = self.judge(images(), res)
+        images = (f.image for f in frames()) if tm is None else tm.with_runs(frames(), rows,
+                                                                             failed)  # fmt: skip
+        probs = self.judge(images, res)
+        if tm is not None:
+            res.temporal = {"error": failed[0]} if failed else tm.jitter_evidence(rows)
         res.frames_note = report.note
         res.height, res.width = shape[0][:2]
         res.frames = len(shape)

@@ -513,7 +513,9 @@ def model_card(card: dict[str, Any]) -> str:
                   *(f"- {w}" for w in (card.get("video_lofo") or {}).get("weak", [])),
                   "- Videos are scored frame by frame (no temporal model)"
                   + (f"; a video's score is {pooling} (each frame's most suspicious face)."
-                     if face else "; faces are better served by the `faces` model."), ""]
+                     if face else "; faces are better served by the `faces` model.")
+                  + (" The jitter index is reported beside the score, not in it (below)."
+                     if card.get("temporal") else ""), ""]
         lines += ["## Validation: leave one family out", "",
                   f"Reproduce: `noisetrace evaluate --model {card['name']} --protocol lofo "
                   "--out reports/lofo` (refits this recipe without each family and fold).", "",
@@ -527,4 +529,20 @@ def model_card(card: dict[str, Any]) -> str:
                   "kinds than the fakes; \"vs own reals\" among the reals of the same source "
                   "(same capture and compression), where it has enough: read that one first.",
                   "", v["markdown"]]
+    if card.get("temporal"):  # written by benchmarks/faces_flicker.py --into
+        t = card["temporal"]
+        lines += ["## Beside the score on video: the jitter index", "",
+                  "A face swapped or animated frame by frame is rendered anew in every frame: "
+                  "its change from one frame to the next comes and goes, where a filmed "
+                  "face's keeps going. Scanning a video, this model also reads runs of "
+                  "consecutive frames and reports the largest face's jitter index against "
+                  "its ring (`temporal` in the record: the index, the share of the "
+                  f"{t['real_videos']} real calibration videos ("
+                  + ", ".join(t["real_sources"]) + ") whose index is higher, and `unusual` "
+                  "when under 5% are). It is evidence beside the score, never in it: nothing "
+                  "is fitted, and real videos that were processed (resized, re-aligned, "
+                  "enhanced) can read high.", "",
+                  f"Reproduce: `{t['command']}`. \"unusual\" for each source is read "
+                  "against the reals of the other sources, as a new real video meets the "
+                  "calibration.", "", t["markdown"], ""]
     return "\n".join(lines) + "\n"

@@ -250,11 +250,29 @@ class FaceCropper:
         faces = det.detect_near(img, near) if near else []
         if not faces and search:
             faces = det.detect(img)
-        return crop_faces(img, faces, scale=float(p.get("scale", 1.3)),
-                          size=int(p.get("size", 128)) or None,
-                          background=bool(p.get("background", False)),
-                          no_face=no_face or p.get("no_face", "whole"),
-                          max_faces=p.get("max_faces", 4))  # fmt: skip
+        out = crop_faces(img, faces, scale=float(p.get("scale", 1.3)),
+                         size=int(p.get("size", 128)) or None,
+                         background=bool(p.get("background", False)),
+                         no_face=no_face or p.get("no_face", "whole"),
+                         max_faces=p.get("max_faces", 4))  # fmt: skip
+        self._local.last = (img, out)  # for largest_face on the same frame, in this thread
+        return out
+
+    def largest_face(self, img: np.ndarray) -> Box | None:
+        """The square a crop of the largest face of ``img`` is cut with (this policy's
+        search, selection and margin), or None when it has no face. The faces :meth:`crops`
+        found in this very array, last in this thread (a scan following a video), are taken
+        as they are: searched once, and the same faces the frame was scored on."""
+        last = getattr(self._local, "last", None)
+        if last is not None and last[0] is img:
+            found = [c for c in last[1] if c.kind == "face" and c.face is not None]
+            return max(found, key=lambda c: c.face.width * c.face.height).box if found else None
+        p = self.policy
+        faces = select_faces(self._detector().detect(img), p.get("max_faces", 4))
+        if not faces:
+            return None
+        f = max(faces, key=lambda f: f.width * f.height)
+        return face_square(f.box, img.shape[:2], float(p.get("scale", 1.3)))
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:  # several scan threads may share one model: one pool

@@ -6,8 +6,9 @@ too and are decoded with Pillow, frame by frame, with times from their frame dur
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -47,6 +48,12 @@ class Frame:
     time: float | None
     image: np.ndarray
     key: bool = False
+    # ``context`` sampling: the luma (H, W) uint8 of the run of consecutive frames this one
+    # was read with (see :func:`iter_frames`); None otherwise or when a frame of it would not
+    # decode.
+    run: tuple[np.ndarray, ...] | None = None
+    # Internal to context sampling: the frame's luma, when it is also wanted in colour.
+    luma: np.ndarray | None = field(default=None, repr=False)
 
 
 # PyAV < 19 decodes container metadata strictly unless told otherwise (a badly encoded tag
@@ -169,9 +176,11 @@ def _resize(img: np.ndarray, max_side: int | None) -> np.ndarray:
 
 
 def _iter_pil(
-    path: str | Path, mode: SampleMode, n: int, max_side: int | None, report: SampleReport
+    path: str | Path, mode: SampleMode, n: int, max_side: int | None, report: SampleReport,
+    indices: dict[int, str] | None = None,
 ) -> Iterator[Frame]:
-    """Frames of an animated GIF/WebP; composited frames (what a viewer shows), RGB."""
+    """Frames of an animated GIF/WebP; composited frames (what a viewer shows), RGB (or luma,
+    ``indices`` as for :func:`_iter_av`)."""
     from noisetrace.media.image import to_rgb
 
     try:
@@ -181,7 +190,8 @@ def _iter_pil(
         raise InputError(f"animated image is corrupt ({exc})") from None
     report.claimed, total = _probe(path)
     report.available = total
-    wanted = _indices(mode, n, total)
+    wanted = set(indices) if indices is not None else _indices(mode, n, total)
+    last = max(wanted) if wanted else None
     yielded = 0
     t_ms = 0.0
     try:
@@ -192,10 +202,14 @@ def _iter_pil(
                 if "timestamp" in fr.info:
                     t_ms = float(fr.info["timestamp"])
                 if _keep(mode, n, index, wanted):
-                    img = np.asarray(to_rgb(fr.convert("RGBA")), dtype=np.uint8)
+                    img = _resize(np.asarray(to_rgb(fr.convert("RGBA")), np.uint8), max_side)
+                    how = indices.get(index, "rgb") if indices is not None else "rgb"
+                    luma = (np.asarray(Image.fromarray(img).convert("L"))
+                            if how in ("luma", "both") else None)  # fmt: skip
                     yielded += 1
-                    yield Frame(index, t_ms / 1000.0, _resize(img, max_side), key=True)
-                elif mode == "first" and index >= n:
+                    yield Frame(index, t_ms / 1000.0, luma if how == "luma" else img, key=True,
+                                luma=luma if how == "both" else None)  # fmt: skip
+                elif (mode == "first" and index >= n) or (last is not None and index > last):
                     break
                 t_ms += duration
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
@@ -231,6 +245,7 @@ def iter_frames(
     n: int = 16,
     max_side: int | None = None,
     report: SampleReport | None = None,
+    context: int = 0,
 ) -> Iterator[Frame]:
     """Yield sampled frames of the video at ``path``.
 
@@ -242,12 +257,25 @@ def iter_frames(
     not a decodable video or has no frames. ``even`` samples from the frames the file really
     holds, whatever its header claims; ``report`` (a :class:`SampleReport`) receives how many
     frames were asked for, found and decoded, and why fewer were scored.
+
+    ``context`` (``even`` only): each sampled frame also carries ``run``, the luma of the
+    ``context`` consecutive frames starting at it (ending at the last frame near the end of
+    the video; none when the video is shorter), decoded in the same pass, for what compares
+    frames with their neighbours (:mod:`noisetrace.residuals.temporal`). Luma, the decoder's
+    own plane (Y of YUV, BT.601 weights for GIF/WebP), costs a copy where colour costs a
+    conversion. The sampled frames are the same with or without it.
     """
     if mode not in SAMPLE_MODES:
         raise ValueError(f"unknown sampling mode {mode!r}: use one of {', '.join(SAMPLE_MODES)}")
+    if context > 1 and mode != "even":
+        raise ValueError(f"context needs even sampling, not {mode!r}")
     report = report if report is not None else SampleReport()
     report.requested, report.decoded = n, 0
-    inner = (_iter_pil if _is_pil_sequence(path) else _iter_av)(path, mode, n, max_side, report)
+    inner_fn = _iter_pil if _is_pil_sequence(path) else _iter_av
+    if context > 1:
+        inner = _with_runs(path, inner_fn, n, max_side, report, context)
+    else:
+        inner = inner_fn(path, mode, n, max_side, report)
     for frame in inner:
         report.decoded += 1
         yield frame
@@ -255,15 +283,77 @@ def iter_frames(
         report.note = _fewer_note(report, min(n, report.available))
 
 
-def _iter_av(
-    path: str | Path, mode: SampleMode, n: int, max_side: int | None, report: SampleReport
+def _with_runs(
+    path: str | Path, inner_fn: Callable[..., Iterator[Frame]], n: int, max_side: int | None,
+    report: SampleReport, length: int,
 ) -> Iterator[Frame]:
-    """Frames of a container (mp4, mkv, avi, webm, mov) decoded with PyAV."""
+    """Even sampling where each sampled frame carries its run of ``length`` frames (see
+    :func:`iter_frames`); at most the frames of the runs not yet complete are held."""
+    report.claimed, total = _probe(path)
+    report.available = total
+    sampled = sorted(_indices("even", n, total) or ())
+    runs = {} if total < length else {
+        i: range(min(i, total - length), min(i, total - length) + length) for i in sampled
+    }  # fmt: skip
+    in_runs = set().union(*runs.values())
+    need = {i: "rgb" for i in sampled} | {i: "luma" for i in in_runs - set(sampled)}
+    need |= {i: "both" for i in in_runs & set(sampled)}
+    held: dict[int, Frame] = {}
+    todo = deque(sampled)
+
+    def ready(upto: int | None) -> Iterator[Frame]:
+        while todo and (upto is None or runs.get(todo[0], range(todo[0], todo[0] + 1))[-1] <= upto):
+            i = todo.popleft()
+            if i in held and held[i].image.ndim == 3:  # else it would not decode
+                r = runs.get(i)
+                run = (tuple(_luma_of(held[k]) for k in r)
+                       if r and all(k in held for k in r) else None)  # fmt: skip
+                yield replace(held[i], run=run, luma=None)
+            keep = set(todo).union(*(runs.get(q, ()) for q in todo))
+            for k in [k for k in held if k not in keep]:
+                del held[k]
+
+    for frame in inner_fn(path, "even", n, max_side, report, indices=need):
+        held[frame.index] = frame
+        yield from ready(frame.index)
+    yield from ready(None)
+
+
+#: pixel formats whose first plane is the luma, one byte a pixel
+_Y_FIRST = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv411p",
+            "yuv440p", "nv12", "nv21", "gray")  # fmt: skip
+
+
+def _av_luma(frame: av.VideoFrame, size: dict[str, int]) -> np.ndarray:
+    """(H, W) uint8 luma of a decoded frame: its own Y plane, copied (a conversion costs
+    several times the decoding), or converted when it has none or must be resized. The Y
+    plane keeps the file's range (16-235 for most video): the temporal residuals compare
+    ratios of changes, which a range does not move."""
+    if not size and frame.format.name in _Y_FIRST:
+        pl = frame.planes[0]
+        rows = np.frombuffer(pl, np.uint8).reshape(pl.height, pl.line_size)
+        return rows[:, : pl.width].copy()
+    return frame.reformat(format="gray", **size).to_ndarray()
+
+
+def _luma_of(frame: Frame) -> np.ndarray:
+    """A decoded frame's luma: its image when only luma was decoded, else its luma field."""
+    return frame.image if frame.image.ndim == 2 else frame.luma
+
+
+def _iter_av(
+    path: str | Path, mode: SampleMode, n: int, max_side: int | None, report: SampleReport,
+    indices: dict[int, str] | None = None,
+) -> Iterator[Frame]:
+    """Frames of a container (mp4, mkv, avi, webm, mov) decoded with PyAV. ``indices``: just
+    these display indices, each as ``rgb``, ``luma`` (the image is the (H, W) luma plane) or
+    ``both`` (RGB, and the luma in ``Frame.luma``); the frames between are decoded, never
+    converted."""
     total = 0
-    if mode == "even":
+    if mode == "even" and indices is None:
         report.claimed, total = _probe(path)
         report.available = total
-    wanted = _indices(mode, n, total)
+    wanted = set(indices) if indices is not None else _indices(mode, n, total)
     last = max(wanted) if wanted else (n - 1 if mode == "first" else None)
     yielded = 0
     with _open(path) as container:
@@ -285,16 +375,21 @@ def _iter_av(
                         break
                     continue
                 _check_frame_size(frame.width, frame.height)  # the size may change mid-stream
-                img = frame.to_ndarray(format="rgb24")
-                if max_side and max(img.shape[:2]) > max_side:
-                    scale = max_side / max(img.shape[:2])
-                    w = max(1, round(frame.width * scale))
-                    h = max(1, round(frame.height * scale))
-                    img = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+                how = indices.get(idx, "rgb") if indices is not None else "rgb"
+                size: dict[str, int] = {}
+                if max_side and max(frame.width, frame.height) > max_side:
+                    scale = max_side / max(frame.width, frame.height)
+                    size = {"width": max(1, round(frame.width * scale)),
+                            "height": max(1, round(frame.height * scale))}  # fmt: skip
+                luma = _av_luma(frame, size) if how in ("luma", "both") else None
+                img = luma if how == "luma" else (
+                    frame.reformat(format="rgb24", **size).to_ndarray() if size
+                    else frame.to_ndarray(format="rgb24"))  # fmt: skip
                 t = float(frame.time) if frame.time is not None else None
                 yielded += 1
                 key = bool(frame.key_frame) or frame.pict_type == av.video.frame.PictureType.I
-                yield Frame(index=idx, time=t, image=np.ascontiguousarray(img), key=key)
+                yield Frame(index=idx, time=t, image=np.ascontiguousarray(img), key=key,
+                            luma=None if how != "both" else np.ascontiguousarray(luma))
                 if last is not None and idx >= last:
                     break
         except av.error.FFmpegError as exc:
@@ -317,33 +412,6 @@ def read_frames(
 ) -> list[Frame]:
     """List form of :func:`iter_frames`."""
     return list(iter_frames(path, mode=mode, n=n, max_side=max_side, report=report))
-
-
-def read_windows(
-    path: str | Path, windows: int, length: int, max_side: int | None = None
-) -> list[list[Frame]]:
-    """``windows`` runs of ``length`` consecutive frames, evenly spaced over the video (as
-    the temporal residuals read them: :mod:`noisetrace.residuals.temporal`). Fewer runs when
-    the video is short (runs may overlap, no two start at the same frame); none when it has
-    fewer than ``length`` frames. Decodes up to the last frame needed, once."""
-    if windows < 1 or length < 1:
-        raise ValueError(f"windows and length must be at least 1, got {windows}, {length}")
-    total = count_frames(path)
-    if total < length:
-        return []
-    starts = np.unique(np.linspace(0, total - length, windows).astype(int))
-    slots: dict[int, list[int]] = {}  # frame index -> the runs holding it (runs may overlap)
-    for i, s in enumerate(starts):
-        for k in range(length):
-            slots.setdefault(int(s) + k, []).append(i)
-    out: list[list[Frame]] = [[] for _ in starts]
-    last = int(starts[-1]) + length - 1
-    for frame in iter_frames(path, mode="all", max_side=max_side):
-        for i in slots.get(frame.index, ()):
-            out[i].append(frame)
-        if frame.index >= last:
-            break
-    return [w for w in out if len(w) == length]
 
 
 def write_video(

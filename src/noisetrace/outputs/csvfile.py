@@ -1,6 +1,6 @@
 """``--csv FILE``: every record as a CSV row (the fields of a record, per-frame scores left
-out, provenance as a one-line summary in the column ``provenance``, judged faces as compact
-JSON in ``face_boxes``), written atomically
+out, provenance as a one-line summary in the column ``provenance``, judged faces and the
+temporal evidence as compact JSON in ``face_boxes`` and ``temporal``), written atomically
 when the scan ends, interrupted or not. After ``--resume`` it holds the whole scan, earlier
 records first."""
 
@@ -43,8 +43,9 @@ def write_csv(path: str | Path, records: Iterable[Record]) -> None:
         for rec in records:
             row = {k: ("" if v is None else v) for k, v in rec.items()}
             row["provenance"] = _provenance_cell(rec.get("provenance"))
-            boxes = rec.get("face_boxes")  # compact JSON: one cell, machine-readable
-            row["face_boxes"] = "" if boxes is None else json.dumps(boxes, separators=(",", ":"))
+            for k in ("face_boxes", "temporal"):  # compact JSON: one cell, machine-readable
+                v = rec.get(k)
+                row[k] = "" if v is None else json.dumps(v, separators=(",", ":"))
             w.writerow(row)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from noisetrace.outputs.base import OutputFormat, OutputOptions, RecordSink
-from noisetrace.outputs.records import Record, for_table
+from noisetrace.outputs.records import Record, for_table, for_terminal
 
 TABLE_LIMIT = 10_000  # records shown in the terminal table; files hold them all
 COLUMNS = ("file", "kind", "score", "verdict", "frames", "seconds", "error")
@@ -93,12 +93,18 @@ def print_table(records: list[Record], model: str, threshold: float, console: An
     faces_col = any(r.get("face_threshold") is not None for r in rows)
     if faces_col:
         width = max(_MIN_PATH - 4, width - 12)
+    # Face models on video: the jitter index and the share of calibration reals above it.
+    jitter_col = any(isinstance(r.get("temporal"), dict) for r in rows)
+    if jitter_col:
+        width = max(_MIN_PATH - 4, width - 14)
     table = Table(title=f"noisetrace · model {model} · threshold {threshold:.2f}")
     table.add_column("file", no_wrap=True)
     for col in COLUMNS[1:]:
         if col == "verdict" and faces_col:
             table.add_column("faces", no_wrap=True)
         table.add_column(col, overflow="fold")
+        if col == "verdict" and jitter_col:
+            table.add_column("jitter (reals above)", no_wrap=True)
     for r in rows:
         score, frames, seconds = r.get("score"), r.get("frames"), r.get("seconds")
         verdict = str(r.get("verdict") or "")
@@ -108,12 +114,26 @@ def print_table(records: list[Record], model: str, threshold: float, console: An
             fs, n = r.get("face_score"), r.get("faces") or 0
             judged = r.get("face_threshold") is not None  # errors have no face judgement
             cells.append(f"{fs:.3f}·{n}" if fs is not None else "none" if judged else "")
+        late = [_jitter_cell(r.get("temporal"))] if jitter_col else []
         table.add_row(
-            *cells, Text(verdict, style=_COLOUR.get(verdict, "")),
+            *cells, Text(verdict, style=_COLOUR.get(verdict, "")), *late,
             "" if frames is None else str(frames),
             "" if seconds is None else f"{seconds:.2f}", Text(r.get("error") or ""),
         )  # fmt: skip
     console.print(table)
+
+
+def _jitter_cell(t: Any) -> Any:
+    """``+0.120 (2%)``, red when unusual for a real video; why not, when it could not be read."""
+    from rich.text import Text
+
+    if not isinstance(t, dict):
+        return ""
+    if "jitter_index" not in t:
+        return Text(for_terminal(str(t.get("error", "none")))[:14])
+    above = t.get("real_above")
+    text = f"{t['jitter_index']:+.3f}" + ("" if above is None else f" ({above:.0%})")
+    return Text(text, style="red" if t.get("unusual") else "")
 
 
 def _open(value: Any, o: OutputOptions) -> TableSink:

@@ -39,7 +39,8 @@ def ring_mask(size: int, scale: float = 1.3) -> np.ndarray:
 def frame_changes(window: np.ndarray, scale: float = 1.3, highpass: bool = False) -> np.ndarray:
     """Log mean absolute change between consecutive frames, face and ring.
 
-    ``window``: (T, S, S, 3) uint8 RGB crops of T >= 2 consecutive frames, one square.
+    ``window``: (T, S, S, 3) uint8 RGB crops of T >= 2 consecutive frames, one square, or
+    their (T, S, S) luma.
     ``highpass``: the change of the 4-neighbour Laplacian of the luma instead of the luma
     itself (texture and noise, not shading). Returns (T - 1, 2) float32: per frame pair,
     ``[log change inside the face, log change in the ring]``.
@@ -61,7 +62,9 @@ def frame_jitter(window: np.ndarray, scale: float = 1.3, highpass: bool = False)
     goes (sensor noise, a face re-rendered every frame) makes both alike and the value near
     0. Expression and pose move the face more than its ring, so a filmed face reads lower
     than its ring; a rendered one's jitter lifts it. ``window``: (T, S, S, 3) uint8 RGB
-    crops of T >= 3 consecutive frames, one square. Returns (T - 2, 2) float32:
+    crops of T >= 3 consecutive frames, one square, or their (T, S, S) luma (the value is
+    nearly the same for any luma scaled or offset: only ratios of changes enter). Returns
+    (T - 2, 2) float32:
     ``[face, ring]`` per triple.
     """
     y = _luma(window, 3, highpass)
@@ -82,12 +85,14 @@ def jitter_index(jitter: np.ndarray) -> float:
 
 
 def _luma(window: np.ndarray, min_frames: int, highpass: bool) -> np.ndarray:
-    """(T, S, S) float32 luma (or its Laplacian) of a (T, S, S, 3) window, checked."""
-    if window.ndim != 4 or window.shape[-1] != 3 or window.shape[1] != window.shape[2]:
-        raise ValueError(f"expected (T, S, S, 3) square crops, got {window.shape}")
+    """(T, S, S) float32 luma (or its Laplacian) of a (T, S, S, 3) RGB window or of a
+    (T, S, S) window that is luma already, checked."""
+    rgb = window.ndim == 4 and window.shape[-1] == 3
+    if not (rgb or window.ndim == 3) or window.shape[1] != window.shape[2]:
+        raise ValueError(f"expected (T, S, S, 3) or (T, S, S) square crops, got {window.shape}")
     if len(window) < min_frames:
         raise ValueError(f"a window needs at least {min_frames} frames, got {len(window)}")
-    y = window.astype(np.float32) @ LUMA
+    y = window.astype(np.float32) @ LUMA if rgb else window.astype(np.float32)
     if highpass:
         y = np.stack([ndimage.convolve(f, LAPLACIAN, mode="nearest") for f in y])
     return y

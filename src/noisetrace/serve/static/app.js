@@ -261,6 +261,7 @@ function show(entry) {
   const thr = rec.threshold ?? state.threshold;
   $("score-text").textContent = `fake score ${fmtScore(rec.score)} (threshold ${thr.toFixed(2)})`;
   renderFaceScore(rec);
+  renderTemporal(rec);
 
   const bar = $("bar");
   const fill = $("bar-fill");
@@ -308,6 +309,26 @@ function renderFaceScore(rec) {
   el.textContent = `faces: ${fmtScore(rec.face_score)} (${count}; threshold ` +
     `${rec.face_threshold.toFixed(2)})`;
   el.dataset.verdict = faceIsFake(rec, rec.face_score) ? "fake" : "real";
+}
+
+// Face models on video: the jitter index, evidence beside the score (never in it).
+function renderTemporal(rec) {
+  const el = $("temporal-text");
+  const t = rec.temporal;
+  el.hidden = !t;
+  if (!t) return;
+  if (t.jitter_index === undefined) {
+    el.textContent = `face jitter: not measured (${t.error || "no face"})`;
+    el.dataset.unusual = "";
+    return;
+  }
+  let text = `face jitter: ${t.jitter_index >= 0 ? "+" : ""}${t.jitter_index.toFixed(3)}`;
+  if (t.real_above !== null && t.real_above !== undefined) {
+    text += ` (${Math.round(t.real_above * 100)}% of ${t.calibrated_on} real videos higher` +
+      `${t.unusual ? ": unusual for a real video" : ""})`;
+  }
+  el.textContent = text;
+  el.dataset.unusual = t.unusual ? "true" : "";
 }
 
 function claimText(c) {

@@ -1,0 +1,207 @@
+"""The jitter index on the scan path: a face model with a temporal calibration reads each
+sampled frame with the run of frames after it in the same pass
+(``media.video.iter_frames(context=...)``), cuts its largest face from the run
+(``Detector.run_jitter``) and reports the index beside the score
+(``Detector.jitter_evidence``), in every output."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from conftest import save_tiny_model
+from PIL import Image
+from skimage import data
+
+from noisetrace.cli import main
+from noisetrace.detector import UNUSUAL, Detector
+from noisetrace.media.crops import cut
+from noisetrace.media.video import SampleReport, iter_frames, write_video
+from noisetrace.residuals.temporal import LUMA, frame_jitter, jitter_index
+from noisetrace.zoo import load_detector
+
+N_FRAMES = 12
+TEMPORAL = {"frames": 6, "size": 64, "highpass": True,
+            "real": [-0.6, -0.5, -0.4, -0.35, -0.3]}  # fmt: skip
+
+
+def _frames(rendered: bool, seed: int = 0) -> list[np.ndarray]:
+    """The astronaut, her face turning (its middle slides one pixel a frame, a change that
+    keeps going) against a still background, sensor noise in every frame; ``rendered``: the
+    middle of her face re-drawn each frame with fresh texture, as a face swapped frame by
+    frame is re-rendered (a change that comes and goes)."""
+    rng = np.random.default_rng(seed)
+    img = data.astronaut().astype(np.float32)
+    out = []
+    for i in range(N_FRAMES):
+        f = img.copy()
+        f[80:150, 190:260] = img[80:150, 190 - i : 260 - i]  # inside the ring of her face box
+        if rendered:
+            f[80:150, 190:260] += np.kron(rng.normal(0, 12, (35, 35, 1)), np.ones((2, 2, 3)))
+        f += rng.normal(0, 1.0, f.shape)
+        out.append(np.clip(f, 0, 255).astype(np.uint8))
+    return out
+
+
+@pytest.fixture(scope="module")
+def face_model(tmp_path_factory):
+    d = save_tiny_model(tmp_path_factory.mktemp("jitter_model"), "tinyjitter", 1,
+                        input="face", threshold=0.5, temporal=TEMPORAL,
+                        video_frames=2)  # fmt: skip
+    return Detector.load(d, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("jitter_clips")
+    for name, rendered in (("filmed", False), ("rendered", True)):
+        write_video(d / f"{name}.mp4", _frames(rendered), fps=12, bit_rate=20_000_000)
+    Image.fromarray(data.coffee()).save(d / "noface.png")
+    write_video(d / "noface.mp4", [data.coffee()] * N_FRAMES, fps=12)
+    return d
+
+
+def test_sampled_frames_carry_their_runs(clips):
+    every = {f.index: f.image for f in iter_frames(clips / "filmed.mp4", mode="all")}
+    plain = list(iter_frames(clips / "filmed.mp4", n=3))
+    report = SampleReport()
+    got = list(iter_frames(clips / "filmed.mp4", n=3, context=4, report=report))
+    # the same sampled frames as without runs (0, 6, 11), the last run ending at the end
+    assert [f.index for f in got] == [f.index for f in plain] == [0, 6, 11]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(got, plain, strict=True))
+    assert all(f.run is None for f in plain)
+    for f, start in zip(got, (0, 6, 8), strict=True):
+        assert len(f.run) == 4 and f.luma is None
+        for k, y in enumerate(f.run):  # the frames' own luma, decoded once
+            rgb = every[start + k].astype(np.float32)
+            assert y.shape == rgb.shape[:2] and y.dtype == np.uint8
+            assert np.corrcoef(y.ravel(), (rgb @ LUMA).ravel())[0, 1] > 0.99
+    assert report.decoded == 3 and report.note is None
+    # a video shorter than a run: the frames, without runs
+    assert all(f.run is None for f in iter_frames(clips / "filmed.mp4", n=3, context=13))
+    with pytest.raises(ValueError, match="even"):
+        list(iter_frames(clips / "filmed.mp4", mode="all", context=4))
+
+
+def test_animated_images_carry_runs_too(tmp_path):
+    frames = [Image.fromarray(np.full((16, 16, 3), 20 * i, np.uint8)) for i in range(8)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:], duration=50)
+    got = list(iter_frames(tmp_path / "a.gif", n=2, context=3))
+    assert [f.index for f in got] == [0, 7]
+    assert [int(x[0, 0]) for x in got[1].run] == [100, 120, 140]  # grey: luma = level
+
+
+def _evidence(model, frames: list[np.ndarray]) -> dict:
+    runs = [frames[:6], frames[6:]]
+    return model.jitter_evidence([model.run_jitter(r, r[0]) for r in runs])
+
+
+def test_run_jitter_is_frame_jitter_of_its_own_face_crops(face_model):
+    """Reference output: the square of the largest face the model's own search finds in the
+    sampled frame, cut from every frame of the run, through frame_jitter and jitter_index."""
+    frames = _frames(rendered=True)
+    got = _evidence(face_model, frames)
+    rows = []
+    for run in (frames[:6], frames[6:]):
+        crops = face_model.face_cropper.crops(run[0], no_face="skip")
+        box = max((c for c in crops if c.kind == "face"),
+                  key=lambda c: c.face.width * c.face.height).box  # fmt: skip
+        rows.append(frame_jitter(np.stack([cut(f, box, 64) for f in run]), highpass=True))
+    want = jitter_index(np.concatenate(rows))
+    assert got["jitter_index"] == pytest.approx(want, abs=1e-4)
+    assert got["runs"] == 2 and got["calibrated_on"] == len(TEMPORAL["real"])
+    above = float(np.mean(np.array(TEMPORAL["real"]) > want))
+    assert got["real_above"] == pytest.approx(above) and got["unusual"] == (above < UNUSUAL)
+
+
+def test_a_face_rendered_every_frame_jitters_more_than_a_filmed_one(face_model):
+    filmed, rendered = _evidence(face_model, _frames(False)), _evidence(face_model, _frames(True))
+    assert rendered["jitter_index"] > filmed["jitter_index"] + 0.2
+    assert rendered["unusual"] and not filmed["unusual"]
+
+
+def test_no_face_gives_no_evidence(face_model):
+    assert face_model.run_jitter([data.coffee()] * 3, data.coffee()) is None
+    assert face_model.jitter_evidence([]) is None
+
+
+def test_scan_reports_the_index_beside_the_score(face_model, clips):
+    filmed, rendered = (face_model.scan(clips / f"{n}.mp4") for n in ("filmed", "rendered"))
+    assert filmed.error is None and rendered.error is None
+    # (MPEG-4 smooths the re-rendered texture a little: a smaller gap than on the frames)
+    assert rendered.temporal["jitter_index"] > filmed.temporal["jitter_index"] + 0.1
+    assert filmed.temporal["runs"] == 2 and rendered.temporal["unusual"]
+    # The score is the frame model's alone, from the same sampled frames: the same with the
+    # calibration taken away.
+    face_model.config.temporal = None
+    try:
+        plain = face_model.scan(clips / "rendered.mp4")
+    finally:
+        face_model.config.temporal = TEMPORAL
+    assert plain.temporal is None and plain.score == pytest.approx(rendered.score, abs=1e-9)
+    assert plain.frame_scores == rendered.frame_scores
+    # No face: no evidence, and an image never has any.
+    assert face_model.scan(clips / "noface.mp4").temporal is None
+    assert face_model.scan(clips / "noface.png").temporal is None
+
+
+def test_a_failure_in_the_runs_is_reported_and_the_score_stands(face_model, clips,
+                                                                monkeypatch):  # fmt: skip
+    def broken(run, anchor):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(face_model, "run_jitter", broken)
+    r = face_model.scan(clips / "rendered.mp4")
+    assert r.error is None and r.score is not None
+    assert r.temporal == {"error": "RuntimeError: boom"}
+
+
+def test_every_output_carries_it(face_model, clips, tmp_path, capsys):
+    model_dir = tmp_path / "m"
+    face_model.save(model_dir)
+    out_csv, out_jsonl = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    rc = main(["scan", str(clips / "rendered.mp4"), str(clips / "noface.png"), "--model",
+               str(model_dir), "--csv", str(out_csv), "--jsonl", str(out_jsonl)])  # fmt: skip
+    assert rc == 0
+    recs = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
+    assert recs[0]["temporal"]["runs"] == 2 and recs[1]["temporal"] is None
+    rows = list(csv.DictReader(out_csv.open()))
+    assert json.loads(rows[0]["temporal"]) == recs[0]["temporal"] and rows[1]["temporal"] == ""
+    table = capsys.readouterr().out
+    assert "jitter" in table and f"{recs[0]['temporal']['jitter_index']:+.3f}" in table
+
+
+def test_whole_and_faces_reports_the_face_models_index(face_model, tiny_model_dir, clips,
+                                                       tmp_path):  # fmt: skip
+    face_model.save(tmp_path / "f")
+    combo = load_detector(f"{tiny_model_dir}+{tmp_path / 'f'}", device="cpu")
+    r = combo.scan(clips / "rendered.mp4")
+    # from the frames the combined scan samples (the whole-image model's count)
+    n = combo.config.video_frames
+    assert r.temporal == face_model.scan(clips / "rendered.mp4", video_frames=n).temporal
+
+
+def test_runs_reuse_the_face_search_of_the_scan(face_model, clips, monkeypatch):
+    """The run of each sampled frame is cut around the face the scan found in that frame:
+    measuring adds no face search, alone or beside a whole-image model."""
+    from noisetrace.media import faces
+
+    calls = {"n": 0}
+    for name in ("detect", "detect_near"):
+        orig = getattr(faces.FaceDetector, name)
+
+        def counted(self, *a, _orig=orig, **kw):
+            calls["n"] += 1
+            return _orig(self, *a, **kw)
+
+        monkeypatch.setattr(faces.FaceDetector, name, counted)
+    face_model.scan(clips / "rendered.mp4", video_frames=6)
+    with_runs = calls["n"]
+    face_model.config.temporal, calls["n"] = None, 0
+    try:
+        face_model.scan(clips / "rendered.mp4", video_frames=6)
+    finally:
+        face_model.config.temporal = TEMPORAL
+    assert with_runs == calls["n"] > 0
