@@ -125,7 +125,16 @@ def main() -> None:
                     help="model folder to compare with (benchmarks/select_faces.py builds MesoNet)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--card", help="also add the table to this fitted model's card")
+    ap.add_argument("--reuse", action="store_true", help="take the table of an earlier run "
+                    "from --out (faces_lofo.json) instead of refitting, e.g. with --card")
     a = ap.parse_args()
+    if a.reuse:
+        got = json.loads((Path(a.out) / "faces_lofo.json").read_text())
+        md = render(got["rows"], got["real_fpr"])
+        print(md)
+        if a.card:
+            add_to_card(a, got["rows"], md)
+        return
     recipe = HeadRecipe.from_yaml(a.config, cache=a.cache)
     samples = recipe.corpus()
     feats = Features(recipe, samples, verbose=False)
@@ -201,15 +210,19 @@ def main() -> None:
     md = render(rows, fpr_rows)
     (out / "faces_lofo.md").write_text(md)
     print(md)
-    if a.card:  # the fitted model's card gets this table (card.json and MODEL_CARD.md)
-        from noisetrace.heads.fit import write_card
+    if a.card:
+        add_to_card(a, rows, md)
 
-        card = json.loads((Path(a.card) / "card.json").read_text())
-        card["video_lofo"] = {"command": "python benchmarks/faces_lofo.py --config "
-                                         f"{a.config} --peer <MesoNet model folder>",
-                              "markdown": md,
-                              "weak": own_reals_weak(rows)}  # fmt: skip
-        write_card(a.card, card)
+
+def add_to_card(a: argparse.Namespace, rows: list[dict], md: str) -> None:
+    """The fitted model's card gets this table (card.json and MODEL_CARD.md)."""
+    from noisetrace.heads.fit import write_card
+
+    card = json.loads((Path(a.card) / "card.json").read_text())
+    card["video_lofo"] = {"command": "python benchmarks/faces_lofo.py --config "
+                                     f"{a.config} --peer <MesoNet model folder>",
+                          "markdown": md, "weak": own_reals_weak(rows)}  # fmt: skip
+    write_card(a.card, card)
 
 
 if __name__ == "__main__":

@@ -93,10 +93,11 @@ def print_table(records: list[Record], model: str, threshold: float, console: An
     faces_col = any(r.get("face_threshold") is not None for r in rows)
     if faces_col:
         width = max(_MIN_PATH - 4, width - 12)
-    # Face models on video: the jitter index and the share of calibration reals above it.
+    # Face models on video: the jitter index and (in brackets) the share of the model's real
+    # calibration videos above it; red when unusual for a real video.
     jitter_col = any(isinstance(r.get("temporal"), dict) for r in rows)
     if jitter_col:
-        width = max(_MIN_PATH - 4, width - 14)
+        width = max(_MIN_PATH - 4, width - 15)
     table = Table(title=f"noisetrace · model {model} · threshold {threshold:.2f}")
     table.add_column("file", no_wrap=True)
     for col in COLUMNS[1:]:
@@ -104,7 +105,7 @@ def print_table(records: list[Record], model: str, threshold: float, console: An
             table.add_column("faces", no_wrap=True)
         table.add_column(col, overflow="fold")
         if col == "verdict" and jitter_col:
-            table.add_column("jitter (reals above)", no_wrap=True)
+            table.add_column("jitter", no_wrap=True)
     for r in rows:
         score, frames, seconds = r.get("score"), r.get("frames"), r.get("seconds")
         verdict = str(r.get("verdict") or "")
@@ -130,7 +131,7 @@ def _jitter_cell(t: Any) -> Any:
     if not isinstance(t, dict):
         return ""
     if "jitter_index" not in t:
-        return Text(for_terminal(str(t.get("error", "none")))[:14])
+        return Text(for_terminal(str(t.get("error", "none")))[:11])
     above = t.get("real_above")
     text = f"{t['jitter_index']:+.3f}" + ("" if above is None else f" ({above:.0%})")
     return Text(text, style="red" if t.get("unusual") else "")
