@@ -5,7 +5,9 @@ For each detector and runtime it measures, on the same generated inputs:
 - model-only images/s at 256x256, batch 16;
 - seconds per megapixel at full resolution (a 12 MP image, tiled as scanning does);
 - images/s end to end on typical photos: 3 MP (2000x1500) camera-like JPEGs, 2 workers;
-- video frames/s end to end on a 640x480 clip of a face (decode + score; face models such as
+- video frames/s end to end on a 640x480 clip of a face (decode + score; `faces` also with
+  its jitter index off: here every one of the clip's 60 frames is sampled, each with its run
+  of 12, a worst case for the index; face models such as
   the bundled `faces` and MesoNet also find and crop the face in every frame).
 Peers (a plain timm ResNet-50 at 224 px, Corvi's full-resolution ResNet-50, MesoNet) run with
 random weights (speed does not depend on them) and, being heavy, on fewer inputs: 8 files, a
@@ -70,6 +72,10 @@ def detectors(quick: bool) -> list[tuple[str, Detector, bool]]:
         first = load_detector(name, backend="torch")
         if first.config.arch in ("fusion", "feature-head"):  # ONNX Runtime + NumPy heads only
             out.append((f"{name} [{first.backend}]", first, False))
+            if first.config.temporal:  # what the jitter index beside the score costs on video
+                off = load_detector(name, backend="torch")
+                off.config.temporal = None
+                out.append((f"{name} without jitter index [{off.backend}]", off, False))
             continue
         for backend in ("torch", "onnx"):
             out.append((f"{name} [{backend}]", load_detector(name, backend=backend), False))
