@@ -19,12 +19,16 @@ jitters more; and the videos called ``unusual`` (fewer than 5% of the reference 
 reach them) when each source's reals are left out of the reference, the way a new real
 video meets the shipped calibration. Per-video values go to ``--out``/flicker.json, the
 calibration (every real video's index, the settings) to ``--out``/temporal.json: the
-``temporal`` block of a face model's config. Nothing is fitted: the sign is fixed in
-advance (a rendered face jitters more).
+``temporal`` block of a face model's config. The index itself is not fitted: its sign is
+fixed in advance (a rendered face jitters more).
 
 With ``--lofo`` (a ``benchmarks/faces_lofo.py`` output folder) the held-out frame model's
-video scores are set beside the index and combined with it, each standardised on real
-videos.
+video scores are set beside the index and combined with it: without fakes (each standardised
+on real videos; sum, maximum) and learned (a logistic regression on the two, validated by
+leaving each video source out, :func:`learned_combination`). With ``--lofo`` and ``--into``
+the learned combination, fitted on every source (:func:`fit_combination`), goes into the
+model's ``temporal["combine"]``: scanning a video then scores the combination
+(``Detector.temporal_score``).
 """
 
 from __future__ import annotations
@@ -211,6 +215,153 @@ def print_fusion(rows: list[dict], lofo: Path, held_out: str = "face-deepfaceliv
             print(f"| {t} | {name} | {cells[0]} | {cells[1]} | {caught:.2f} |")
 
 
+#: Video sources of the flicker rows (manifest folders) -> the face corpus's fake family.
+SOURCE_FAMILY = {"deepfacelive": "face-deepfacelive",
+                 "icpr2020dfdc_ffpp_dfdc_videos": "face-dfdc-videos",
+                 "talking-anitalker": "face-anitalker", "talking-dreamtalk": "face-dreamtalk",
+                 "talking-edtalk": "face-edtalk"}  # fmt: skip
+
+
+def held_out_video_scores(rows: list[dict], lofo: Path, transform: str
+                          ) -> dict[str, dict[tuple[str, str], float]]:  # fmt: skip
+    """family -> {(source/path, label): video score of the frame model held out of that
+    family} for every flicker row the corpus has (fakes of the family, reals out of fold),
+    the frames aggregated as the shipped ``faces`` aggregates them."""
+    from noisetrace.metrics import aggregate_by_group
+
+    agg = load_detector("faces").config.video_aggregate
+    z = np.load(lofo / "scores.npz", allow_pickle=True)
+    keys, y = z["keys"], z["y"]
+    label = dict(zip(keys, y, strict=True))
+    wanted = {f"{r['source']}/{r['path']}" for r in rows}
+    out: dict[str, dict[tuple[str, str], float]] = {}
+    for fam in sorted(set(SOURCE_FAMILY.values())):
+        if f"{fam}|{transform}" not in z.files:
+            continue
+        s = z[f"{fam}|{transform}"]
+        ok = np.isfinite(s)
+        got: dict[tuple[str, str], float] = {}
+        for key, v in zip(*aggregate_by_group(keys[ok], s[ok], agg), strict=True):
+            path = key.split("|", 1)[1].replace("\\", "/")
+            hit = [w for w in wanted if path.endswith(w)]
+            if len(hit) == 1:
+                got[(hit[0], "fake" if label[key] == 1 else "real")] = float(v)
+        out[fam] = got
+    return out
+
+
+def learned_combination(rows: list[dict], lofo: Path, transform: str = "matched90",
+                        folds: int = 5, seed: int = 0) -> tuple[str, list[dict]]:  # fmt: skip
+    """A logistic regression on (frame-model logit, jitter index), validated by leaving each
+    video source out: for held-out source S it is fitted on the other sources' fake videos
+    (each scored by the frame model held out of its own source) and on real videos of other
+    sources than S, in ``folds`` folds of the reals, so no real video is scored by a
+    combination fitted on it; S's fakes get the mean of the fold combinations. Both inputs
+    are standardised on the fitting reals. Returns the markdown table and its rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    scores = held_out_video_scores(rows, lofo, transform)
+    own_real = {"deepfacelive": "deepfacelive", "talking-edtalk": "talking-real-edtalk",
+                "icpr2020dfdc_ffpp_dfdc_videos": "icpr2020dfdc_ffpp_dfdc_videos"}  # fmt: skip
+    jit = {(f"{r['source']}/{r['path']}", r["label"]): (r["jitter"], r["source"]) for r in rows}
+    md = ["| held-out source | fake / real videos | frame model | jitter index | learned "
+          "combination | weights (frame, jitter) | caught at 5% of reals: frame / learned |",
+          "|---|---|---|---|---|---|---|"]  # fmt: skip
+    table_rows = []
+    rng = np.random.default_rng(seed)
+    for src, fam in SOURCE_FAMILY.items():
+        if fam not in scores:
+            continue
+        test = scores[fam]
+        fakes = [k for k in test if k[1] == "fake" and k in jit and jit[k][1] == src]
+        reals = [k for k in test if k[1] == "real" and k in jit]
+        # The combiner's fakes: every other source's fakes under their own held-out model.
+        train_f = [(scores[f2][k], jit[k][0]) for s2, f2 in SOURCE_FAMILY.items()
+                   if s2 != src and f2 in scores
+                   for k in scores[f2] if k[1] == "fake" and k in jit and jit[k][1] == s2]
+        if not fakes or len(train_f) < 5:
+            continue
+        fold = rng.integers(0, folds, len(reals))
+        x_real = np.array([(test[k], jit[k][0]) for k in reals])
+        x_fake = np.array([(test[k], jit[k][0]) for k in fakes])
+        out_real = np.zeros(len(reals))
+        out_fake = np.zeros(len(fakes))
+        w_sum = np.zeros(2)
+        fit_ok = np.array([jit[k][1] != own_real.get(src, src) for k in reals])
+        for f in range(folds):
+            fit_r = x_real[(fold != f) & fit_ok]
+            X = np.vstack([np.array(train_f), fit_r])
+            X = np.column_stack([_logit(X[:, 0]), X[:, 1]])
+            mu, sd = X[len(train_f):].mean(0), X[len(train_f):].std(0) + 1e-9
+            yy = np.r_[np.ones(len(train_f)), np.zeros(len(fit_r))]
+            lr = LogisticRegression(C=1.0, class_weight="balanced").fit((X - mu) / sd, yy)
+            w_sum += lr.coef_[0] / folds
+
+            def dec(x: np.ndarray, lr=lr, mu=mu, sd=sd) -> np.ndarray:
+                return lr.decision_function((np.column_stack([_logit(x[:, 0]), x[:, 1]]) - mu) / sd)
+
+            out_real[fold == f] = dec(x_real[fold == f])
+            out_fake += dec(x_fake) / folds
+        y = np.r_[np.ones(len(fakes)), np.zeros(len(reals))]
+        cells = {name: np.r_[a, b] for name, a, b in (
+            ("frame", x_fake[:, 0], x_real[:, 0]), ("jitter", x_fake[:, 1], x_real[:, 1]),
+            ("learned", out_fake, out_real))}  # fmt: skip
+        auc = {n: binary_metrics(y, v)["auc"] for n, v in cells.items()}
+        caught = {n: float(np.mean(v[y == 1] > np.quantile(v[y == 0], 0.95)))
+                  for n, v in cells.items()}  # fmt: skip
+        table_rows.append({"source": src, "fakes": len(fakes), "reals": len(reals), **auc,
+                           "caught": caught, "weights": w_sum.round(2).tolist()})
+        md.append(f"| {src} | {len(fakes)} / {len(reals)} | "
+                  + " | ".join(_auc(y, v) for v in cells.values())
+                  + f" | {w_sum[0]:.2f}, {w_sum[1]:.2f} | {caught['frame']:.2f} / "
+                  f"{caught['learned']:.2f} |")
+    if table_rows:
+        mean = {n: np.mean([r[n] for r in table_rows]) for n in ("frame", "jitter", "learned")}
+        md.append(f"| **mean** | | **{mean['frame']:.3f}** | **{mean['jitter']:.3f}** | "
+                  f"**{mean['learned']:.3f}** | | |")
+    return "\n".join(md), table_rows
+
+
+def fit_combination(rows: list[dict], lofo: Path, target_fpr: float,
+                    transform: str = "matched90") -> dict:  # fmt: skip
+    """The shipped combination (``Detector.temporal_score``): the logistic regression of
+    :func:`learned_combination` fitted on every video source's fakes (each under the frame
+    model held out of its source) and every real video (its held-out scores' median over
+    the runs), standardised on the reals; ``cut`` lets ``target_fpr`` of the reals through."""
+    from sklearn.linear_model import LogisticRegression
+
+    scores = held_out_video_scores(rows, lofo, transform)
+    jit = {(f"{r['source']}/{r['path']}", r["label"]): (r["jitter"], r["source"]) for r in rows}
+    fakes = [(scores[f][k], jit[k][0]) for s2, f in SOURCE_FAMILY.items() if f in scores
+             for k in scores[f] if k[1] == "fake" and k in jit and jit[k][1] == s2]  # fmt: skip
+    real_keys = sorted({k for f in scores for k in scores[f] if k[1] == "real" and k in jit})
+    reals = [(float(np.median([scores[f][k] for f in scores if k in scores[f]])), jit[k][0])
+             for k in real_keys]  # fmt: skip
+    X = np.array(fakes + reals)
+    X = np.column_stack([_logit(X[:, 0]), X[:, 1]])
+    mu, sd = X[len(fakes):].mean(0), X[len(fakes):].std(0) + 1e-9
+    y = np.r_[np.ones(len(fakes)), np.zeros(len(reals))]
+    lr = LogisticRegression(C=1.0, class_weight="balanced").fit((X - mu) / sd, y)
+    d_real = lr.decision_function((X[len(fakes):] - mu) / sd)
+    cut = float(np.quantile(d_real, 1 - target_fpr))
+    by_source: dict[str, list[bool]] = {}
+    for k, d in zip(real_keys, d_real, strict=True):
+        by_source.setdefault(jit[k][1], []).append(bool(d > cut))
+    return {"coef": [round(float(w), 6) for w in lr.coef_[0]],
+            "intercept": round(float(lr.intercept_[0]), 6),
+            "mean": [round(float(v), 6) for v in mu], "scale": [round(float(v), 6) for v in sd],
+            "cut": round(cut, 6), "target_fpr": target_fpr, "inputs": ["frame logit", "jitter"],
+            "fitted_on": {"fake_videos": len(fakes), "real_videos": len(reals),
+                          "transform": transform},
+            "real_videos_called_fake": {k: round(float(np.mean(v)), 3)
+                                        for k, v in sorted(by_source.items())}}  # fmt: skip
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
 def write_into(model: Path, temporal: dict, markdown: str, args: argparse.Namespace) -> None:
     """Set ``temporal`` in the face model's config.json and this table in its card (both
     rewritten whole, atomically; the rest untouched)."""
@@ -231,9 +382,10 @@ def write_into(model: Path, temporal: dict, markdown: str, args: argparse.Namesp
             "command": f"python benchmarks/faces_flicker.py {manifests} "
                        f"{f'--samples {args.samples} ' if args.samples else ''}"
                        f"--frames {args.frames} --size {args.size}"
-                       f"{' --luma' if args.luma else ''} --out OUT --into {model}",
+                       f"{' --luma' if args.luma else ''}"
+                       f"{' --lofo LOFO' if args.lofo else ''} --out OUT --into {model}",
             "markdown": markdown, "real_videos": len(temporal["real"]),
-            "real_sources": temporal["real_sources"],
+            "real_sources": temporal["real_sources"], "combined": "combine" in temporal,
         }  # fmt: skip
         write_card(model, card)
     print(f"wrote the temporal calibration ({len(temporal['real'])} real videos) into {model}")
@@ -272,10 +424,25 @@ def main() -> None:
     print("\n" + md)
     if all("score" in r for r in rows):
         print("\n" + combination(rows))
-    if args.into:
-        write_into(args.into, json.loads((args.out / "temporal.json").read_text()), md, args)
+    temporal = json.loads((args.out / "temporal.json").read_text())
     if args.lofo:
         print_fusion(rows, args.lofo)
+        for t in ("matched90", "matched65"):
+            md_l, got = learned_combination(rows, args.lofo, t)
+            md_l = (f"Learned combination of the frame model's video score and the jitter "
+                    f"index, each video source left out in turn ({t}); video AUC against "
+                    "every real video (95% CI):\n\n" + md_l)  # fmt: skip
+            print("\n" + md_l)
+            (args.out / f"learned_{t}.json").write_text(json.dumps(got, indent=1))
+            if t == "matched90":
+                md += "\n\n" + md_l
+        if args.into:
+            fpr = float(json.loads((args.into / "card.json").read_text())["recipe"]
+                        .get("target_fpr", 0.03))  # fmt: skip
+            temporal["combine"] = fit_combination(rows, args.lofo, fpr)
+            print("\nshipped combination:", json.dumps(temporal["combine"]))
+    if args.into:
+        write_into(args.into, temporal, md, args)
 
 
 if __name__ == "__main__":

@@ -205,3 +205,83 @@ def test_runs_reuse_the_face_search_of_the_scan(face_model, clips, monkeypatch):
     finally:
         face_model.config.temporal = TEMPORAL
     assert with_runs == calls["n"] > 0
+
+
+#: a learned combination as benchmarks/faces_flicker.py --lofo --into writes it
+COMBINE = {"coef": [0.4, 1.5], "intercept": -0.8, "mean": [0.3, -0.4], "scale": [0.7, 0.2],
+           "cut": 1.1, "target_fpr": 0.03}  # fmt: skip
+
+
+def _expected(frame_score: float, jitter: float, threshold: float) -> float:
+    """Detector.temporal_score written out: sigmoid(logit(thr) + d - cut)."""
+    lg = np.log(frame_score / (1 - frame_score))
+    d = COMBINE["intercept"] + 0.4 * (lg - 0.3) / 0.7 + 1.5 * (jitter + 0.4) / 0.2
+    x = np.log(threshold / (1 - threshold)) + d - COMBINE["cut"]
+    return float(1 / (1 + np.exp(-x)))
+
+
+@pytest.fixture
+def combining(face_model):
+    face_model.config.temporal = {**TEMPORAL, "combine": COMBINE}
+    yield face_model
+    face_model.config.temporal = TEMPORAL
+
+
+def test_a_learned_combination_is_the_video_score(combining, clips):
+    from noisetrace.metrics import aggregate_scores
+
+    plain_rec = combining.scan(clips / "filmed.mp4")
+    t = plain_rec.temporal
+    assert t["combined"] is True
+    frames = np.array(plain_rec.frame_scores, float)
+    # the frames' own score is kept; the video's is the combination of it and the index
+    assert t["frame_score"] == pytest.approx(
+        aggregate_scores(frames, combining.config.video_aggregate), abs=1e-5)
+    assert plain_rec.score == pytest.approx(
+        _expected(t["frame_score"], t["jitter_index"], combining.threshold), abs=1e-4)
+    assert plain_rec.verdict == ("fake" if plain_rec.score >= combining.threshold else "real")
+    # a higher index, the same frame score: a higher video score
+    hi = combining.temporal_score(t["frame_score"], {"jitter_index": t["jitter_index"] + 0.1})
+    assert hi > plain_rec.score
+    # at d == cut the score sits on the threshold
+    z = np.log(0.6 / 0.4)
+    j = -0.4 + 0.2 * (COMBINE["cut"] - COMBINE["intercept"] - 0.4 * (z - 0.3) / 0.7) / 1.5
+    assert combining.temporal_score(0.6, {"jitter_index": j}) == pytest.approx(
+        combining.threshold, abs=1e-9)
+
+
+def test_no_index_no_combination(combining, clips):
+    assert combining.temporal_score(0.7, None) is None
+    assert combining.temporal_score(0.7, {"error": "boom"}) is None
+    assert combining.temporal_score(float("nan"), {"jitter_index": 0.1}) is None
+    r = combining.scan(clips / "noface.mp4")
+    assert r.temporal is None and r.error is None  # the frame score stands
+    combining.config.temporal = TEMPORAL  # a model without a combination: beside, not in
+    r = combining.scan(clips / "filmed.mp4")
+    assert "combined" not in r.temporal and "frame_score" not in r.temporal
+
+
+def test_whole_and_faces_combines_as_the_face_model_alone(combining, tiny_model_dir, clips,
+                                                          tmp_path):  # fmt: skip
+    combining.save(tmp_path / "f")
+    combo = load_detector(f"{tiny_model_dir}+{tmp_path / 'f'}", device="cpu")
+    r = combo.scan(clips / "rendered.mp4")
+    alone = load_detector(str(tmp_path / "f"), device="cpu").scan(
+        clips / "rendered.mp4", video_frames=combo.config.video_frames)
+    assert r.temporal["combined"] and r.face_score == pytest.approx(alone.score, abs=1e-9)
+    assert r.temporal["frame_score"] == pytest.approx(alone.temporal["frame_score"], abs=1e-9)
+
+
+def test_evaluate_scores_a_video_as_scan_does(combining, clips):
+    """One path from a file to its score: evaluate's as-stored condition gives the scan's
+    video score, the jitter index combined in."""
+    from noisetrace.data.manifest import Sample
+    from noisetrace.evaluate.protocols import Condition, EvalOptions, score_conditions
+
+    paths = [clips / "filmed.mp4", clips / "rendered.mp4", clips / "noface.mp4"]
+    scanned = [combining.scan(p) for p in paths]
+    assert scanned[0].temporal["combined"] and scanned[2].temporal is None
+    sc = score_conditions(combining, [Sample(str(p), 0) for p in paths], [Condition()],
+                          EvalOptions())  # fmt: skip
+    np.testing.assert_allclose(sc.probs[Condition().name], [r.score for r in scanned],
+                               atol=1e-9)  # fmt: skip

@@ -287,11 +287,17 @@ def test_model_card_names_branch_count_and_video_score():
     weak = md.split("## Where it is weak")[1].split("## ")[0]
     assert "face-deepfacelive's fakes against the same source's real videos" in weak
     assert json.loads((d / "config.json").read_text())["video_aggregate"] == "top25"
-    # The jitter index: calibrated on real videos alone, reported beside the score.
+    # The jitter index: calibrated on real videos, combined into the video score by a
+    # regression validated by leaving each video source out (its table is in the card).
     t = json.loads((d / "config.json").read_text())["temporal"]
     assert t["real"] == sorted(t["real"]) and len(t["real"]) == card["temporal"]["real_videos"]
-    assert "## Beside the score on video" in md and "never in it" in md
-    assert "reported beside the score, not in it" in weak
+    assert card["temporal"]["combined"] and len(t["combine"]["coef"]) == 2
+    assert "## On video: the jitter index, combined into the score" in md
+    assert "Learned combination" in md and "combined with the index" in weak
+    card["temporal"]["combined"] = False  # a model that only reports it
+    md2 = model_card(card)
+    assert "beside the score, never in it" in md2 and "reported beside the score" in md2
+    card["temporal"]["combined"] = True
     assert (d / "MODEL_CARD.md").read_text() == md  # the card shipped is the one rendered
     card["recipe"]["video_aggregate"] = "mean"
     assert "the mean of its sampled frames' scores" in model_card(card)

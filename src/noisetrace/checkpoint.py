@@ -41,7 +41,8 @@ class DetectorConfig:
         default_factory=lambda: {"backend": "auto", "scale": 1.3, "size": 128, "no_face": "whole"}
     )
     # Face models on video: the jitter index of the largest face (residuals.temporal),
-    # reported beside the score, never in it: each sampled frame read with the ``frames``
+    # reported beside the score (and in it where ``combine`` holds a learned combination,
+    # Detector.temporal_score): each sampled frame read with the ``frames``
     # consecutive frames after it, crops of ``size`` px, ``highpass`` (the Laplacian's
     # change), and ``real``: the index of the real videos it was calibrated on, sorted
     # (Detector.jitter_evidence). None: not measured.

@@ -10,6 +10,9 @@ given to it). The record keeps both judgements apart:
 * ``face_score`` / ``face_threshold``: the face model's (its most suspicious face per frame,
   aggregated over the frames that had faces as the face model aggregates a video), None
   when no face was found;
+* ``temporal``: the face model's jitter index; where that model learned to combine it
+  with its frame score, ``face_score`` is the combination, as in a scan by the face model
+  alone (``temporal["frame_score"]`` keeps the frames' own);
 * ``face_boxes``: every face judged, ``{"frame", "box": [x0, y0, x1, y1], "score"}``;
 * ``verdict``: ``fake`` when either model calls the file fake at its own threshold.
 """
@@ -86,6 +89,13 @@ class WholeAndFaces(Detector):
 
     def temporal_model(self) -> Detector | None:
         return self.faces.temporal_model()  # the face model's, as its face_score
+
+    def combine_temporal(self, res: ScanResult) -> None:
+        # The face model's combination goes into its own score, as when it scans alone.
+        combined = self.faces.temporal_score(res.face_score, res.temporal)
+        if combined is not None and res.temporal is not None:
+            res.temporal = {**res.temporal, "frame_score": res.face_score, "combined": True}
+            res.face_score = combined
 
     def verdict_of(self, res: ScanResult) -> str:
         face_fake = res.face_score is not None and res.face_score >= self.faces.threshold

@@ -421,6 +421,40 @@ class Detector:
                 "unusual": None if above is None else above < UNUSUAL,
                 "calibrated_on": len(real)}  # fmt: skip
 
+    def temporal_score(self, frame_score: float | None, evidence: dict[str, Any] | None
+                       ) -> float | None:  # fmt: skip
+        """A video's score with its jitter index combined in, or None where this model has
+        no learned combination (``temporal["combine"]``) or the video no index.
+
+        The combination is a logistic regression on (logit of the frame model's video score,
+        jitter index), each standardised on real videos (``mean``, ``scale``), fitted with
+        every video source left out in turn (``benchmarks/faces_flicker.py --lofo ...
+        --into``): d = intercept + coef . z. ``cut`` is the d that ``target_fpr`` of the
+        real videos exceed; the score is sigmoid(logit(threshold) + d - cut), so the model's
+        own threshold still decides and the score rises with d."""
+        c = (self.config.temporal or {}).get("combine")
+        if not c or not evidence or evidence.get("jitter_index") is None:
+            return None
+        if frame_score is None or not math.isfinite(frame_score):
+            return None
+        p = min(max(float(frame_score), 1e-6), 1 - 1e-6)
+        z = (np.array([math.log(p / (1 - p)), float(evidence["jitter_index"])])
+             - np.asarray(c["mean"], float)) / np.asarray(c["scale"], float)  # fmt: skip
+        d = float(c["intercept"]) + float(np.dot(np.asarray(c["coef"], float), z))
+        t = min(max(self.threshold, 1e-6), 1 - 1e-6)
+        x = math.log(t / (1 - t)) + d - float(c["cut"])
+        return 1.0 / (1.0 + math.exp(-min(max(x, -60.0), 60.0)))
+
+    def combine_temporal(self, res: ScanResult) -> None:
+        """Put the jitter index into the video score where the face model learned how
+        (:meth:`temporal_score`); the frame model's own video score stays in
+        ``res.temporal["frame_score"]``."""
+        tm = self.temporal_model()
+        combined = None if tm is None else tm.temporal_score(res.score, res.temporal)
+        if combined is not None and res.temporal is not None:
+            res.temporal = {**res.temporal, "frame_score": res.score, "combined": True}
+            res.score = combined
+
     def judge(self, frames: Iterable[np.ndarray], res: ScanResult) -> np.ndarray:
         """Per-frame probabilities of fake for the frames of one file (one for an image),
         as this model sees them: the whole frame, or its faces for a face model (which
@@ -508,3 +542,4 @@ class Detector:
         res.score = aggregate_scores(probs, self.config.video_aggregate)
         if not math.isfinite(res.score):
             raise InputError("model produced no finite score for this video")
+        self.combine_temporal(res)

@@ -242,18 +242,33 @@ class ScoredRun:
         return self.levels["sample"]
 
 
-def _views(s: Sample, opts: EvalOptions, det: Detector) -> tuple[str, list[np.ndarray]]:
-    """Decode one sample: its kind and its frames (one image, or frames sampled as `scan`
-    samples them)."""
+def _views(s: Sample, opts: EvalOptions, det: Detector
+           ) -> tuple[str, list[np.ndarray], dict[str, Any] | None]:  # fmt: skip
+    """Decode one sample: its kind, its frames (one image, or frames sampled as `scan`
+    samples them) and, for a video judged by a face model that combines its jitter index
+    into the video score (``Detector.temporal_score``), that index's evidence, read from the
+    file as stored as ``scan`` reads it."""
     kind, _fmt = sniff(s.path)
+    evidence = None
     if kind == "image":
         imgs = [load_image(s.path)]
     else:
         n = opts.video_frames or det.config.video_frames
-        imgs = [f.image for f in iter_frames(s.path, mode="even", n=n)]
+        combines = det.temporal_model() is det and "combine" in (det.config.temporal or {})
+        length = int(det.config.temporal.get("frames", 12)) if combines else 0
+        frames = list(iter_frames(s.path, mode="even", n=n, context=length))
+        imgs = [f.image for f in frames]
+        if combines:  # measured as scan measures it: the runs cut around the faces the
+            # model's own search finds while it judges the frames (Detector.with_runs)
+            from noisetrace.detector import ScanResult
+
+            rows: list[np.ndarray] = []
+            failed: list[str] = []
+            det.judge(det.with_runs(iter(frames), rows, failed), ScanResult(path=s.path))
+            evidence = None if failed else det.jitter_evidence(rows)
     if opts.max_side:
         imgs = [crop_at_most(i, opts.max_side) for i in imgs]
-    return kind, imgs
+    return kind, imgs, evidence
 
 
 def score_conditions(
@@ -277,9 +292,10 @@ def score_conditions(
     t0 = time.perf_counter()
     out = Scored(samples=[], kinds=[])
     probs: dict[str, list[np.ndarray]] = {c.name: [] for c in conditions}
+    evidence: list[dict[str, Any] | None] = []
     for i, s in enumerate(samples):
         try:
-            kind, imgs = _views(s, opts, det)
+            kind, imgs, ev = _views(s, opts, det)
             per_cond = {}
             for c in conditions:
                 views = [c.apply(im, s.lossless, opts.resize_mode, opts.prior_quality)
@@ -290,15 +306,22 @@ def score_conditions(
         else:
             out.samples.append(s)
             out.kinds.append(kind)
+            evidence.append(ev)
             for name, p in per_cond.items():
                 probs[name].append(p)
         if on_sample:
             on_sample(i + 1, len(samples))
+    own = opts.aggregate in (None, det.config.video_aggregate)
     for name, per_sample in probs.items():
         out.frames[name] = per_sample
-        out.probs[name] = np.array([aggregate_scores(p, opts.aggregate or
-                                                     det.config.video_aggregate)
-                                    for p in out.frames[name]])
+        agg = [aggregate_scores(p, opts.aggregate or det.config.video_aggregate)
+               for p in per_sample]  # fmt: skip
+        # A face model's learned combination with the jitter index, as scan scores a video
+        # (the index is read from the file as stored, under every condition).
+        comb = [det.temporal_score(a, ev) if own and ev else None
+                for a, ev in zip(agg, evidence, strict=True)]  # fmt: skip
+        out.probs[name] = np.array([a if c is None else c for a, c in zip(agg, comb,
+                                                                         strict=True)])
     out.seconds = time.perf_counter() - t0
     return out
 

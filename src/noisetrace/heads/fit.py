@@ -511,11 +511,18 @@ def model_card(card: dict[str, Any]) -> str:
                   "it; rank by score when triaging.",
                   f"- Validation families are small ({sizes} images each); intervals are wide.",
                   *(f"- {w}" for w in (card.get("video_lofo") or {}).get("weak", [])),
-                  "- Videos are scored frame by frame (no temporal model)"
-                  + (f"; a video's score is {pooling} (each frame's most suspicious face)."
-                     if face else "; faces are better served by the `faces` model.")
-                  + (" The jitter index is reported beside the score, not in it (below)."
-                     if card.get("temporal") else ""), ""]
+                  ("- Videos are scored frame by frame, their face's jitter index the only "
+                   f"temporal evidence; the frames' score is {pooling} (each frame's most "
+                   "suspicious face), combined with the index into the video's score by a "
+                   "regression fitted on five video sources (two of them with 2-3 fake "
+                   "videos): a real video that was processed frame by frame (re-aligned, "
+                   "enhanced, re-encoded per frame) can read high (below)."
+                   if (card.get("temporal") or {}).get("combined") else
+                   "- Videos are scored frame by frame (no temporal model)"
+                   + (f"; a video's score is {pooling} (each frame's most suspicious face)."
+                      if face else "; faces are better served by the `faces` model.")
+                   + (" The jitter index is reported beside the score, not in it (below)."
+                      if card.get("temporal") else "")), ""]
         lines += ["## Validation: leave one family out", "",
                   f"Reproduce: `noisetrace evaluate --model {card['name']} --protocol lofo "
                   "--out reports/lofo` (refits this recipe without each family and fold).", "",
@@ -531,7 +538,8 @@ def model_card(card: dict[str, Any]) -> str:
                   "", v["markdown"]]
     if card.get("temporal"):  # written by benchmarks/faces_flicker.py --into
         t = card["temporal"]
-        lines += ["## Beside the score on video: the jitter index", "",
+        lines += ["## On video: the jitter index" + (", combined into the score"
+                  if t.get("combined") else " beside the score"), "",
                   "A face swapped or animated frame by frame is rendered anew in every frame: "
                   "its change from one frame to the next comes and goes, where a filmed "
                   "face's keeps going. Scanning a video, this model also reads runs of "
@@ -539,9 +547,14 @@ def model_card(card: dict[str, Any]) -> str:
                   "its ring (`temporal` in the record: the index, the share of the "
                   f"{t['real_videos']} real calibration videos ("
                   + ", ".join(t["real_sources"]) + ") whose index is higher, and `unusual` "
-                  "when under 5% are). It is evidence beside the score, never in it: nothing "
-                  "is fitted, and real videos that were processed (resized, re-aligned, "
-                  "enhanced) can read high.", "",
+                  "when under 5% are). "
+                  + ("The video score combines it with the frame model's own (a logistic "
+                     "regression on the two, fitted with each video source left out: the "
+                     "table's last part; `temporal.frame_score` keeps the frames' own "
+                     "score). " if t.get("combined") else
+                     "It is evidence beside the score, never in it. ")
+                  + "Real videos that were processed (resized, re-aligned, enhanced) can "
+                  "read high.", "",
                   f"Reproduce: `{t['command']}`. \"unusual\" for each source is read "
                   "against the reals of the other sources, as a new real video meets the "
                   "calibration.", "", t["markdown"], ""]

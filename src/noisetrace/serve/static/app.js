@@ -311,7 +311,7 @@ function renderFaceScore(rec) {
   el.dataset.verdict = faceIsFake(rec, rec.face_score) ? "fake" : "real";
 }
 
-// Face models on video: the jitter index, evidence beside the score (never in it).
+// Face models on video: the jitter index (in the score where the model learned to combine it).
 function renderTemporal(rec) {
   const el = $("temporal-text");
   const t = rec.temporal;
@@ -327,6 +327,7 @@ function renderTemporal(rec) {
     text += ` (${Math.round(t.real_above * 100)}% of ${t.calibrated_on} real videos higher` +
       `${t.unusual ? ": unusual for a real video" : ""})`;
   }
+  if (t.combined) text += `; in the score (the frames alone: ${fmtScore(t.frame_score)})`;
   el.textContent = text;
   el.dataset.unusual = t.unusual ? "true" : "";
 }
