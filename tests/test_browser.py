@@ -58,8 +58,10 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def face_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random face model, offered as "faces"."""
     return save_tiny_model(tmp_path_factory.mktemp("faces"), "faces", 1, input="face",
-                           temporal={"frames": 3, "size": 64,
-                                     "real": [-0.1, 0.0, 0.1]})  # fmt: skip
+                           temporal={"frames": 3, "size": 64, "real": [-0.1, 0.0, 0.1],
+                                     "combine": {"coef": [0.5, 1.0], "intercept": 0.0,
+                                                 "mean": [0.0, 0.0], "scale": [1.0, 0.1],
+                                                 "cut": 0.5}})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -314,6 +316,9 @@ def test_model_choice_face_boxes_and_provenance(page, model_dir: Path, tmp_path:
     assert page.is_visible("#temporal-text")
     assert re.match(r"face jitter: [+-][0-9.]+ \(\d+% of 3 real videos higher",
                     page.text_content("#temporal-text")), page.text_content("#temporal-text")
+    # combined into the face score, the frames' own score shown beside it
+    assert re.search(r"in the score \(the frames alone: [0-9.]+\)",
+                     page.text_content("#temporal-text")), page.text_content("#temporal-text")
     # paused at the start: the first sampled frame's face is drawn
     page.wait_for_function("() => document.querySelectorAll('#face-overlay g').length > 0")
     assert {b["frame"] for b in _box_records(page)} == {0}
