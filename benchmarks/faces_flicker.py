@@ -322,7 +322,7 @@ def learned_combination(rows: list[dict], lofo: Path, transform: str = "matched9
     return "\n".join(md), table_rows
 
 
-def fit_combination(rows: list[dict], lofo: Path, target_fpr: float,
+def fit_combination(rows: list[dict], lofo: Path, target_fpr: float, threshold: float,
                     transform: str = "matched90") -> dict:  # fmt: skip
     """The shipped combination (``Detector.temporal_score``): the logistic regression of
     :func:`learned_combination` fitted on every video source's fakes (each under the frame
@@ -350,7 +350,8 @@ def fit_combination(rows: list[dict], lofo: Path, target_fpr: float,
     return {"coef": [round(float(w), 6) for w in lr.coef_[0]],
             "intercept": round(float(lr.intercept_[0]), 6),
             "mean": [round(float(v), 6) for v in mu], "scale": [round(float(v), 6) for v in sd],
-            "cut": round(cut, 6), "target_fpr": target_fpr, "inputs": ["frame logit", "jitter"],
+            "cut": round(cut, 6), "target_fpr": target_fpr, "threshold": threshold,
+            "inputs": ["frame logit", "jitter"],
             "fitted_on": {"fake_videos": len(fakes), "real_videos": len(reals),
                           "transform": transform},
             "real_videos_called_fake": {k: round(float(np.mean(v)), 3)
@@ -439,7 +440,8 @@ def main() -> None:
         if args.into:
             fpr = float(json.loads((args.into / "card.json").read_text())["recipe"]
                         .get("target_fpr", 0.03))  # fmt: skip
-            temporal["combine"] = fit_combination(rows, args.lofo, fpr)
+            thr = float(json.loads((args.into / "config.json").read_text())["threshold"])
+            temporal["combine"] = fit_combination(rows, args.lofo, fpr, thr)
             print("\nshipped combination:", json.dumps(temporal["combine"]))
     if args.into:
         write_into(args.into, temporal, md, args)

@@ -250,6 +250,18 @@ def test_a_learned_combination_is_the_video_score(combining, clips):
         combining.threshold, abs=1e-9)
 
 
+def test_a_threshold_set_later_moves_the_verdict_not_the_score(combining, clips):
+    combining.config.temporal["combine"] = {**COMBINE, "threshold": combining.threshold}
+    before = combining.scan(clips / "filmed.mp4")
+    combining.set_threshold(0.99)
+    try:
+        after = combining.scan(clips / "filmed.mp4")
+    finally:
+        combining.set_threshold(0.5)
+    assert after.score == pytest.approx(before.score, abs=1e-12)
+    assert after.verdict == ("fake" if after.score >= 0.99 else "real")
+
+
 def test_no_index_no_combination(combining, clips):
     assert combining.temporal_score(0.7, None) is None
     assert combining.temporal_score(0.7, {"error": "boom"}) is None
@@ -344,7 +356,7 @@ def test_the_shipped_combination_is_fitted_and_validated_by_source(tmp_path, fac
         assert (r["weights"] == before[r["source"]]) == (r["source"] == "talking-edtalk")
     # The fitted combination, in a detector: target_fpr of the real videos reach its
     # threshold, and it is the one benchmarks/faces_flicker.py --into writes.
-    comb = ff.fit_combination(rows, lofo, target_fpr=0.1)
+    comb = ff.fit_combination(rows, lofo, target_fpr=0.1, threshold=face_model.threshold)
     assert comb["fitted_on"] == {"fake_videos": 42, "real_videos": 60, "transform": "matched90"}
     held = ff.held_out_video_scores(rows, lofo, "matched90")["face-edtalk"]
     face_model.config.temporal = {**TEMPORAL, "combine": comb}

@@ -430,8 +430,10 @@ class Detector:
         jitter index), each standardised on real videos (``mean``, ``scale``), fitted with
         every video source left out in turn (``benchmarks/faces_flicker.py --lofo ...
         --into``): d = intercept + coef . z. ``cut`` is the d that ``target_fpr`` of the
-        real videos exceed; the score is sigmoid(logit(threshold) + d - cut), so the model's
-        own threshold still decides and the score rises with d."""
+        real videos exceed; the score is sigmoid(logit(threshold) + d - cut), with the
+        threshold the model had when the combination was fitted (``combine["threshold"]``),
+        so that threshold still decides, the score rises with d, and a threshold the user
+        sets later (:meth:`set_threshold`) moves the verdict, not the score."""
         c = (self.config.temporal or {}).get("combine")
         if not c or not evidence or evidence.get("jitter_index") is None:
             return None
@@ -441,7 +443,7 @@ class Detector:
         z = (np.array([math.log(p / (1 - p)), float(evidence["jitter_index"])])
              - np.asarray(c["mean"], float)) / np.asarray(c["scale"], float)  # fmt: skip
         d = float(c["intercept"]) + float(np.dot(np.asarray(c["coef"], float), z))
-        t = min(max(self.threshold, 1e-6), 1 - 1e-6)
+        t = min(max(float(c.get("threshold", self.threshold)), 1e-6), 1 - 1e-6)
         x = math.log(t / (1 - t)) + d - float(c["cut"])
         return 1.0 / (1.0 + math.exp(-min(max(x, -60.0), 60.0)))
 
