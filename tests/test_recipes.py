@@ -318,3 +318,24 @@ def test_model_card_names_each_weak_family_once():
     assert text == ("aligned (AUC 0.49 to AUC 0.55 in 3 views); "
                     "biggan (AUC 0.84, republished, WebP 80); sbi (AUC 0.62 in 2 views)")
     assert _per_name(rows, "family", "auc", lambda v: v < 0.1, str) == ""
+
+
+def test_default_card_is_rendered_and_says_it_was_validated_as_scanned():
+    """The bundled default's card is the one its card.json renders, and it says the features
+    were those scan computes (configs/default_fusion.yaml: features_as_scanned)."""
+
+    import yaml
+
+    from noisetrace.heads.fit import model_card
+    from noisetrace.zoo import ZOO_DIR
+
+    d = ZOO_DIR / "default"
+    card = json.loads((d / "card.json").read_text())
+    md = model_card(card)
+    assert (d / "MODEL_CARD.md").read_text() == md
+    assert card["recipe"]["features_as_scanned"] is True
+    assert "Features are those `scan` computes" in md
+    root = Path(__file__).resolve().parents[1]
+    assert yaml.safe_load((root / card["config_path"]).read_text())["features_as_scanned"]
+    card["recipe"]["features_as_scanned"] = False
+    assert "Features are those `scan` computes" not in model_card(card)

@@ -491,7 +491,10 @@ def model_card(card: dict[str, Any]) -> str:
               "every repository and commit). Every image appears under each of "
               + ", ".join(r["transforms"]) + f" ({describe_transforms(r['transforms'])})."
               + (" Validated on, never trained on: " + ", ".join(r["test_only"]) + "."
-                 if r.get("test_only") else ""), "",
+                 if r.get("test_only") else "")
+              + (f" Features are those `scan` computes from each view (JPEG "
+                 f"{r.get('canonical_jpeg')} first, as every scanned input), so validation "
+                 "measures what scanning gives." if r.get("features_as_scanned") else ""), "",
               "## Recipe", "", "```",
               f"noisetrace fit --config {config_path} --out runs/{card['name']}",
               "```", ""]
