@@ -90,12 +90,8 @@ class WholeAndFaces(Detector):
     def temporal_model(self) -> Detector | None:
         return self.faces.temporal_model()  # the face model's, as its face_score
 
-    def combine_temporal(self, res: ScanResult) -> None:
-        # The face model's combination goes into its own score, as when it scans alone.
-        combined = self.faces.temporal_score(res.face_score, res.temporal)
-        if combined is not None and res.temporal is not None:
-            res.temporal = {**res.temporal, "frame_score": res.face_score, "combined": True}
-            res.face_score = combined
+    # The face model's combination goes into its own score, as when it scans alone.
+    FACE_SCORE_FIELD = "face_score"
 
     def verdict_of(self, res: ScanResult) -> str:
         face_fake = res.face_score is not None and res.face_score >= self.faces.threshold

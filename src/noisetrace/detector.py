@@ -34,7 +34,7 @@ __all__ = ["Detector", "DetectorConfig", "ScanResult", "read_config", "select_de
            "state_sha256"]  # fmt: skip
 
 #: a video whose jitter index fewer than this share of the calibration's real videos reach
-#: is ``unusual`` (Detector.face_jitter)
+#: is ``unusual`` (Detector.jitter_evidence)
 UNUSUAL = 0.05
 MIN_SIDE = 16  # smaller images are edge-padded to this before scoring
 FACE_THREADS = 2  # face detection threads per model (the CPU this is built for has two)
@@ -79,8 +79,8 @@ class ScanResult:
     face_threshold: float | None = None
     face_boxes: list[dict[str, Any]] | None = field(default=None, repr=False)
     # Videos scanned with a face model that measures it: how the face's change from frame to
-    # frame comes and goes against its surroundings' (Detector.face_jitter). A separate line
-    # of evidence beside the score, never read by it.
+    # frame comes and goes against its surroundings' (Detector.jitter_evidence); in the
+    # video's score only where the model learned to combine them (Detector.temporal_score).
     temporal: dict[str, Any] | None = field(default=None, repr=False)
 
     FIELDS = (
@@ -447,15 +447,19 @@ class Detector:
         x = math.log(t / (1 - t)) + d - float(c["cut"])
         return 1.0 / (1.0 + math.exp(-min(max(x, -60.0), 60.0)))
 
+    #: the record field that holds the face model's video score (WHOLE+FACES: face_score)
+    FACE_SCORE_FIELD = "score"
+
     def combine_temporal(self, res: ScanResult) -> None:
-        """Put the jitter index into the video score where the face model learned how
-        (:meth:`temporal_score`); the frame model's own video score stays in
+        """Put the jitter index into the face model's video score where it learned how
+        (:meth:`temporal_score`); the frames' own score stays in
         ``res.temporal["frame_score"]``."""
         tm = self.temporal_model()
-        combined = None if tm is None else tm.temporal_score(res.score, res.temporal)
+        own = getattr(res, self.FACE_SCORE_FIELD)
+        combined = None if tm is None else tm.temporal_score(own, res.temporal)
         if combined is not None and res.temporal is not None:
-            res.temporal = {**res.temporal, "frame_score": res.score, "combined": True}
-            res.score = combined
+            res.temporal = {**res.temporal, "frame_score": own, "combined": True}
+            setattr(res, self.FACE_SCORE_FIELD, combined)
 
     def judge(self, frames: Iterable[np.ndarray], res: ScanResult) -> np.ndarray:
         """Per-frame probabilities of fake for the frames of one file (one for an image),
