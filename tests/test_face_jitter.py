@@ -299,50 +299,48 @@ def test_evaluate_scores_a_video_as_scan_does(combining, clips):
                                atol=1e-9)  # fmt: skip
 
 
-def _flicker_module():
-    """benchmarks/faces_flicker.py, which fits the shipped combination."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "faces_flicker.py"
-    spec = importlib.util.spec_from_file_location("faces_flicker", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _held_out_run(tmp_path):
-    """Flicker rows and a faces_lofo-style scores.npz: three fake video sources and two of
-    real videos; the index separates the classes, the frame scores barely do."""
+def _held_out_run():
+    """Rows of five video sources (three of fakes, two of reals) and the held-out frame scores
+    of their crops (four a video) under three refits, one per fake family; the index
+    separates the classes, the frame scores barely do."""
     rng = np.random.default_rng(0)
-    rows, keys, y, frame = [], [], [], []
-    for source, label, n in (("deepfacelive", "fake", 20), ("talking-anitalker", "fake", 12),
-                             ("talking-edtalk", "fake", 10), ("styletalk", "real", 30),
-                             ("talking-real-mead", "real", 30)):  # fmt: skip
+    rows, videos, y, frame = [], [], [], []
+    for source, fam, label, n in (("deepfacelive", "face-deepfacelive", "fake", 20),
+                                  ("talking-anitalker", "face-anitalker", "fake", 12),
+                                  ("talking-edtalk", "face-edtalk", "fake", 10),
+                                  ("styletalk", None, "real", 30),
+                                  ("talking-real-mead", None, "real", 30)):  # fmt: skip
         for i in range(n):
-            path = f"v{i}.mp4"
+            video = f"/data/{source}/v{i}.mp4"
             jit = rng.normal(0.05 if label == "fake" else -0.05, 0.03)
-            rows.append({"source": source, "path": path, "label": label, "jitter": jit})
-            for _ in range(4):  # four frames a video
-                keys.append(f"{int(label == 'fake')}|../data/x/{source}/{path}")
+            rows.append({"source": source, "path": f"v{i}.mp4", "video": video, "label": label,
+                         "family": fam, "jitter": jit})  # fmt: skip
+            for _ in range(4):  # four crops a video
+                videos.append(video)
                 y.append(int(label == "fake"))
                 frame.append(rng.uniform(0.3, 0.7) + (0.05 if label == "fake" else 0))
-    keys_a, frame_a = np.array(keys), np.array(frame)
-    runs = {}
+    videos_a, y_a, frame_a = np.array(videos), np.array(y), np.array(frame)
+    held = {}
     for fam in ("face-deepfacelive", "face-anitalker", "face-edtalk"):
-        runs[f"{fam}|matched90"] = np.clip(frame_a + rng.normal(0, 0.02, len(frame_a)),
-                                           0.01, 0.99)  # fmt: skip
-    lofo = tmp_path / "lofo"
-    lofo.mkdir(exist_ok=True)
-    np.savez_compressed(lofo / "scores.npz", keys=keys_a, y=np.array(y), **runs)
-    return rows, lofo
+        s = np.clip(frame_a + rng.normal(0, 0.02, len(frame_a)), 0.01, 0.99)
+        fam_of = np.array([r["family"] for r in rows for _ in range(4)], object)
+        s[(y_a == 1) & (fam_of != fam)] = np.nan  # a refit scores its own family's fakes
+        held[fam] = s
+    return rows, videos_a, y_a, held
 
 
-def test_the_shipped_combination_is_fitted_and_validated_by_source(tmp_path, face_model):
-    ff = _flicker_module()
-    rows, lofo = _held_out_run(tmp_path)
-    _md, got = ff.learned_combination(rows, lofo, "matched90")
-    assert {r["source"] for r in got} == {"deepfacelive", "talking-anitalker", "talking-edtalk"}
+def test_the_combination_is_fitted_and_validated_by_source(face_model):
+    from noisetrace.heads.temporal import (
+        fit_combination,
+        held_out_video_scores,
+        learned_combination,
+    )
+
+    rows, videos, y, held = _held_out_run()
+    scores = held_out_video_scores(rows, videos, y, held, "mean")
+    assert len(scores["face-edtalk"]) == 10 + 60  # its fakes and every real video
+    got = learned_combination(rows, scores)
+    assert {r["family"] for r in got} == {"face-deepfacelive", "face-anitalker", "face-edtalk"}
     for r in got:  # the index carries the classes here, and the combination learns so
         assert r["learned"] > 0.9 and r["jitter"] > 0.9 and r["frame"] < r["learned"]
         assert r["weights"][1] > r["weights"][0]
@@ -350,20 +348,193 @@ def test_the_shipped_combination_is_fitted_and_validated_by_source(tmp_path, fac
     # fakes' index leaves its own row's weights alone and moves every other row's.
     moved_rows = [{**r, "jitter": r["jitter"] + 0.1}
                   if r["source"] == "talking-edtalk" else r for r in rows]  # fmt: skip
-    _md, moved = ff.learned_combination(moved_rows, lofo, "matched90")
-    before = {r["source"]: r["weights"] for r in got}
+    moved = learned_combination(moved_rows, scores)
+    before = {r["family"]: r["weights"] for r in got}
     for r in moved:
-        assert (r["weights"] == before[r["source"]]) == (r["source"] == "talking-edtalk")
+        assert (r["weights"] == before[r["family"]]) == (r["family"] == "face-edtalk")
     # The fitted combination, in a detector: target_fpr of the real videos reach its
-    # threshold, and it is the one benchmarks/faces_flicker.py --into writes.
-    comb = ff.fit_combination(rows, lofo, target_fpr=0.1, threshold=face_model.threshold)
+    # threshold.
+    comb = fit_combination(rows, scores, target_fpr=0.1, threshold=face_model.threshold,
+                           transform="matched90")  # fmt: skip
     assert comb["fitted_on"] == {"fake_videos": 42, "real_videos": 60, "transform": "matched90"}
-    held = ff.held_out_video_scores(rows, lofo, "matched90")["face-edtalk"]
     face_model.config.temporal = {**TEMPORAL, "combine": comb}
     try:
-        called = [face_model.temporal_score(held[(f"{r['source']}/{r['path']}", "real")],
+        called = [face_model.temporal_score(scores["face-edtalk"][(r["video"], "real")],
                                             {"jitter_index": r["jitter"]}) >= face_model.threshold
                   for r in rows if r["label"] == "real"]  # fmt: skip
     finally:
         face_model.config.temporal = TEMPORAL
-    assert abs(np.mean(called) - 0.1) <= 0.05  # medians over runs vs one run: near, not equal
+    assert abs(np.mean(called) - 0.1) <= 0.05  # medians over refits vs one refit: near
+
+
+def test_a_sources_own_reals_never_fit_the_combination_that_scores_its_fakes():
+    from noisetrace.heads.temporal import held_out_video_scores, learned_combination
+
+    rows, videos, y, held = _held_out_run()
+    scores = held_out_video_scores(rows, videos, y, held, "mean")
+    base = {r["family"]: r["weights"] for r in learned_combination(rows, scores)}
+    # MEAD's reals become EDTalk's own: moving them moves EDTalk's weights no more, and
+    # still moves the others'.
+    owned = [{**r, "family": "face-edtalk"} if r["source"] == "talking-real-mead" else r
+             for r in rows]  # fmt: skip
+    shifted = [{**r, "jitter": r["jitter"] - 0.2} if r["source"] == "talking-real-mead" else r
+               for r in owned]  # fmt: skip
+    a = {r["family"]: r["weights"] for r in learned_combination(owned, scores)}
+    b = {r["family"]: r["weights"] for r in learned_combination(shifted, scores)}
+    assert a["face-edtalk"] == b["face-edtalk"] != base["face-edtalk"]
+    assert a["face-anitalker"] != b["face-anitalker"]
+
+
+def _manifest(d, rows: list[tuple[str, str]]):
+    with open(d / "MANIFEST.tsv", "w") as fh:
+        fh.write("path\tlabel\n" + "".join(f"{p}\t{lab}\n" for p, lab in rows))
+    return str(d / "MANIFEST.tsv")
+
+
+def test_videos_are_measured_as_scan_reads_them(face_model, clips, tmp_path):
+    """One path from a file to its index: the video stage of `noisetrace fit` reads each
+    video as `scan` does; a side-by-side clip gives two videos; a broken file is reported
+    and the others go on."""
+    from noisetrace.heads.temporal import TemporalRecipe, VideoSource, measure_videos
+
+    d = tmp_path / "vids"
+    d.mkdir()
+    for name in ("filmed", "rendered"):
+        (d / f"{name}.mp4").write_bytes((clips / f"{name}.mp4").read_bytes())
+    (d / "broken.mp4").write_bytes(b"not a video")
+    pair = [np.concatenate([a, b], axis=1) for a, b in zip(_frames(False), _frames(True),
+                                                            strict=True)]  # fmt: skip
+    write_video(d / "pair.mp4", pair, fps=12, bit_rate=20_000_000)
+    plain = _manifest(d, [("filmed.mp4", "real"), ("rendered.mp4", "fake"),
+                          ("broken.mp4", "fake"), ("pair.mp4", "pair")])  # fmt: skip
+    sub = tmp_path / "pairs"
+    sub.mkdir()
+    (sub / "pair.mp4").write_bytes((d / "pair.mp4").read_bytes())
+    pairs = _manifest(sub, [("pair.mp4", "pair")])
+    rec = TemporalRecipe([VideoSource(plain, family="face-x"), VideoSource(pairs, pairs=True)],
+                         frames=TEMPORAL["frames"], size=TEMPORAL["size"])  # fmt: skip
+    before = face_model.config.temporal
+    got = measure_videos(face_model, rec, log=lambda _m: None)
+    assert face_model.config.temporal is before  # measuring leaves the model as it was
+    by = {(r["path"], r["label"]): r for r in got.rows}
+    assert set(by) == {("filmed.mp4", "real"), ("rendered.mp4", "fake"), ("pair.mp4", "real"),
+                       ("pair.mp4", "fake")}  # fmt: skip
+    assert len(got.failed) == 1 and "broken.mp4" in got.failed[0]
+    for name, label in (("filmed", "real"), ("rendered", "fake")):
+        r = by[(f"{name}.mp4", label)]
+        scanned = face_model.scan(d / f"{name}.mp4")
+        assert r["jitter"] == pytest.approx(scanned.temporal["jitter_index"], abs=1e-9)
+        assert r["score"] == pytest.approx(scanned.temporal.get("frame_score", scanned.score),
+                                           abs=1e-6)  # fmt: skip
+        assert r["family"] == "face-x" and r["video"] == str((d / f"{name}.mp4").resolve())
+    # the swapped half of the side-by-side clip is the re-rendered one
+    assert by[("pair.mp4", "fake")]["jitter"] > by[("pair.mp4", "real")]["jitter"]
+    assert by[("pair.mp4", "fake")]["family"] is None
+
+
+def test_a_temporal_block_is_checked_before_the_refits():
+    from noisetrace.heads.fit import HeadRecipe
+    from noisetrace.heads.temporal import TemporalRecipe
+
+    with pytest.raises(ValueError, match="face model"):
+        HeadRecipe(data=[], branches={}, temporal={"videos": ["m.tsv"]})
+    with pytest.raises(ValueError, match="videos"):
+        HeadRecipe(data=[], branches={}, input="face", temporal={"frames": 12})
+    with pytest.raises(TypeError):
+        TemporalRecipe.from_dict({"videos": [{"manifest": "m.tsv", "famly": "x"}]})
+    r = TemporalRecipe.from_dict({"videos": ["m.tsv", {"manifest": "p.tsv", "pairs": True}]})
+    assert [v.pairs for v in r.videos] == [False, True] and r.settings()["frames"] == 12
+
+
+def test_the_shipped_recipe_fits_its_video_stage():
+    """configs/faces.yaml names every video source of the shipped combination, each fake
+    source with the corpus family that holds its crops."""
+    from pathlib import Path
+
+    from noisetrace.heads.fit import HeadRecipe
+    from noisetrace.heads.temporal import TemporalRecipe
+
+    recipe = HeadRecipe.from_yaml(Path(__file__).resolve().parents[1] / "configs" / "faces.yaml")
+    tr = TemporalRecipe.from_dict(recipe.temporal)
+    fams = {v.family for v in tr.videos} - {None}
+    assert fams == {"face-deepfacelive", "face-dfdc-videos", "face-anitalker",
+                    "face-dreamtalk", "face-edtalk"}  # fmt: skip
+    shipped = load_detector("faces").config.temporal
+    assert shipped["frames"] == tr.frames and shipped["size"] == tr.size
+    assert shipped["combine"]["fitted_on"]["transform"] == tr.transform
+
+
+def test_the_video_stage_of_fit_writes_a_combination_the_scan_uses(face_model, tmp_path):
+    """`noisetrace fit`'s video stage end to end on generated clips: three fake sources of
+    re-rendered faces, one of filmed ones; the calibration, the combination, its validation
+    tables; a model carrying them scores a video with the index combined in."""
+    from noisetrace.heads.temporal import TemporalRecipe, VideoSource, fit_temporal
+
+    sources, videos, y = [], [], []
+    for name, rendered, fam in (("a", True, "face-a"), ("b", True, "face-b"),
+                                ("c", True, "face-c"), ("r", False, None)):  # fmt: skip
+        d = tmp_path / name
+        d.mkdir()
+        n = 3 if rendered else 6
+        label = "fake" if rendered else "real"
+        for i in range(n):
+            write_video(d / f"v{i}.mp4", _frames(rendered, seed=10 * ord(name) + i), fps=12,
+                        bit_rate=20_000_000)  # fmt: skip
+            videos += [str((d / f"v{i}.mp4").resolve())] * 2  # two corpus crops a video
+            y += [int(rendered)] * 2
+        sources.append(VideoSource(_manifest(d, [(f"v{i}.mp4", label) for i in range(n)]), fam))
+    videos_a, y_a = np.array(videos), np.array(y)
+    rng = np.random.default_rng(0)
+    fam_of = np.repeat([s.family for s in sources for _ in range(3 if s.family else 6)], 2)
+    held = {}
+    for fam in ("face-a", "face-b", "face-c"):
+        held[fam] = {}
+        for t in ("matched90", "matched65"):
+            s = rng.uniform(0.3, 0.6, len(y_a)) + 0.05 * y_a
+            s[(y_a == 1) & (fam_of != fam)] = np.nan
+            held[fam][t] = s
+    rec = TemporalRecipe(sources, frames=TEMPORAL["frames"], size=TEMPORAL["size"])
+    temporal, card = fit_temporal(face_model, rec, videos_a, y_a, held, target_fpr=0.2,
+                                  log=lambda _m: None)  # fmt: skip
+    assert len(temporal["real"]) == 6 and temporal["real"] == sorted(temporal["real"])
+    assert temporal["frames"] == TEMPORAL["frames"] and temporal["real_sources"] == ["r"]
+    comb = temporal["combine"]
+    assert comb["fitted_on"] == {"fake_videos": 9, "real_videos": 6, "transform": "matched90"}
+    assert comb["threshold"] == face_model.threshold and comb["coef"][1] > 0
+    assert card["videos"] == {"fake": 9, "real": 6} and card["combined"] and not card["failed"]
+    assert set(card["learned"]) == {"matched90", "matched65"}
+    assert {r["family"] for r in card["learned"]["matched90"]} == {"face-a", "face-b", "face-c"}
+    assert "(matched65)" in card["markdown"] and "The index alone" in card["markdown"]
+    face_model.config.temporal = temporal
+    try:
+        r = face_model.scan(tmp_path / "a" / "v0.mp4")
+        expected = face_model.temporal_score(r.temporal["frame_score"], r.temporal)
+    finally:
+        face_model.config.temporal = TEMPORAL
+    assert r.temporal["combined"] and r.score == pytest.approx(expected, abs=1e-12)
+
+
+def test_evaluate_judges_a_videos_stored_frames_once(combining, clips, monkeypatch):
+    """The as-stored condition takes the probabilities judged while the runs were measured;
+    a transformed condition judges its own views."""
+    from noisetrace.data.manifest import Sample
+    from noisetrace.evaluate.protocols import Condition, EvalOptions, score_conditions
+
+    calls = {"n": 0}
+    real_judge = type(combining).judge
+
+    def counting(self, *a, **k):
+        calls["n"] += 1
+        return real_judge(self, *a, **k)
+
+    monkeypatch.setattr(type(combining), "judge", counting)
+    sample = [Sample(str(clips / "filmed.mp4"), 0)]
+    sc = score_conditions(combining, sample, [Condition()], EvalOptions())
+    assert calls["n"] == 1
+    calls["n"] = 0
+    both = score_conditions(combining, sample, [Condition(), Condition(quality=70)],
+                            EvalOptions())  # fmt: skip
+    assert calls["n"] == 2
+    assert both.probs[Condition().name][0] == sc.probs[Condition().name][0]
+    assert sc.probs[Condition().name][0] == pytest.approx(
+        combining.scan(clips / "filmed.mp4").score, abs=1e-9)

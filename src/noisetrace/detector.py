@@ -427,9 +427,10 @@ class Detector:
         no learned combination (``temporal["combine"]``) or the video no index.
 
         The combination is a logistic regression on (logit of the frame model's video score,
-        jitter index), each standardised on real videos (``mean``, ``scale``), fitted with
-        every video source left out in turn (``benchmarks/faces_flicker.py --lofo ...
-        --into``): d = intercept + coef . z. ``cut`` is the d that ``target_fpr`` of the
+        jitter index), each standardised on real videos (``mean``, ``scale``), validated
+        with every video source left out in turn and fitted by ``noisetrace fit`` on a face
+        recipe's ``temporal`` block (:func:`noisetrace.heads.temporal.fit_temporal`):
+        d = intercept + coef . z. ``cut`` is the d that ``target_fpr`` of the
         real videos exceed; the score is sigmoid(logit(threshold) + d - cut), with the
         threshold the model had when the combination was fitted (``combine["threshold"]``),
         so that threshold still decides, the score rises with d, and a threshold the user

@@ -243,13 +243,14 @@ class ScoredRun:
 
 
 def _views(s: Sample, opts: EvalOptions, det: Detector
-           ) -> tuple[str, list[np.ndarray], dict[str, Any] | None]:  # fmt: skip
+           ) -> tuple[str, list[np.ndarray], dict[str, Any] | None, np.ndarray | None]:
     """Decode one sample: its kind, its frames (one image, or frames sampled as `scan`
     samples them) and, for a video judged by a face model that combines its jitter index
     into the video score (``Detector.temporal_score``), that index's evidence, read from the
-    file as stored as ``scan`` reads it."""
+    file as stored as ``scan`` reads it, and the frame probabilities judged on the way (the
+    as-stored condition's, so that condition does not judge the frames again)."""
     kind, _fmt = sniff(s.path)
-    evidence = None
+    evidence, judged = None, None
     if kind == "image":
         imgs = [load_image(s.path)]
     else:
@@ -264,11 +265,13 @@ def _views(s: Sample, opts: EvalOptions, det: Detector
 
             rows: list[np.ndarray] = []
             failed: list[str] = []
-            det.judge(det.with_runs(iter(frames), rows, failed), ScanResult(path=s.path))
+            judged = np.asarray(det.judge(det.with_runs(iter(frames), rows, failed),
+                                          ScanResult(path=s.path)))  # fmt: skip
             evidence = None if failed else det.jitter_evidence(rows)
     if opts.max_side:
         imgs = [crop_at_most(i, opts.max_side) for i in imgs]
-    return kind, imgs, evidence
+        judged = None  # judged before the crop: not the views the conditions see
+    return kind, imgs, evidence, judged
 
 
 def score_conditions(
@@ -295,9 +298,12 @@ def score_conditions(
     evidence: list[dict[str, Any] | None] = []
     for i, s in enumerate(samples):
         try:
-            kind, imgs, ev = _views(s, opts, det)
+            kind, imgs, ev, judged = _views(s, opts, det)
             per_cond = {}
             for c in conditions:
+                if judged is not None and c == Condition():  # as stored: judged already
+                    per_cond[c.name] = judged
+                    continue
                 views = [c.apply(im, s.lossless, opts.resize_mode, opts.prior_quality)
                          for im in imgs]
                 per_cond[c.name] = np.asarray(det.judge(views, ScanResult(path=s.path)))

@@ -84,6 +84,10 @@ class HeadRecipe:
     # How the fitted model turns a video's frame scores into its score (metrics.AGGREGATIONS;
     # DetectorConfig.video_aggregate); validation by video uses the same.
     video_aggregate: str = "mean"
+    # A face model's video stage (heads/temporal.TemporalRecipe): video manifests whose
+    # jitter index is calibrated on the real videos and combined with the frame model's
+    # video score, validated by leaving each source out; None: frames only.
+    temporal: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         from noisetrace.metrics import AGGREGATIONS
@@ -91,6 +95,13 @@ class HeadRecipe:
         if self.video_aggregate not in AGGREGATIONS:
             raise ValueError(f"video_aggregate {self.video_aggregate!r}: use one of "
                              f"{', '.join(AGGREGATIONS)}")  # fmt: skip
+        if self.temporal is not None:
+            from noisetrace.heads.temporal import TemporalRecipe
+
+            if self.input != "face":
+                raise ValueError("a `temporal` block needs a face model (input: face): the "
+                                 "jitter index is read on the largest face of each run")
+            TemporalRecipe.from_dict(self.temporal)  # its errors now, not after the refits
 
     def corpus(self) -> list[Sample]:
         """The recipe's samples: whole images (face material left out), or for a face model
@@ -262,9 +273,13 @@ def held_out_scores(recipe: HeadRecipe, feats: Features) -> Iterator[
 
 
 def leave_one_family_out(recipe: HeadRecipe, feats: Features, bootstrap: int = 1000,
-                         verbose: bool = True) -> dict[str, Any]:  # fmt: skip
+                         verbose: bool = True,
+                         keep: dict[str, dict[str, np.ndarray]] | None = None
+                         ) -> dict[str, Any]:  # fmt: skip
     """Per held-out family and test transform: AUC (bootstrap CI), detection rate at the
-    refitted threshold, and false-positive rates of the reals by source kind."""
+    refitted threshold, and false-positive rates of the reals by source kind. ``keep``:
+    filled with family -> transform -> (N,) held-out probabilities (NaN where not scored),
+    for a later stage that needs them (the temporal combination of a face recipe)."""
     from noisetrace.metrics import binary_metrics, bootstrap_ci
 
     real_idx = np.flatnonzero(feats.y == REAL)
@@ -273,6 +288,8 @@ def leave_one_family_out(recipe: HeadRecipe, feats: Features, bootstrap: int = 1
     real_scores = {t: {} for t in recipe.test_transforms}  # (family, sample) -> prob
     t0 = time.perf_counter()
     for F, fake_F, scores, _thr_of, thr_used in held_out_scores(recipe, feats):
+        if keep is not None:
+            keep[F] = scores
         thr = float(np.mean(thr_used))
         for t in recipe.test_transforms:
             sel = np.concatenate([fake_F, real_idx])
@@ -339,12 +356,26 @@ def fit_recipe(recipe: HeadRecipe, out: str | Path, lofo: bool = True,
                verbose: bool = True, config_path: str | None = None) -> dict[str, Any]:
     """Validate (leave-one-family-out), then fit on all the data and write the model
     directory ``out`` with ``card.json`` (recipe, validation tables, data counts)."""
+    if recipe.temporal is not None and not lofo:
+        raise ValueError("a recipe with a `temporal` block fits its video combination on "
+                         "the held-out scores of the leave-one-family-out refits: fit it "
+                         "without --no-lofo")  # fmt: skip
     samples = recipe.corpus()
     feats = Features(recipe, samples, verbose=verbose)
-    report = leave_one_family_out(recipe, feats, verbose=verbose) if lofo else {}
+    held: dict[str, dict[str, np.ndarray]] = {}
+    report = leave_one_family_out(recipe, feats, verbose=verbose, keep=held) if lofo else {}
     idx = np.flatnonzero(~np.isin(feats.family, recipe.exclude + recipe.test_only))
     model = fit_stack(recipe, feats, idx)
     det = build_detector(recipe, feats, model)
+    temporal_card = None
+    if recipe.temporal is not None:
+        from noisetrace.heads.temporal import TemporalRecipe, crop_video_keys, fit_temporal
+
+        det.config.temporal, temporal_card = fit_temporal(
+            det, TemporalRecipe.from_dict(recipe.temporal), crop_video_keys(feats.samples),
+            feats.y, held, recipe.target_fpr, log=print if verbose else lambda _m: None)
+        temporal_card["command"] = (f"noisetrace fit --config {config_path or 'CONFIG'} "
+                                    "--out OUT")  # fmt: skip
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     if tmp.exists():
@@ -363,6 +394,8 @@ def fit_recipe(recipe: HeadRecipe, out: str | Path, lofo: bool = True,
                        "threshold": model.threshold},
             "training_counts": dict(sorted(counts.items())),
             "oof_real_fpr": round(float(np.mean(model.oof_real >= model.threshold)), 4)}
+    if temporal_card is not None:
+        card["temporal"] = temporal_card
     if report:  # the figures `noisetrace models` shows
         n = report["n_samples"]
         card["metrics"] = {}
@@ -539,7 +572,7 @@ def model_card(card: dict[str, Any]) -> str:
                   "kinds than the fakes; \"vs own reals\" among the reals of the same source "
                   "(same capture and compression), where it has enough: read that one first.",
                   "", v["markdown"]]
-    if card.get("temporal"):  # written by benchmarks/faces_flicker.py --into
+    if card.get("temporal"):  # the recipe's video stage (heads/temporal.fit_temporal)
         t = card["temporal"]
         lines += ["## On video: the jitter index" + (", combined into the score"
                   if t.get("combined") else " beside the score"), "",
