@@ -357,9 +357,9 @@ def fit_recipe(recipe: HeadRecipe, out: str | Path, lofo: bool = True,
     """Validate (leave-one-family-out), then fit on all the data and write the model
     directory ``out`` with ``card.json`` (recipe, validation tables, data counts)."""
     if recipe.temporal is not None and not lofo:
-        raise ValueError("a recipe with a `temporal` block fits its video combination on "
-                         "the held-out scores of the leave-one-family-out refits: fit it "
-                         "without --no-lofo")  # fmt: skip
+        # The combination is fitted on the refits' held-out scores: none without them.
+        print("fit: no leave-one-family-out refits, so no video stage (the recipe's "
+              "`temporal` block is skipped; the model scores videos frame by frame)")
     samples = recipe.corpus()
     feats = Features(recipe, samples, verbose=verbose)
     held: dict[str, dict[str, np.ndarray]] = {}
@@ -368,7 +368,7 @@ def fit_recipe(recipe: HeadRecipe, out: str | Path, lofo: bool = True,
     model = fit_stack(recipe, feats, idx)
     det = build_detector(recipe, feats, model)
     temporal_card = None
-    if recipe.temporal is not None:
+    if recipe.temporal is not None and lofo:
         from noisetrace.heads.temporal import TemporalRecipe, crop_video_keys, fit_temporal
 
         det.config.temporal, temporal_card = fit_temporal(

@@ -345,7 +345,8 @@ def fit_temporal(det: Any, recipe: TemporalRecipe, videos: np.ndarray, y: np.nda
                                                       if t in per},
                                    det.config.video_aggregate)  # fmt: skip
         tables[t] = learned_combination(rows, sc, recipe.folds, recipe.seed)
-        md += [f"Each video source left out in turn ({t}); video AUC against every real "
+        md += [f"Learned combination of the frame model's video score and the jitter index, "
+               f"each video source left out in turn ({t}); video AUC against every real "
                "video (95% CI):", "", combination_markdown(tables[t]), ""]
         if t == recipe.transform and recipe.combine:
             temporal["combine"] = fit_combination(rows, sc, target_fpr, det.threshold, t)
