@@ -180,6 +180,10 @@ def held_out_video_scores(rows: list[dict[str, Any]], videos: np.ndarray, y: np.
     return out
 
 
+def _key(row: Mapping[str, Any]) -> VideoKey:
+    return row["video"], row["label"]
+
+
 def _logit(p: Any) -> np.ndarray:
     p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
@@ -211,17 +215,16 @@ def learned_combination(rows: list[dict[str, Any]], scores: Mapping[str, Mapping
         test = scores.get(fam)
         if not test:
             continue
-        key = lambda r: (r["video"], r["label"])  # noqa: E731
-        fakes = [r for r in rows if r["label"] == "fake" and r["family"] == fam and key(r) in test]
-        reals = [r for r in rows if r["label"] == "real" and key(r) in test]
-        train_f = [(scores[r["family"]][key(r)], r["jitter"]) for r in rows
+        fakes = [r for r in rows if r["label"] == "fake" and r["family"] == fam and _key(r) in test]
+        reals = [r for r in rows if r["label"] == "real" and _key(r) in test]
+        train_f = [(scores[r["family"]][_key(r)], r["jitter"]) for r in rows
                    if r["label"] == "fake" and r["family"] not in (None, fam)
-                   and key(r) in scores.get(r["family"], {})]  # fmt: skip
+                   and _key(r) in scores.get(r["family"], {})]  # fmt: skip
         if not fakes or not reals or len(train_f) < 5:
             continue
         fold = rng.integers(0, folds, len(reals))
-        x_real = np.array([(test[key(r)], r["jitter"]) for r in reals])
-        x_fake = np.array([(test[key(r)], r["jitter"]) for r in fakes])
+        x_real = np.array([(test[_key(r)], r["jitter"]) for r in reals])
+        x_fake = np.array([(test[_key(r)], r["jitter"]) for r in fakes])
         fit_ok = np.array([r["family"] != fam for r in reals])
         out_real, out_fake, w_sum = np.zeros(len(reals)), np.zeros(len(fakes)), np.zeros(2)
         for f in range(folds):
@@ -286,17 +289,16 @@ def fit_combination(rows: list[dict[str, Any]], scores: Mapping[str, Mapping[Vid
     videos through and sits on ``threshold``, the model's own."""
     from sklearn.linear_model import LogisticRegression
 
-    key = lambda r: (r["video"], r["label"])  # noqa: E731
-    fakes = [(scores[r["family"]][key(r)], r["jitter"]) for r in rows
-             if r["label"] == "fake" and key(r) in scores.get(r["family"] or "", {})]  # fmt: skip
+    fakes = [(scores[r["family"]][_key(r)], r["jitter"]) for r in rows
+             if r["label"] == "fake" and _key(r) in scores.get(r["family"] or "", {})]  # fmt: skip
     reals = [r for r in rows if r["label"] == "real"
-             and any(key(r) in s for s in scores.values())]  # fmt: skip
+             and any(_key(r) in s for s in scores.values())]  # fmt: skip
     if len(fakes) < 5 or len(reals) < 5:
         raise ValueError(f"the combination needs at least 5 fake and 5 real videos with "
                          f"held-out frame scores, got {len(fakes)} and {len(reals)}: check "
                          "that the temporal block's manifests hold videos the face corpus "
                          "has crops of, and that their fakes name the corpus family")  # fmt: skip
-    x_real = [(float(np.median([s[key(r)] for s in scores.values() if key(r) in s])),
+    x_real = [(float(np.median([s[_key(r)] for s in scores.values() if _key(r) in s])),
                r["jitter"]) for r in reals]  # fmt: skip
     X = _design(np.array(fakes + x_real))
     mu, sd = X[len(fakes):].mean(0), X[len(fakes):].std(0) + 1e-9
