@@ -17,6 +17,7 @@ from skimage import data
 
 from noisetrace.cli import main
 from noisetrace.detector import UNUSUAL, Detector
+from noisetrace.errors import NoisetraceError
 from noisetrace.media.crops import cut
 from noisetrace.media.video import SampleReport, iter_frames, write_video
 from noisetrace.residuals.temporal import LUMA, frame_jitter, jitter_index
@@ -444,6 +445,18 @@ def test_a_temporal_block_is_checked_before_the_refits():
         TemporalRecipe.from_dict({"videos": [{"manifest": "m.tsv", "famly": "x"}]})
     r = TemporalRecipe.from_dict({"videos": ["m.tsv", {"manifest": "p.tsv", "pairs": True}]})
     assert [v.pairs for v in r.videos] == [False, True] and r.settings()["frames"] == 12
+    with pytest.raises(NoisetraceError, match="m.tsv, p.tsv"):
+        r.check()
+
+
+def test_fit_stops_before_the_refits_when_a_video_manifest_is_missing(tmp_path, monkeypatch):
+    from noisetrace.heads.fit import HeadRecipe, fit_recipe
+
+    recipe = HeadRecipe(data=[str(tmp_path)], branches={}, input="face",
+                        temporal={"videos": [str(tmp_path / "nope.tsv")]})  # fmt: skip
+    monkeypatch.setattr(HeadRecipe, "corpus", lambda self: pytest.fail("read the corpus"))
+    with pytest.raises(NoisetraceError, match="nope.tsv"):
+        fit_recipe(recipe, tmp_path / "out", verbose=False)
 
 
 def test_the_shipped_recipe_fits_its_video_stage():

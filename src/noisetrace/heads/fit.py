@@ -360,6 +360,10 @@ def fit_recipe(recipe: HeadRecipe, out: str | Path, lofo: bool = True,
         # The combination is fitted on the refits' held-out scores: none without them.
         print("fit: no leave-one-family-out refits, so no video stage (the recipe's "
               "`temporal` block is skipped; the model scores videos frame by frame)")
+    if recipe.temporal is not None and lofo:
+        from noisetrace.heads.temporal import TemporalRecipe
+
+        TemporalRecipe.from_dict(recipe.temporal).check()
     samples = recipe.corpus()
     feats = Features(recipe, samples, verbose=verbose)
     held: dict[str, dict[str, np.ndarray]] = {}

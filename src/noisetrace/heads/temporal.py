@@ -73,6 +73,16 @@ class TemporalRecipe:
                              "face videos (see configs/faces.yaml)")  # fmt: skip
         return cls(videos=videos, **raw)
 
+    def check(self) -> None:
+        """Fail before hours of refits, not after: every manifest must be there."""
+        missing = [v.manifest for v in self.videos if not Path(v.manifest).is_file()]
+        if missing:
+            from noisetrace.errors import NoisetraceError
+
+            raise NoisetraceError(
+                "the temporal block's video manifests are missing: " + ", ".join(missing)
+                + " (docs/data.md says how to rebuild them; or drop the block)")
+
     def settings(self) -> dict[str, Any]:
         """What ``Detector.run_jitter`` reads from ``config.temporal``."""
         return {"frames": self.frames, "size": self.size, "highpass": self.highpass}
