@@ -112,3 +112,22 @@ def test_build_pairs_for_siamese(sources: list[str], tmp_path: Path) -> None:
     assert unpaired == 0 and len(pairs) == len(rows) // 2
     assert sum(p.label == FAKE and "sbi" in p.members[0].path for p in pairs) >= 1
     assert {len(p.members) for p in pairs} == {2}
+
+
+def test_self_blending_at_the_crop_scale() -> None:
+    """``sbi_scale="crop"`` scales a frame down so that its face square is the crop size
+    before blending (SBI blends face crops at its working size), and leaves smaller faces
+    alone."""
+    from types import SimpleNamespace
+
+    from noisetrace.data.face_corpus import _at_crop_scale
+
+    cfg = CorpusConfig(size=256, margin=1.3)
+    frame = np.zeros((1000, 800, 3), np.uint8)
+    big = lambda img: SimpleNamespace(box=(100, 100, 500, 500))  # noqa: E731 - 400 px face
+    out = _at_crop_scale(frame, big, cfg)
+    f = 256 / (1.3 * 400)
+    assert out.shape == (round(1000 * f), round(800 * f), 3) and out.dtype == np.uint8
+    small = lambda img: SimpleNamespace(box=(10, 10, 150, 150))  # noqa: E731 - square 182 px
+    assert _at_crop_scale(frame, small, cfg) is frame
+    assert _at_crop_scale(frame, lambda img: None, cfg) is None

@@ -65,6 +65,11 @@ class CorpusConfig:
     landmarks: str = "auto"  # FaceShapeDetector backend for SBI (dlib68 when importable)
     seed: int = 0
     background: bool = False  # also the background square of each face (Siamese DnCNN pairs)
+    # "crop": a frame whose face square is larger than `size` is first scaled down so that it
+    # is `size` (as SBI blends face crops at its working size, and as the model looks), then
+    # blended; "native": blended at the frame's own size (corpora v1-v3), which shrinks the
+    # blend's traces with the crop for large faces (CelebA-HQ: about 3.4x).
+    sbi_scale: str = "native"
 
 
 @dataclass
@@ -195,6 +200,25 @@ def _sbi_quota(reals: list[Item], n: int, seed: int) -> list[Item]:
     return out
 
 
+def _at_crop_scale(img: np.ndarray, shapes: object, cfg: CorpusConfig) -> np.ndarray | None:
+    """``img`` scaled down so that its largest face's square (``margin`` x the box) is
+    ``size`` px, when it is larger (None: no face). Area interpolation, as a downscale."""
+    from noisetrace.media.faces import import_cv2
+
+    cv2 = import_cv2()
+    face = shapes(img)  # type: ignore[operator]
+    if face is None:
+        return None
+    x0, y0, x1, y1 = face.box
+    side = cfg.margin * max(x1 - x0, y1 - y0)
+    if side <= cfg.size:
+        return img
+    f = cfg.size / side
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))),
+                      interpolation=cv2.INTER_AREA)  # fmt: skip
+
+
 def build(sources: list[str], out: str | Path, cfg: CorpusConfig = CorpusConfig(),
           verbose: bool = True) -> Path:  # fmt: skip
     """Write the crops and ``out/MANIFEST.tsv`` (see module docstring); returns the manifest."""
@@ -248,7 +272,8 @@ def build(sources: list[str], out: str | Path, cfg: CorpusConfig = CorpusConfig(
         rng = np.random.default_rng(cfg.seed)
         n0 = len(rows)
         for it in _sbi_quota(reals, cfg.sbi, cfg.seed):
-            sb = self_blend_auto(it.image, rng, shapes)
+            img = _at_crop_scale(it.image, shapes, cfg) if cfg.sbi_scale == "crop" else it.image
+            sb = None if img is None else self_blend_auto(img, rng, shapes)
             if sb is not None:
                 save(
                     it,
@@ -279,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-per-class", type=int, default=d.max_per_class,
                     help="files per source and label (0: all)")  # fmt: skip
     ap.add_argument("--sbi", type=int, default=d.sbi, help="self-blended fakes to make")
+    ap.add_argument("--sbi-scale", choices=("native", "crop"), default=d.sbi_scale,
+                    help="blend at the frame's size, or with the face square scaled to --size")
     ap.add_argument("--landmarks", default=d.landmarks, help="SBI landmarks: auto, dlib68, haar")
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--background", action="store_true",
@@ -286,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
                          "faces without one are left out)")  # fmt: skip
     a = ap.parse_args(argv)
     cfg = CorpusConfig(a.frames, a.margin, a.size, a.backend, a.max_per_class, a.sbi,
-                       a.landmarks, a.seed, a.background)  # fmt: skip
+                       a.landmarks, a.seed, a.background, a.sbi_scale)  # fmt: skip
     print(build(a.sources, a.out, cfg))
 
 
