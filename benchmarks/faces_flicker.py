@@ -37,21 +37,14 @@ from noisetrace.heads.fit import HeadRecipe
 from noisetrace.heads.temporal import (
     TemporalRecipe,
     VideoSource,
+    auc_cell,
     combination_markdown,
     held_out_video_scores,
     index_markdown,
     learned_combination,
     measure_videos,
 )
-from noisetrace.metrics import binary_metrics, bootstrap_ci
 from noisetrace.zoo import load_detector
-
-
-def _auc(y: np.ndarray, s: np.ndarray) -> str:
-    if y.all() or not y.any():
-        return "-"
-    lo, hi = bootstrap_ci(y, s, "auc")
-    return f"{binary_metrics(y, s)['auc']:.3f} ({lo:.2f}-{hi:.2f})"
 
 
 def combination(rows: list[dict]) -> str:
@@ -69,7 +62,7 @@ def combination(rows: list[dict]) -> str:
         m = real | np.array([r["source"] == source and r["label"] == "fake" for r in rows])
         y = (~real[m]).astype(int)
         out.append(f"| {source} | {int(y.sum())} | "
-                   + " | ".join(_auc(y, v[m]) for v in z.values()) + " |")
+                   + " | ".join(auc_cell(y, v[m]) for v in z.values()) + " |")
     return "\n".join(out)
 
 
@@ -108,7 +101,7 @@ def print_fusion(rows: list[dict], lofo: Path, held_out: str = "face-deepfaceliv
         z2 = (jv - jv[real].mean()) / jv[real].std()
         for name, sc in (("frame model", z1), ("jitter index", z2), ("sum", z1 + z2),
                          ("max", np.maximum(z1, z2))):  # fmt: skip
-            cells = [_auc(yy[m], sc[m]) for m in (fake | (real & own), fake | real)]
+            cells = [auc_cell(yy[m], sc[m]) for m in (fake | (real & own), fake | real)]
             caught = np.mean(sc[fake] > np.quantile(sc[real], 0.95))
             print(f"| {t} | {name} | {cells[0]} | {cells[1]} | {caught:.2f} |")
 

@@ -356,14 +356,16 @@ def fit_recipe(recipe: HeadRecipe, out: str | Path, lofo: bool = True,
                verbose: bool = True, config_path: str | None = None) -> dict[str, Any]:
     """Validate (leave-one-family-out), then fit on all the data and write the model
     directory ``out`` with ``card.json`` (recipe, validation tables, data counts)."""
+    video = None
     if recipe.temporal is not None and not lofo:
         # The combination is fitted on the refits' held-out scores: none without them.
         print("fit: no leave-one-family-out refits, so no video stage (the recipe's "
               "`temporal` block is skipped; the model scores videos frame by frame)")
-    if recipe.temporal is not None and lofo:
+    elif recipe.temporal is not None:
         from noisetrace.heads.temporal import TemporalRecipe
 
-        TemporalRecipe.from_dict(recipe.temporal).check()
+        video = TemporalRecipe.from_dict(recipe.temporal)
+        video.check()
     samples = recipe.corpus()
     feats = Features(recipe, samples, verbose=verbose)
     held: dict[str, dict[str, np.ndarray]] = {}
@@ -372,11 +374,11 @@ def fit_recipe(recipe: HeadRecipe, out: str | Path, lofo: bool = True,
     model = fit_stack(recipe, feats, idx)
     det = build_detector(recipe, feats, model)
     temporal_card = None
-    if recipe.temporal is not None and lofo:
-        from noisetrace.heads.temporal import TemporalRecipe, crop_video_keys, fit_temporal
+    if video is not None:
+        from noisetrace.heads.temporal import crop_video_keys, fit_temporal
 
         det.config.temporal, temporal_card = fit_temporal(
-            det, TemporalRecipe.from_dict(recipe.temporal), crop_video_keys(feats.samples),
+            det, video, crop_video_keys(feats.samples),
             feats.y, held, recipe.target_fpr, log=print if verbose else lambda _m: None)
         temporal_card["command"] = (f"noisetrace fit --config {config_path or 'CONFIG'} "
                                     "--out OUT")  # fmt: skip

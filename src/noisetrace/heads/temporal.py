@@ -374,7 +374,8 @@ def fit_temporal(det: Any, recipe: TemporalRecipe, videos: np.ndarray, y: np.nda
     return temporal, card
 
 
-def _auc_cell(y: np.ndarray, s: np.ndarray) -> str:
+def auc_cell(y: np.ndarray, s: np.ndarray) -> str:
+    """A table cell: AUC with its bootstrap 95% interval, or "-" with one class only."""
     from noisetrace.metrics import binary_metrics
 
     if y.all() or not y.any():
@@ -417,13 +418,13 @@ def index_markdown(rows: list[dict[str, Any]]) -> str:
                          for c in (1, 0))  # fmt: skip
         u = unusual(rows, source)
         flag = " / ".join(f"{u[y == c].mean():.2f}" if (y == c).any() else "-" for c in (1, 0))
-        out.append(f"| {source} | {int(y.sum())} / {int((1 - y).sum())} | {_auc_cell(y, s)} | "
-                   f"{_auc_cell(y_all[vs_all], s_all[vs_all])} | {share} | {med} | {flag} |")
+        out.append(f"| {source} | {int(y.sum())} / {int((1 - y).sum())} | {auc_cell(y, s)} | "
+                   f"{auc_cell(y_all[vs_all], s_all[vs_all])} | {share} | {med} | {flag} |")
     if rows:
         u_all = np.concatenate([unusual(rows, src) for src in sources])
         y_sorted = np.concatenate([y_all[[r["source"] == src for r in rows]] for src in sources])
         out.append(f"| **all** | {int(y_all.sum())} / {int((1 - y_all).sum())} | - | "
-                   f"{_auc_cell(y_all, s_all)} | | | "
+                   f"{auc_cell(y_all, s_all)} | | | "
                    + " / ".join(f"{u_all[y_sorted == c].mean():.2f}" if (y_sorted == c).any()
                                 else "-" for c in (1, 0)) + " |")  # fmt: skip
     return "\n".join(out)
