@@ -131,3 +131,62 @@ def test_self_blending_at_the_crop_scale() -> None:
     small = lambda img: SimpleNamespace(box=(10, 10, 150, 150))  # noqa: E731 - square 182 px
     assert _at_crop_scale(frame, small, cfg) is frame
     assert _at_crop_scale(frame, lambda img: None, cfg) is None
+
+
+def test_cross_blended_fakes(sources: list[str], tmp_path: Path, monkeypatch) -> None:
+    """``--xray``: cross-blended fakes (noisetrace.data.xray) of real frames, each with a
+    donor of another group, in their own family; a target keeps its group. Landmarks come from
+    a stub (the astronaut's dlib points, shifted into the test's 320 px face crops)."""
+    from test_sbi import ASTRONAUT_68
+
+    from noisetrace.data import sbi
+    from noisetrace.media.faces import FaceBackendError
+
+    class Stub:
+        backend = "dlib68"
+
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def __call__(self, img: np.ndarray) -> sbi.FaceShape:
+            pts = (ASTRONAUT_68 - [64, 0]) * (img.shape[1] / 320)
+            x0, y0 = pts.min(0)
+            x1, y1 = pts.max(0)
+            return sbi.FaceShape((float(x0), float(y0), float(x1), float(y1)), pts)
+
+    with pytest.raises(FaceBackendError, match="dlib"):
+        build(sources, tmp_path / "haar", CorpusConfig(frames=2, size=64, sbi=0, xray=2,
+                                                      landmarks="haar"), verbose=False)  # fmt: skip
+    monkeypatch.setattr(sbi, "FaceShapeDetector", Stub)
+    cfg = CorpusConfig(frames=3, size=64, sbi=0, xray=3, landmarks="dlib68")
+    man = build(sources, tmp_path / "corpus", cfg, verbose=False)
+    rows = list(csv.DictReader(man.read_text().splitlines(), delimiter="\t"))
+    xr = [r for r in rows if r["dataset"] == "xray"]
+    assert len(xr) == 3 and all(r["label"] == "fake" for r in xr)
+    assert all(r["path"].startswith("crops/xray/") for r in xr)
+    reals = {r["source"].split("#")[0]: r["group"] for r in rows if r["label"] == "real"}
+    for r in xr:
+        assert r["group"] == reals[r["source"].split("#")[0]]  # the target's group
+        assert "donor from" in r["generator"]
+    # the only two real groups donate to each other
+    assert {r["group"] for r in xr} <= set(reals.values())
+    assert {family_of(s) for s in read_manifest(man) if s.label == FAKE} >= {"face-xray"}
+    a = build(sources, tmp_path / "again", cfg, verbose=False)
+    assert a.read_text() == man.read_text()  # paths are relative to the corpus
+    for r in xr:
+        assert (man.parent / r["path"]).read_bytes() == (a.parent / r["path"]).read_bytes()
+
+
+def test_shape_at_crop_scale_scales_the_landmarks() -> None:
+    from noisetrace.data.face_corpus import _shape_at_crop_scale
+    from noisetrace.data.sbi import FaceShape
+
+    pts = np.array([[100.0, 100.0], [500.0, 100.0], [300.0, 500.0]], np.float32)
+    big = lambda img: FaceShape((100.0, 100.0, 500.0, 500.0), pts)  # noqa: E731
+    frame = np.zeros((1000, 800, 3), np.uint8)
+    img, face = _shape_at_crop_scale(frame, big, CorpusConfig(size=256, margin=1.3))
+    f = 256 / (1.3 * 400)
+    assert img.shape == (round(1000 * f), round(800 * f), 3)
+    assert np.allclose(face.landmarks, pts * [img.shape[1] / 800, img.shape[0] / 1000])
+    no_marks = lambda i: FaceShape((0, 0, 9, 9), None)  # noqa: E731 - a Haar box only
+    assert _shape_at_crop_scale(frame, no_marks, CorpusConfig()) is None

@@ -12,12 +12,16 @@ face-swap *source* out, so every crop's generator is ``face:<tag> ...`` and
 real kind ``face-real-<tag>`` (reals, so false positives are reported per source). It also
 reads what ``prepare`` does not: DeepFaceLive's side-by-side clips (label ``pair``: left
 half real, right half the swap, docs/data.md), and it makes Self-Blended Images
-(:mod:`noisetrace.data.sbi`) from real frames only, a family of their own (``face-sbi``).
+(:mod:`noisetrace.data.sbi`) from real frames only, a family of their own (``face-sbi``),
+and with ``--xray`` cross-blended fakes (:mod:`noisetrace.data.xray`: another real person's
+face blended into a real frame, Face X-ray's blended images), family ``face-xray``.
 
 Groups: a crop keeps its source's ``group`` column (DeepFaceLive: the face model; styletalk:
 the identity), else the video it came from (DFDC crops ``<video>-NNN-NN.png`` -> the video),
 else the file; an SBI fake keeps the group of the real frame it was made from, so a fake and
-its real never straddle two folds.
+its real never straddle two folds. A cross-blended fake keeps its target frame's group; its
+donor is a real frame of another group (and identity), which may sit in another fold: that
+can only make the donor's own real crops look more fake, never flatter a held-out score.
 
 ``--background`` (pairs for ``siamese-dncnn``): each face crop is followed by the background
 square furthest from it (``kind`` ``background``, same ``source_path`` and ``frame``, which
@@ -70,6 +74,12 @@ class CorpusConfig:
     # blended; "native": blended at the frame's own size (corpora v1-v3), which shrinks the
     # blend's traces with the crop for large faces (CelebA-HQ: about 3.4x).
     sbi_scale: str = "native"
+    # cross-blended fakes (Face X-ray's blended images, noisetrace.data.xray): a real frame
+    # (at the crop's scale, as `sbi_scale: crop`) with the face of another real person of the
+    # corpus blended in, the donor with the nearest landmarks among `xray_candidates` drawn
+    # from the other groups; 0: none. Needs 68-point landmarks (dlib68).
+    xray: int = 0
+    xray_candidates: int = 100
 
 
 @dataclass
@@ -219,6 +229,59 @@ def _at_crop_scale(img: np.ndarray, shapes: object, cfg: CorpusConfig) -> np.nda
                       interpolation=cv2.INTER_AREA)  # fmt: skip
 
 
+def _shape_at_crop_scale(
+    img: np.ndarray, shapes: object, cfg: CorpusConfig
+) -> tuple[np.ndarray, object] | None:
+    """``(image, face)``: ``img`` scaled down as :func:`_at_crop_scale` does, and its largest
+    face with the landmarks scaled alike (one detection); None: no face or no landmarks."""
+    from noisetrace.data.sbi import FaceShape
+    from noisetrace.media.faces import import_cv2
+
+    face = shapes(img)  # type: ignore[operator]
+    if face is None or face.landmarks is None:
+        return None
+    x0, y0, x1, y1 = face.box
+    side = cfg.margin * max(x1 - x0, y1 - y0)
+    if side <= cfg.size:
+        return img, face
+    h, w = img.shape[:2]
+    nw, nh = max(1, round(w * cfg.size / side)), max(1, round(h * cfg.size / side))
+    small = import_cv2().resize(img, (nw, nh), interpolation=import_cv2().INTER_AREA)
+    f = np.array([nw / w, nh / h], np.float32)
+    box = (x0 * f[0], y0 * f[1], x1 * f[0], y1 * f[1])
+    return small, FaceShape(tuple(float(v) for v in box), face.landmarks * f)
+
+
+def _cross_blends(reals: list[Item], cfg: CorpusConfig, shapes: object,
+                  verbose: bool) -> Iterator[tuple[Item, np.ndarray, str]]:  # fmt: skip
+    """``(target item, fake, donor tag)`` for ``cfg.xray`` targets drawn over the sources as
+    the self-blended ones are (another draw); each donor is the real frame of another group
+    (and identity, where known) with the nearest landmarks among ``cfg.xray_candidates``
+    drawn from a pool of three times as many real frames."""
+    from noisetrace.data.xray import cross_blend, nearest_donor
+
+    rng = np.random.default_rng(cfg.seed + 2)
+    targets = _sbi_quota(reals, cfg.xray, cfg.seed + 2)
+    donors = _sbi_quota(reals, 3 * cfg.xray, cfg.seed + 3)
+    pool = [shapes(d.image) for d in donors]  # type: ignore[operator]
+    marks = [None if f is None else f.landmarks for f in pool]
+    if verbose:
+        print(f"xray: {sum(m is not None for m in marks)} donors with landmarks of "
+              f"{len(donors)}", flush=True)  # fmt: skip
+    for it in targets:
+        found = _shape_at_crop_scale(it.image, shapes, cfg)
+        if found is None:
+            continue
+        img, face = found
+        allowed = [d.group != it.group and d.source != it.source
+                   and not (it.identity and d.identity == it.identity) for d in donors]  # fmt: skip
+        k = nearest_donor(face.landmarks, marks, rng, cfg.xray_candidates, allowed)  # type: ignore[attr-defined]
+        if k is None:
+            continue
+        fake = cross_blend(img, face.landmarks, donors[k].image, marks[k], rng)  # type: ignore[attr-defined,arg-type]
+        yield it, fake.image, donors[k].tag
+
+
 def build(sources: list[str], out: str | Path, cfg: CorpusConfig = CorpusConfig(),
           verbose: bool = True) -> Path:  # fmt: skip
     """Write the crops and ``out/MANIFEST.tsv`` (see module docstring); returns the manifest."""
@@ -238,16 +301,14 @@ def build(sources: list[str], out: str | Path, cfg: CorpusConfig = CorpusConfig(
         for c, kind, box in crop(img, bool(it.video)):
             suffix = "_bg" if kind == "background" else ""
             name = f"{Path(it.source).stem}_{it.frame:05d}_{h[:8]}{suffix}.png"
-            rel = Path("crops") / it.tag / name
-            if kind_prefix:
-                rel = Path("crops") / "sbi" / rel.name
+            rel = Path("crops") / (kind_prefix or it.tag) / name
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(c).save(out / rel, compress_level=1)
             # source_path keys a face and its background square into one pair (a self-blended
             # fake and the real frame it was made from are two pairs).
             rows.append({"path": str(rel), "label": "fake" if label == FAKE else "real",
                          "generator": generator, "group": it.group,
-                         "dataset": "sbi" if kind_prefix else it.tag, "identity": it.identity,
+                         "dataset": kind_prefix or it.tag, "identity": it.identity,
                          "video": it.video, "source": source, "frame": str(it.frame),
                          "kind": kind, "box": ",".join(map(str, box)),
                          "source_path": pair_key})  # fmt: skip
@@ -283,6 +344,20 @@ def build(sources: list[str], out: str | Path, cfg: CorpusConfig = CorpusConfig(
                 )
         if verbose:
             print(f"sbi: {len(rows) - n0} crops ({shapes.backend})", flush=True)
+    if cfg.xray:
+        from noisetrace.data.sbi import FaceShapeDetector
+        from noisetrace.media.faces import FaceBackendError
+
+        shapes = FaceShapeDetector(cfg.landmarks)
+        if shapes.backend != "dlib68":
+            raise FaceBackendError("--xray needs 68-point landmarks: pip install dlib-bin "
+                                   "face-recognition-models (or --landmarks dlib68)")  # fmt: skip
+        n0 = len(rows)
+        for it, fake, donor in _cross_blends(reals, cfg, shapes, verbose):
+            save(it, fake, f"face:xray cross-blended ({shapes.backend}) from {it.tag}, "
+                           f"donor from {donor}", kind_prefix="xray")  # fmt: skip
+        if verbose:
+            print(f"xray: {len(rows) - n0} crops ({shapes.backend})", flush=True)
     man = out / "MANIFEST.tsv"
     with open(man, "w", encoding="utf-8", newline="") as fh:
         fh.write("\t".join(FIELDS) + "\n")
@@ -306,14 +381,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sbi", type=int, default=d.sbi, help="self-blended fakes to make")
     ap.add_argument("--sbi-scale", choices=("native", "crop"), default=d.sbi_scale,
                     help="blend at the frame's size, or with the face square scaled to --size")
-    ap.add_argument("--landmarks", default=d.landmarks, help="SBI landmarks: auto, dlib68, haar")
+    ap.add_argument("--xray", type=int, default=d.xray,
+                    help="cross-blended fakes to make (another real face blended in; dlib68)")
+    ap.add_argument("--xray-candidates", type=int, default=d.xray_candidates,
+                    help="donors drawn per cross-blended fake; the nearest landmarks win")
+    ap.add_argument("--landmarks", default=d.landmarks,
+                    help="SBI / cross-blend landmarks: auto, dlib68, haar")
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--background", action="store_true",
                     help="also cut each face's background square (pairs for siamese-dncnn; "
                          "faces without one are left out)")  # fmt: skip
     a = ap.parse_args(argv)
     cfg = CorpusConfig(a.frames, a.margin, a.size, a.backend, a.max_per_class, a.sbi,
-                       a.landmarks, a.seed, a.background, a.sbi_scale)  # fmt: skip
+                       a.landmarks, a.seed, a.background, a.sbi_scale, a.xray,
+                       a.xray_candidates)  # fmt: skip
     print(build(a.sources, a.out, cfg))
 
 
