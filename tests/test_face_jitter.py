@@ -407,7 +407,8 @@ def test_videos_are_measured_as_scan_reads_them(face_model, clips, tmp_path):
                                                             strict=True)]  # fmt: skip
     write_video(d / "pair.mp4", pair, fps=12, bit_rate=20_000_000)
     plain = _manifest(d, [("filmed.mp4", "real"), ("rendered.mp4", "fake"),
-                          ("broken.mp4", "fake"), ("pair.mp4", "pair")])  # fmt: skip
+                          ("broken.mp4", "fake"), ("pair.mp4", "pair"),
+                          ("", "fake")])  # fmt: skip
     sub = tmp_path / "pairs"
     sub.mkdir()
     (sub / "pair.mp4").write_bytes((d / "pair.mp4").read_bytes())
@@ -420,7 +421,8 @@ def test_videos_are_measured_as_scan_reads_them(face_model, clips, tmp_path):
     by = {(r["path"], r["label"]): r for r in got.rows}
     assert set(by) == {("filmed.mp4", "real"), ("rendered.mp4", "fake"), ("pair.mp4", "real"),
                        ("pair.mp4", "fake")}  # fmt: skip
-    assert len(got.failed) == 1 and "broken.mp4" in got.failed[0]
+    assert len(got.failed) == 2 and "broken.mp4" in got.failed[0]
+    assert "a row without a path" in got.failed[1]
     for name, label in (("filmed", "real"), ("rendered", "fake")):
         r = by[(f"{name}.mp4", label)]
         scanned = face_model.scan(d / f"{name}.mp4")
@@ -447,6 +449,18 @@ def test_a_temporal_block_is_checked_before_the_refits():
     assert [v.pairs for v in r.videos] == [False, True] and r.settings()["frames"] == 12
     with pytest.raises(NoisetraceError, match="m.tsv, p.tsv"):
         r.check()
+
+
+def test_a_video_manifest_without_its_columns_stops_the_fit_early(tmp_path):
+    from noisetrace.heads.temporal import TemporalRecipe
+
+    good = tmp_path / "good.tsv"
+    good.write_text("path\tlabel\nclip.mp4\treal\n")
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("file\tlabel\nclip.mp4\treal\n")
+    TemporalRecipe.from_dict({"videos": [str(good)]}).check()
+    with pytest.raises(NoisetraceError, match="bad.tsv has no path column"):
+        TemporalRecipe.from_dict({"videos": [str(good), str(bad)]}).check()
 
 
 def test_fit_stops_before_the_refits_when_a_video_manifest_is_missing(tmp_path, monkeypatch):

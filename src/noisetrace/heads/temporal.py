@@ -74,14 +74,23 @@ class TemporalRecipe:
         return cls(videos=videos, **raw)
 
     def check(self) -> None:
-        """Fail before hours of refits, not after: every manifest must be there."""
+        """Fail before hours of refits, not after: every manifest must be there, with the
+        ``path`` and ``label`` columns the video stage reads."""
+        from noisetrace.errors import NoisetraceError
+
         missing = [v.manifest for v in self.videos if not Path(v.manifest).is_file()]
         if missing:
-            from noisetrace.errors import NoisetraceError
-
             raise NoisetraceError(
                 "the temporal block's video manifests are missing: " + ", ".join(missing)
                 + " (docs/data.md says how to rebuild them; or drop the block)")
+        for v in self.videos:
+            with open(v.manifest, newline="") as fh:
+                header = next(csv.reader(fh, delimiter="\t"), [])
+            lacking = [c for c in ("path", "label") if c not in header]
+            if lacking:
+                raise NoisetraceError(
+                    f"{v.manifest} has no {' or '.join(lacking)} column: a video manifest is "
+                    "a tab-separated file with a header row holding path and label")
 
     def settings(self) -> dict[str, Any]:
         """What ``Detector.run_jitter`` reads from ``config.temporal``."""
@@ -117,12 +126,17 @@ def measure_videos(det: Any, recipe: TemporalRecipe,
             with open(src.manifest, newline="") as fh:
                 entries = list(csv.DictReader(fh, delimiter="\t"))
             for r in entries:
+                if not (r.get("path") or "").strip():
+                    out.failed.append(f"{src.manifest}: a row without a path: {r}"[:300])
+                    log(f"{src.manifest}: a row without a path, left out")
+                    continue
                 p = root / r["path"]
-                if src.pairs != (r["label"] == "pair") or p.suffix.lower() not in VIDEO_SUFFIXES:
+                label = (r.get("label") or "").strip().lower()
+                if src.pairs != (label == "pair") or p.suffix.lower() not in VIDEO_SUFFIXES:
                     continue
                 try:
                     sampled = list(iter_frames(p, mode="even", n=samples, context=recipe.frames))
-                    halves = {"real": 0, "fake": 1} if src.pairs else {r["label"]: None}
+                    halves = {"real": 0, "fake": 1} if src.pairs else {label: None}
                     for label, k in halves.items():
                         rows: list[np.ndarray] = []
                         failed: list[str] = []
