@@ -87,7 +87,9 @@ def _cv2():  # noqa: ANN202 - the cv2 module
     return import_cv2()
 
 
-def _check_image(img: np.ndarray) -> np.ndarray:
+def check_image(img: np.ndarray) -> np.ndarray:
+    """``img`` as a contiguous (H, W, 3) uint8 RGB array; ValueError naming what it is
+    otherwise."""
     if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {getattr(img, 'shape', img)}")
     if img.dtype != np.uint8:
@@ -273,7 +275,7 @@ def transform_source(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     at quality 70-95 (p=0.5).
     """
     cv2 = _cv2()
-    img = _check_image(img)
+    img = check_image(img)
     x = img.astype(np.float32)
     if rng.random() < 0.3:
         x = x + rng.uniform(-20, 20, size=3).astype(np.float32)
@@ -366,7 +368,7 @@ def self_blend(
     Returns ``(image, mask)``: same size and dtype as ``img``, and the float32 blend mask;
     where the mask is 0 the output equals ``img`` exactly.
     """
-    img = _check_image(img)
+    img = check_image(img)
     if landmarks is None and box is None:
         raise ValueError("self_blend needs the face's landmarks or its box")
     shape = img.shape[:2]
@@ -461,7 +463,7 @@ class FaceShapeDetector:
 
     def __call__(self, img: np.ndarray) -> FaceShape | None:
         """The largest face in ``img``, or None when there is none."""
-        img = _check_image(img)
+        img = check_image(img)
         faces = self._boxes.detect(img)
         if not faces:
             return None

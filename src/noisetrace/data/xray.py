@@ -30,13 +30,13 @@ import numpy as np
 
 from noisetrace.data.sbi import (
     SelfBlended,
-    _check_image,
-    _cv2,
     blend,
+    check_image,
     deform_mask,
     hull_mask,
     transform_source,
 )
+from noisetrace.media.faces import import_cv2 as _cv2
 
 
 def _points(landmarks: np.ndarray) -> np.ndarray:
@@ -165,8 +165,8 @@ def cross_blend(
     Returns ``(image, mask)``: the target's size and dtype, the float32 blend mask; where the
     mask is 0 the output equals ``target`` exactly.
     """
-    target = _check_image(target)
-    donor = _check_image(donor)
+    target = check_image(target)
+    donor = check_image(donor)
     tp = _points(target_landmarks)
     shape = target.shape[:2]
     warped, valid = align_donor(donor, donor_landmarks, tp, shape)
