@@ -210,44 +210,44 @@ def _sbi_quota(reals: list[Item], n: int, seed: int) -> list[Item]:
     return out
 
 
-def _at_crop_scale(img: np.ndarray, shapes: object, cfg: CorpusConfig) -> np.ndarray | None:
-    """``img`` scaled down so that its largest face's square (``margin`` x the box) is
-    ``size`` px, when it is larger (None: no face). Area interpolation, as a downscale."""
+def _scale_to_crop(img: np.ndarray, box: tuple, cfg: CorpusConfig) -> np.ndarray:
+    """``img`` scaled down so that the square of the face ``box`` (``margin`` x the box) is
+    ``size`` px, when it is larger (else ``img`` itself). Area interpolation, as a downscale."""
     from noisetrace.media.faces import import_cv2
 
-    cv2 = import_cv2()
-    face = shapes(img)  # type: ignore[operator]
-    if face is None:
-        return None
-    x0, y0, x1, y1 = face.box
+    x0, y0, x1, y1 = box
     side = cfg.margin * max(x1 - x0, y1 - y0)
     if side <= cfg.size:
         return img
     f = cfg.size / side
     h, w = img.shape[:2]
-    return cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))),
-                      interpolation=cv2.INTER_AREA)  # fmt: skip
+    return import_cv2().resize(img, (max(1, round(w * f)), max(1, round(h * f))),
+                               interpolation=import_cv2().INTER_AREA)  # fmt: skip
+
+
+def _at_crop_scale(img: np.ndarray, shapes: object, cfg: CorpusConfig) -> np.ndarray | None:
+    """``img`` scaled so that its largest face's square is at most ``size`` px
+    (:func:`_scale_to_crop`); None: no face."""
+    face = shapes(img)  # type: ignore[operator]
+    return None if face is None else _scale_to_crop(img, face.box, cfg)
 
 
 def _shape_at_crop_scale(
     img: np.ndarray, shapes: object, cfg: CorpusConfig
 ) -> tuple[np.ndarray, object] | None:
-    """``(image, face)``: ``img`` scaled down as :func:`_at_crop_scale` does, and its largest
-    face with the landmarks scaled alike (one detection); None: no face or no landmarks."""
+    """``(image, face)``: ``img`` scaled as :func:`_at_crop_scale` scales it, and its largest
+    face with the box and landmarks scaled alike (one detection); None: no face or no
+    landmarks."""
     from noisetrace.data.sbi import FaceShape
-    from noisetrace.media.faces import import_cv2
 
     face = shapes(img)  # type: ignore[operator]
     if face is None or face.landmarks is None:
         return None
-    x0, y0, x1, y1 = face.box
-    side = cfg.margin * max(x1 - x0, y1 - y0)
-    if side <= cfg.size:
+    small = _scale_to_crop(img, face.box, cfg)
+    if small is img:
         return img, face
-    h, w = img.shape[:2]
-    nw, nh = max(1, round(w * cfg.size / side)), max(1, round(h * cfg.size / side))
-    small = import_cv2().resize(img, (nw, nh), interpolation=import_cv2().INTER_AREA)
-    f = np.array([nw / w, nh / h], np.float32)
+    f = np.array([small.shape[1] / img.shape[1], small.shape[0] / img.shape[0]], np.float32)
+    x0, y0, x1, y1 = face.box
     box = (x0 * f[0], y0 * f[1], x1 * f[0], y1 * f[1])
     return small, FaceShape(tuple(float(v) for v in box), face.landmarks * f)
 
