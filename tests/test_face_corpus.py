@@ -133,7 +133,8 @@ def test_self_blending_at_the_crop_scale() -> None:
     assert _at_crop_scale(frame, lambda img: None, cfg) is None
 
 
-def test_cross_blended_fakes(sources: list[str], tmp_path: Path, monkeypatch) -> None:
+def test_cross_blended_fakes(sources: list[str], tmp_path: Path, monkeypatch,
+                             capsys) -> None:
     """``--xray``: cross-blended fakes (noisetrace.data.xray) of real frames, each with a
     donor of another group, in their own family; a target keeps its group. Landmarks come from
     a stub (the astronaut's dlib points, shifted into the test's 320 px face crops)."""
@@ -171,6 +172,19 @@ def test_cross_blended_fakes(sources: list[str], tmp_path: Path, monkeypatch) ->
     # the only two real groups donate to each other
     assert {r["group"] for r in xr} <= set(reals.values())
     assert {family_of(s) for s in read_manifest(man) if s.label == FAKE} >= {"face-xray"}
+    # a target its blend fails on (landmarks off the frame) is reported, the build goes on
+    class OffFrame(Stub):
+        def __call__(self, img: np.ndarray) -> sbi.FaceShape:
+            face = super().__call__(img)
+            return sbi.FaceShape(face.box, face.landmarks + 5_000)
+
+    monkeypatch.setattr(sbi, "FaceShapeDetector", OffFrame)
+    capsys.readouterr()
+    off = build(sources, tmp_path / "off", cfg, verbose=True)
+    assert not [r for r in read_manifest(off) if "xray" in r.path]
+    out = capsys.readouterr().out
+    assert "xray: 0 crops (dlib68), 3 frames left out (the face mask is empty" in out
+    monkeypatch.setattr(sbi, "FaceShapeDetector", Stub)
     a = build(sources, tmp_path / "again", cfg, verbose=False)
     assert a.read_text() == man.read_text()  # paths are relative to the corpus
     for r in xr:

@@ -34,6 +34,7 @@ import argparse
 import csv
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,12 +253,13 @@ def _shape_at_crop_scale(
     return small, FaceShape(tuple(float(v) for v in box), face.landmarks * f)
 
 
-def _cross_blends(reals: list[Item], cfg: CorpusConfig, shapes: object,
-                  verbose: bool) -> Iterator[tuple[Item, np.ndarray, str]]:  # fmt: skip
+def _cross_blends(reals: list[Item], cfg: CorpusConfig, shapes: object, verbose: bool,
+                  left_out: Counter[str]) -> Iterator[tuple[Item, np.ndarray, str]]:  # fmt: skip
     """``(target item, fake, donor tag)`` for ``cfg.xray`` targets drawn over the sources as
     the self-blended ones are (another draw); each donor is the real frame of another group
     (and identity, where known) with the nearest landmarks among ``cfg.xray_candidates``
-    drawn from a pool of three times as many real frames."""
+    drawn from a pool of three times as many real frames. A target that gives no fake is
+    counted in ``left_out`` by why."""
     from noisetrace.data.xray import cross_blend, nearest_donor
 
     rng = np.random.default_rng(cfg.seed + 2)
@@ -271,15 +273,29 @@ def _cross_blends(reals: list[Item], cfg: CorpusConfig, shapes: object,
     for it in targets:
         found = _shape_at_crop_scale(it.image, shapes, cfg)
         if found is None:
+            left_out["no face landmarks"] += 1
             continue
         img, face = found
         allowed = [d.group != it.group and d.source != it.source
                    and not (it.identity and d.identity == it.identity) for d in donors]  # fmt: skip
         k = nearest_donor(face.landmarks, marks, rng, cfg.xray_candidates, allowed)  # type: ignore[attr-defined]
         if k is None:
+            left_out["no donor of another group"] += 1
             continue
-        fake = cross_blend(img, face.landmarks, donors[k].image, marks[k], rng)  # type: ignore[attr-defined,arg-type]
+        try:
+            fake = cross_blend(img, face.landmarks, donors[k].image, marks[k], rng)  # type: ignore[attr-defined,arg-type]
+        except ValueError as exc:  # e.g. landmarks off the frame: this target, not the corpus
+            left_out[str(exc)[:80]] += 1
+            continue
         yield it, fake.image, donors[k].tag
+
+
+def _left_out(counts: Counter[str]) -> str:
+    """", 5 frames left out (no face: 4, ...)" for a report line, "" when none were."""
+    if not counts:
+        return ""
+    why = ", ".join(f"{k}: {n}" for k, n in counts.most_common())
+    return f", {sum(counts.values())} frames left out ({why})"
 
 
 def build(sources: list[str], out: str | Path, cfg: CorpusConfig = CorpusConfig(),
@@ -331,19 +347,22 @@ def build(sources: list[str], out: str | Path, cfg: CorpusConfig = CorpusConfig(
 
         shapes = FaceShapeDetector(cfg.landmarks)
         rng = np.random.default_rng(cfg.seed)
-        n0 = len(rows)
+        n0, left_out = len(rows), Counter[str]()
         for it in _sbi_quota(reals, cfg.sbi, cfg.seed):
             img = _at_crop_scale(it.image, shapes, cfg) if cfg.sbi_scale == "crop" else it.image
-            sb = None if img is None else self_blend_auto(img, rng, shapes)
-            if sb is not None:
-                save(
-                    it,
-                    sb.image,
-                    f"face:sbi self-blended ({shapes.backend}) from {it.tag}",
-                    kind_prefix="sbi",
-                )
+            try:
+                sb = None if img is None else self_blend_auto(img, rng, shapes)
+            except ValueError as exc:  # e.g. landmarks off the frame: this frame, not the corpus
+                left_out[str(exc)[:80]] += 1
+                continue
+            if sb is None:
+                left_out["no face"] += 1
+                continue
+            save(it, sb.image, f"face:sbi self-blended ({shapes.backend}) from {it.tag}",
+                 kind_prefix="sbi")  # fmt: skip
         if verbose:
-            print(f"sbi: {len(rows) - n0} crops ({shapes.backend})", flush=True)
+            print(f"sbi: {len(rows) - n0} crops ({shapes.backend}){_left_out(left_out)}",
+                  flush=True)  # fmt: skip
     if cfg.xray:
         from noisetrace.data.sbi import FaceShapeDetector
         from noisetrace.media.faces import FaceBackendError
@@ -352,12 +371,13 @@ def build(sources: list[str], out: str | Path, cfg: CorpusConfig = CorpusConfig(
         if shapes.backend != "dlib68":
             raise FaceBackendError("--xray needs 68-point landmarks: pip install dlib-bin "
                                    "face-recognition-models (or --landmarks dlib68)")  # fmt: skip
-        n0 = len(rows)
-        for it, fake, donor in _cross_blends(reals, cfg, shapes, verbose):
+        n0, left_out = len(rows), Counter[str]()
+        for it, fake, donor in _cross_blends(reals, cfg, shapes, verbose, left_out):
             save(it, fake, f"face:xray cross-blended ({shapes.backend}) from {it.tag}, "
                            f"donor from {donor}", kind_prefix="xray")  # fmt: skip
         if verbose:
-            print(f"xray: {len(rows) - n0} crops ({shapes.backend})", flush=True)
+            print(f"xray: {len(rows) - n0} crops ({shapes.backend}){_left_out(left_out)}",
+                  flush=True)  # fmt: skip
     man = out / "MANIFEST.tsv"
     with open(man, "w", encoding="utf-8", newline="") as fh:
         fh.write("\t".join(FIELDS) + "\n")

@@ -131,12 +131,12 @@ def measure_videos(det: Any, recipe: TemporalRecipe,
                     log(f"{src.manifest}: a row without a path, left out")
                     continue
                 p = root / r["path"]
-                label = (r.get("label") or "").strip().lower()
-                if src.pairs != (label == "pair") or p.suffix.lower() not in VIDEO_SUFFIXES:
+                row_label = (r.get("label") or "").strip().lower()
+                if src.pairs != (row_label == "pair") or p.suffix.lower() not in VIDEO_SUFFIXES:
                     continue
                 try:
                     sampled = list(iter_frames(p, mode="even", n=samples, context=recipe.frames))
-                    halves = {"real": 0, "fake": 1} if src.pairs else {label: None}
+                    halves = {"real": 0, "fake": 1} if src.pairs else {row_label: None}
                     for label, k in halves.items():
                         rows: list[np.ndarray] = []
                         failed: list[str] = []
