@@ -204,3 +204,33 @@ def test_shape_at_crop_scale_scales_the_landmarks() -> None:
     assert np.allclose(face.landmarks, pts * [img.shape[1] / 800, img.shape[0] / 1000])
     no_marks = lambda i: FaceShape((0, 0, 9, 9), None)  # noqa: E731 - a Haar box only
     assert _shape_at_crop_scale(frame, no_marks, CorpusConfig()) is None
+
+
+def test_one_panel_of_a_side_by_side_demo(tmp_path: Path) -> None:
+    """A ``panel`` row reads only its panel: the k-th of n equal-width columns, exactly."""
+    from PIL import Image
+    from skimage.data import astronaut
+
+    from noisetrace.data.face_corpus import parse_panel, read_source
+
+    face = astronaut()[:320, 64:384]
+    rng = np.random.default_rng(1)
+    sides = [rng.integers(0, 256, face.shape, dtype=np.uint8) for _ in range(2)]
+    demo = np.concatenate([sides[0], face, sides[1]], axis=1)  # reference | output | driving
+    src = tmp_path / "demo"
+    src.mkdir()
+    Image.fromarray(demo).save(src / "demo.png")
+    (src / "MANIFEST.tsv").write_text("path\tlabel\tgenerator\tpanel\n"
+                                      "demo.png\tfake\tanimator\t2/3\n")  # fmt: skip
+    items = list(read_source(src, "demo", CorpusConfig(frames=1)))
+    assert len(items) == 1 and items[0].label == FAKE and items[0].part == "panel2of3"
+    np.testing.assert_array_equal(items[0].image, face)
+    cfg = CorpusConfig(frames=1, size=64, sbi=0, landmarks="haar")
+    rows = list(csv.DictReader(build([str(src)], tmp_path / "c", cfg, verbose=False)
+                               .read_text().splitlines(), delimiter="\t"))  # fmt: skip
+    assert [(r["label"], r["kind"], r["source"].rsplit("#", 1)[1]) for r in rows] == [
+        ("fake", "face", "panel2of3")]
+    assert parse_panel("") is None and parse_panel(" 1/2 ") == (1, 2)
+    for bad in ("3/2", "0/2", "2", "a/b"):
+        with pytest.raises(ValueError, match="k-th of n"):
+            parse_panel(bad)

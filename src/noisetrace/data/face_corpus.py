@@ -11,7 +11,9 @@ face-swap *source* out, so every crop's generator is ``face:<tag> ...`` and
 :func:`noisetrace.data.families.family_of` makes the family ``face-<tag>`` (fakes) and the
 real kind ``face-real-<tag>`` (reals, so false positives are reported per source). It also
 reads what ``prepare`` does not: DeepFaceLive's side-by-side clips (label ``pair``: left
-half real, right half the swap, docs/data.md), and it makes Self-Blended Images
+half real, right half the swap, docs/data.md) and one panel of a demo video that shows
+several side by side (column ``panel``, ``k/n``: AniPortrait's reference | output | driving
+video), and it makes Self-Blended Images
 (:mod:`noisetrace.data.sbi`) from real frames only, a family of their own (``face-sbi``),
 and with ``--xray`` cross-blended fakes (:mod:`noisetrace.data.xray`: another real person's
 face blended into a real frame, Face X-ray's blended images), family ``face-xray``.
@@ -96,7 +98,7 @@ class Item:
     video: str
     source: str
     frame: int
-    part: str  # "" | "left" | "right"
+    part: str  # "" | "left" | "right" | "panel<k>of<n>"
 
 
 def source_tag(folder: Path) -> str:
@@ -144,7 +146,7 @@ def _pick(rows: list[dict[str, str]], cap: int, seed: int) -> list[dict[str, str
 
 def read_source(folder: Path, tag: str, cfg: CorpusConfig) -> Iterator[Item]:
     """Frames of one source with their labels; ``pair`` clips give a real left half and a
-    fake right half of every frame."""
+    fake right half of every frame; a row with a ``panel`` (``k/n``) gives that panel only."""
     for row in _pick(_rows(folder), cfg.max_per_class, cfg.seed):
         lab = row["label"].strip().lower()
         path = folder / row["path"]
@@ -152,6 +154,10 @@ def read_source(folder: Path, tag: str, cfg: CorpusConfig) -> Iterator[Item]:
         ident = (row.get("identity") or "").strip()
         gen = (row.get("generator") or "").strip()
         video = str(path) if path.suffix.lower() in VIDEO_EXT else ""
+        panel = parse_panel(row.get("panel") or "")
+        if panel and lab == "pair":
+            raise ValueError(f"{path}: a pair clip is already split in halves; leave its "
+                             f"panel empty")  # fmt: skip
         for idx, img in _frames(path, cfg.frames):
             common = dict(tag=tag, group=group, identity=ident, video=video,
                           source=str(path), frame=idx)  # fmt: skip
@@ -165,8 +171,32 @@ def read_source(folder: Path, tag: str, cfg: CorpusConfig) -> Iterator[Item]:
                            **common)  # type: ignore[arg-type]  # fmt: skip
             else:
                 label = parse_label(lab)
-                yield Item(img, label, generator=f"face:{tag} {lab} ({gen})", part="",
+                part = ""
+                if panel:
+                    k, n = panel
+                    img, part = _panel(img, k, n), f"panel{k}of{n}"
+                yield Item(img, label, generator=f"face:{tag} {lab} ({gen})", part=part,
                            **common)  # type: ignore[arg-type]  # fmt: skip
+
+
+def parse_panel(text: str) -> tuple[int, int] | None:
+    """A manifest's ``panel`` column: ``k/n``, the k-th (from 1, left to right) of n
+    side-by-side panels of equal width (a demo video that shows the reference picture, the
+    generated video and the driving video in one frame); empty: the whole frame."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    m = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise ValueError(f"panel {text!r}: write k/n, the k-th of n side-by-side panels "
+                         f"(1 <= k <= n), e.g. 2/3")  # fmt: skip
+    return int(m.group(1)), int(m.group(2))
+
+
+def _panel(img: np.ndarray, k: int, n: int) -> np.ndarray:
+    """The k-th of n equal-width panels of ``img`` (H, W, C) -> (H, W // n, C)."""
+    w = img.shape[1] // n
+    return np.ascontiguousarray(img[:, (k - 1) * w : k * w])
 
 
 class Cropper:
