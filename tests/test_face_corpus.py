@@ -234,3 +234,22 @@ def test_one_panel_of_a_side_by_side_demo(tmp_path: Path) -> None:
     for bad in ("3/2", "0/2", "2", "a/b"):
         with pytest.raises(ValueError, match="k-th of n"):
             parse_panel(bad)
+
+
+def test_a_bad_manifest_row_stops_the_build_before_any_work(tmp_path: Path) -> None:
+    src = tmp_path / "demo"
+    src.mkdir()
+    (src / "MANIFEST.tsv").write_text("path\tlabel\tgenerator\tpanel\n"
+                                      "a.mp4\tfake\tanimator\t2/3\n"
+                                      "b.mp4\tfake\tanimator\t4/3\n")  # fmt: skip
+    out = tmp_path / "corpus"
+    with pytest.raises(ValueError, match=r"MANIFEST.tsv, line 3: panel '4/3'"):
+        build([f"demo={src}"], out, CorpusConfig(sbi=0, landmarks="haar"), verbose=False)
+    assert not out.exists()  # nothing half-written
+    (src / "MANIFEST.tsv").write_text("path\tlabel\tpanel\nc.mp4\tpair\t1/2\n")
+    with pytest.raises(ValueError, match="line 2: a pair clip"):
+        build([str(src)], out, CorpusConfig(sbi=0, landmarks="haar"), verbose=False)
+    from noisetrace.data.face_corpus import main
+
+    with pytest.raises(SystemExit, match="face_corpus: .*line 2"):
+        main(["--out", str(out), str(src)])

@@ -154,10 +154,7 @@ def read_source(folder: Path, tag: str, cfg: CorpusConfig) -> Iterator[Item]:
         ident = (row.get("identity") or "").strip()
         gen = (row.get("generator") or "").strip()
         video = str(path) if path.suffix.lower() in VIDEO_EXT else ""
-        panel = parse_panel(row.get("panel") or "")
-        if panel and lab == "pair":
-            raise ValueError(f"{path}: a pair clip is already split in halves; leave its "
-                             f"panel empty")  # fmt: skip
+        panel = parse_panel(row.get("panel") or "")  # checked by check_manifest
         for idx, img in _frames(path, cfg.frames):
             common = dict(tag=tag, group=group, identity=ident, video=video,
                           source=str(path), frame=idx)  # fmt: skip
@@ -191,6 +188,22 @@ def parse_panel(text: str) -> tuple[int, int] | None:
         raise ValueError(f"panel {text!r}: write k/n, the k-th of n side-by-side panels "
                          f"(1 <= k <= n), e.g. 2/3")  # fmt: skip
     return int(m.group(1)), int(m.group(2))
+
+
+def check_manifest(folder: Path) -> None:
+    """Raise ValueError naming ``folder``'s MANIFEST.tsv and the row when a row has no path or
+    label, or a ``panel`` that :func:`parse_panel` refuses or a ``pair`` clip cannot take."""
+    for i, row in enumerate(_rows(folder), start=2):  # line 1 is the header
+        where = f"{folder / 'MANIFEST.tsv'}, line {i}"
+        if not (row.get("path") or "").strip() or not (row.get("label") or "").strip():
+            raise ValueError(f"{where}: every row needs a path and a label")
+        try:
+            panel = parse_panel(row.get("panel") or "")
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        if panel and row["label"].strip().lower() == "pair":
+            raise ValueError(f"{where}: a pair clip is already split in halves; leave its "
+                             f"panel empty")  # fmt: skip
 
 
 def _panel(img: np.ndarray, k: int, n: int) -> np.ndarray:
@@ -333,6 +346,8 @@ def build(sources: list[str], out: str | Path, cfg: CorpusConfig = CorpusConfig(
     """Write the crops and ``out/MANIFEST.tsv`` (see module docstring); returns the manifest."""
     from PIL import Image
 
+    for spec in sources:  # a bad manifest stops the build before any work, not halfway
+        check_manifest(Path(spec.rpartition("=")[2]))
     out = Path(out)
     (out / "crops").mkdir(parents=True, exist_ok=True)
     crop = Cropper(cfg)
@@ -445,6 +460,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = CorpusConfig(a.frames, a.margin, a.size, a.backend, a.max_per_class, a.sbi,
                        a.landmarks, a.seed, a.background, a.sbi_scale, a.xray,
                        a.xray_candidates)  # fmt: skip
+    try:
+        for spec in a.sources:
+            check_manifest(Path(spec.rpartition("=")[2]))
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"face_corpus: {exc}") from None
     print(build(a.sources, a.out, cfg))
 
 
