@@ -253,3 +253,21 @@ def test_a_bad_manifest_row_stops_the_build_before_any_work(tmp_path: Path) -> N
 
     with pytest.raises(SystemExit, match="face_corpus: .*line 2"):
         main(["--out", str(out), str(src)])
+
+
+def test_an_unreadable_file_is_reported_and_the_rest_go_on(
+        sources: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    src = tmp_path / "mixed"
+    shutil.copytree(Path(sources[1]), src)
+    (src / "fake/broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
+    (src / "MANIFEST.tsv").write_text((src / "MANIFEST.tsv").read_text()
+                                      + "fake/broken.mp4\tfake\tswap\n")  # fmt: skip
+    cfg = CorpusConfig(frames=3, size=64, sbi=0, landmarks="haar")
+    rows = list(csv.DictReader(build([str(src)], tmp_path / "c", cfg, verbose=False)
+                               .read_text().splitlines(), delimiter="\t"))  # fmt: skip
+    assert not any("broken" in r["source"] for r in rows)
+    assert {r["group"] for r in rows} == {"mixed/vidaaaaaaa", "mixed/vidbbbbbbb", "mixed/clip"}
+    err = capsys.readouterr().err
+    assert "file left out" in err and "broken.mp4" in err and "corrupt" in err

@@ -36,6 +36,7 @@ import argparse
 import csv
 import hashlib
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from noisetrace.data.manifest import FAKE, REAL, parse_label
+from noisetrace.errors import InputError
 
 #: Short family tags of the known source folders (docs/data.md); others use the folder name.
 KNOWN_TAGS: dict[str, str] = {
@@ -144,9 +146,12 @@ def _pick(rows: list[dict[str, str]], cap: int, seed: int) -> list[dict[str, str
     return out
 
 
-def read_source(folder: Path, tag: str, cfg: CorpusConfig) -> Iterator[Item]:
+def read_source(folder: Path, tag: str, cfg: CorpusConfig,
+                failed: list[str] | None = None) -> Iterator[Item]:  # fmt: skip
     """Frames of one source with their labels; ``pair`` clips give a real left half and a
-    fake right half of every frame; a row with a ``panel`` (``k/n``) gives that panel only."""
+    fake right half of every frame; a row with a ``panel`` (``k/n``) gives that panel only.
+    A file that cannot be read (missing, corrupt, truncated) gives nothing and is appended
+    to ``failed`` as ``path: why``; the other files go on."""
     for row in _pick(_rows(folder), cfg.max_per_class, cfg.seed):
         lab = row["label"].strip().lower()
         path = folder / row["path"]
@@ -155,7 +160,14 @@ def read_source(folder: Path, tag: str, cfg: CorpusConfig) -> Iterator[Item]:
         gen = (row.get("generator") or "").strip()
         video = str(path) if path.suffix.lower() in VIDEO_EXT else ""
         panel = parse_panel(row.get("panel") or "")  # checked by check_manifest
-        for idx, img in _frames(path, cfg.frames):
+        try:  # all of a file's frames or none: a truncated video leaves no partial set
+            frames = list(_frames(path, cfg.frames))
+        except (InputError, OSError, ValueError) as exc:
+            if failed is None:
+                raise
+            failed.append(f"{path}: {exc}")
+            continue
+        for idx, img in frames:
             common = dict(tag=tag, group=group, identity=ident, video=video,
                           source=str(path), frame=idx)  # fmt: skip
             if lab == "pair":
@@ -190,19 +202,28 @@ def parse_panel(text: str) -> tuple[int, int] | None:
     return int(m.group(1)), int(m.group(2))
 
 
+class ManifestError(ValueError):
+    """A source's MANIFEST.tsv cannot be read or has a bad row; the message names both."""
+
+
 def check_manifest(folder: Path) -> None:
-    """Raise ValueError naming ``folder``'s MANIFEST.tsv and the row when a row has no path or
-    label, or a ``panel`` that :func:`parse_panel` refuses or a ``pair`` clip cannot take."""
-    for i, row in enumerate(_rows(folder), start=2):  # line 1 is the header
+    """Raise :class:`ManifestError` naming ``folder``'s MANIFEST.tsv and the row when a row has
+    no path or label, or a ``panel`` that :func:`parse_panel` refuses or a ``pair`` clip
+    cannot take, or when the manifest cannot be read."""
+    try:
+        rows = _rows(folder)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{folder / 'MANIFEST.tsv'}: cannot be read ({exc})") from None
+    for i, row in enumerate(rows, start=2):  # line 1 is the header
         where = f"{folder / 'MANIFEST.tsv'}, line {i}"
         if not (row.get("path") or "").strip() or not (row.get("label") or "").strip():
-            raise ValueError(f"{where}: every row needs a path and a label")
+            raise ManifestError(f"{where}: every row needs a path and a label")
         try:
             panel = parse_panel(row.get("panel") or "")
         except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
+            raise ManifestError(f"{where}: {exc}") from None
         if panel and row["label"].strip().lower() == "pair":
-            raise ValueError(f"{where}: a pair clip is already split in halves; leave its "
+            raise ManifestError(f"{where}: a pair clip is already split in halves; leave its "
                              f"panel empty")  # fmt: skip
 
 
@@ -265,8 +286,9 @@ def _scale_to_crop(img: np.ndarray, box: tuple, cfg: CorpusConfig) -> np.ndarray
         return img
     f = cfg.size / side
     h, w = img.shape[:2]
-    return import_cv2().resize(img, (max(1, round(w * f)), max(1, round(h * f))),
-                               interpolation=import_cv2().INTER_AREA)  # fmt: skip
+    cv2 = import_cv2()
+    return cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))),
+                      interpolation=cv2.INTER_AREA)  # fmt: skip
 
 
 def _at_crop_scale(img: np.ndarray, shapes: object, cfg: CorpusConfig) -> np.ndarray | None:
@@ -378,11 +400,13 @@ def build(sources: list[str], out: str | Path, cfg: CorpusConfig = CorpusConfig(
         tag, _, folder = spec.rpartition("=")
         folder_p = Path(folder)
         tag = tag or source_tag(folder_p)
-        n0, lost0 = len(rows), crop.no_room
-        for it in read_source(folder_p, tag, cfg):
+        n0, lost0, failed = len(rows), crop.no_room, []
+        for it in read_source(folder_p, tag, cfg, failed):
             save(it, it.image, it.generator)
             if it.label == REAL and min(it.image.shape[:2]) >= 128:  # too small to blend
                 reals.append(it)
+        for why in failed:  # said whether verbose or not: a file left out is never silent
+            print(f"{tag}: file left out: {why}", file=sys.stderr, flush=True)
         if verbose:
             lost = (f", {crop.no_room - lost0} faces left out (no background square)"
                     if cfg.background else "")  # fmt: skip
@@ -461,11 +485,9 @@ def main(argv: list[str] | None = None) -> None:
                        a.landmarks, a.seed, a.background, a.sbi_scale, a.xray,
                        a.xray_candidates)  # fmt: skip
     try:
-        for spec in a.sources:
-            check_manifest(Path(spec.rpartition("=")[2]))
-    except (ValueError, OSError) as exc:
+        print(build(a.sources, a.out, cfg))
+    except ManifestError as exc:  # build checks every manifest before any work
         raise SystemExit(f"face_corpus: {exc}") from None
-    print(build(a.sources, a.out, cfg))
 
 
 if __name__ == "__main__":
